@@ -1,0 +1,53 @@
+# A thin front door over the CMake presets (CMakePresets.json) and scripts/.
+#
+#   make demo       build, start a private PostgreSQL and kagzid, run `hello`
+#   make test       build, then every test (ctest --preset dev)
+#   make build      install missing Debian packages, configure and build (dev)
+#   make demo-stop  stop what `KEEP=1 make demo` left running
+#   make format     clang-format -i every C/C++ source
+#   make lint       clang-tidy over the dev build's compile_commands.json
+#   make clean      stop private servers, delete build/ and .kagzi/
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := build
+.PHONY: build test demo demo-stop format lint clean
+
+SOURCE_DIRS := plugin-api core daemon ctl plugins tests bench
+empty :=
+space := $(empty) $(empty)
+# C/C++ sources under SOURCE_DIRS, NUL-separated for xargs -0.
+FIND_SOURCES = find $(wildcard $(SOURCE_DIRS)) -type f \
+  \( -name '*.c' -o -name '*.h' -o -name '*.cc' -o -name '*.cpp' -o -name '*.hpp' \) -print0
+
+build:
+	scripts/bootstrap.sh
+	cmake --preset dev
+	cmake --build --preset dev
+
+# make exits non-zero whenever ctest does; ctest's own code is printed.
+test: build
+	@rc=0; ctest --preset dev || rc=$$?; \
+	  if [ $$rc -ne 0 ]; then echo "make test: ctest exited with $$rc" >&2; fi; exit $$rc
+
+demo:
+	scripts/demo.sh
+
+demo-stop:
+	scripts/demo.sh stop
+
+format:
+	$(FIND_SOURCES) | xargs -0 -r clang-format -i
+
+# Optional: skipped when clang-tidy is not installed. C++ sources only (the C
+# files follow the kagzi_ snake_case of the C ABI, not the C++ naming rules).
+lint: build
+	@if ! command -v run-clang-tidy >/dev/null; then \
+	  echo "make lint: clang-tidy is not installed (apt-get install clang-tidy); skipping"; exit 0; fi; \
+	run-clang-tidy -quiet -p build/dev \
+	  '$(CURDIR)/($(subst $(space),|,$(SOURCE_DIRS)))/.*\.(cc|cpp)$$'
+
+clean:
+	-scripts/demo.sh stop
+	-@for d in .kagzi/pg build/dev/test-pg; do \
+	  if [ -d "$$d" ]; then KAGZI_PG_DIR="$(CURDIR)/$$d" scripts/pg.sh stop; fi; done
+	rm -rf build .kagzi

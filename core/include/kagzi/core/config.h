@@ -1,0 +1,82 @@
+// Configuration shared by kagzid and kagzictl.
+//
+// Sources, lowest to highest precedence: built-in defaults, a TOML file
+// (default /etc/kagzi/kagzid.toml, or KAGZI_CONFIG, or -c PATH), KAGZI_*
+// environment variables, then command-line flags. Unknown keys and bad
+// values are refused with the key and its source named. Pure functions; no
+// global state; thread-safe.
+#pragma once
+
+#include <chrono>
+#include <functional>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "kagzi/core/status.h"
+
+namespace kagzi {
+
+inline constexpr std::string_view kDefaultConfigPath = "/etc/kagzi/kagzid.toml";
+
+struct Config {
+  std::string database_url = "postgresql:///kagzi";
+  std::string plugin_dir = "/usr/lib/kagzi/plugins";
+  int concurrency = 16;
+  std::chrono::milliseconds lease_ttl{30'000};
+  std::chrono::milliseconds heartbeat_interval{10'000};
+  std::chrono::milliseconds poll_interval{5'000};
+  std::chrono::milliseconds drain_timeout{30'000};
+  std::string log_level = "info";
+  // Largest run input, step result or output accepted, in bytes.
+  std::int64_t max_payload_bytes = 16 * 1024 * 1024;
+
+  // Where the file part came from ("" when no file was read).
+  std::string source_file;
+};
+
+// Every key a config file, KAGZI_<KEY> variable or --<key-with-dashes> flag
+// may set.
+const std::vector<std::string_view>& ConfigKeys();
+
+// Maps a key to its environment variable: "lease_ttl" -> "KAGZI_LEASE_TTL".
+std::string EnvVarForKey(std::string_view key);
+
+struct ConfigLoadOptions {
+  // An explicit file (-c PATH): it must exist.
+  std::optional<std::string> explicit_file;
+  // Values from command-line flags, by key. Highest precedence.
+  std::map<std::string, std::string> flag_values;
+  // Environment lookup; tests inject their own.
+  std::function<std::optional<std::string>(const std::string&)> getenv;
+};
+
+// Loads and validates. When no explicit file is given, KAGZI_CONFIG names
+// one (must exist), else the default path is read if it exists.
+Result<Config> LoadConfig(const ConfigLoadOptions& options);
+
+// Parses TOML text into config (on top of the defaults in *config). `origin`
+// names the text in errors (a file path).
+Status ApplyToml(std::string_view toml_text, std::string_view origin, Config* config);
+
+// Sets one key from text (an env var or flag value); `origin` names it.
+Status ApplyValue(std::string_view key, std::string_view value, std::string_view origin,
+                  Config* config);
+
+// Cross-key checks (e.g. heartbeat_interval < lease_ttl).
+Status ValidateConfig(const Config& config);
+
+// "250ms", "30s", "5m", "1h", or a bare integer of seconds.
+Result<std::chrono::milliseconds> ParseDuration(std::string_view text);
+std::string FormatDuration(std::chrono::milliseconds d);
+
+// A connection URL or conninfo string with any password replaced by "***",
+// safe to log.
+std::string RedactDatabaseUrl(std::string_view url);
+
+// The config as TOML text, for --check-config (password redacted).
+std::string DescribeConfig(const Config& config);
+
+}  // namespace kagzi

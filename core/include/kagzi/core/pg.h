@@ -1,0 +1,165 @@
+// A thin RAII layer over libpq: one PgConnection owns one PGconn.
+//
+// Every statement with values goes through ExecPrepared: a named, prepared
+// statement with parameters, prepared lazily the first time a connection
+// uses it. SQL is never built from values. Errors come back as Status:
+// connection loss, admin shutdown, serialization failures and deadlocks are
+// kUnavailable (retryable; the connection is then marked broken and must be
+// replaced); unique violations are kConflict; bad parameter text is
+// kInvalidArgument. A PgConnection is used by one thread at a time.
+#pragma once
+
+#include <libpq-fe.h>
+
+#include <chrono>
+#include <cstdint>
+#include <initializer_list>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <unordered_set>
+#include <vector>
+
+#include "kagzi/core/status.h"
+
+namespace kagzi {
+
+// A prepared statement: a stable name and its SQL with $1..$n parameters.
+struct Statement {
+  const char* name;
+  const char* sql;
+};
+
+// One parameter value as text, or SQL NULL.
+class PgParam {
+ public:
+  PgParam(std::nullopt_t) {}                                     // NOLINT
+  PgParam(const char* s) : value_(std::string(s)) {}             // NOLINT
+  PgParam(std::string_view s) : value_(std::string(s)) {}        // NOLINT
+  PgParam(const std::string& s) : value_(s) {}                   // NOLINT
+  PgParam(std::string&& s) : value_(std::move(s)) {}             // NOLINT
+  PgParam(std::int64_t v) : value_(std::to_string(v)) {}         // NOLINT
+  PgParam(int v) : value_(std::to_string(v)) {}                  // NOLINT
+  PgParam(std::uint32_t v) : value_(std::to_string(v)) {}        // NOLINT
+  PgParam(bool v) : value_(v ? "true" : "false") {}              // NOLINT
+  PgParam(const std::optional<std::string>& v) : value_(v) {}    // NOLINT
+  const std::optional<std::string>& value() const { return value_; }
+
+ private:
+  std::optional<std::string> value_;
+};
+
+// Formats a text[] / int[] array literal for a parameter (quotes and
+// escapes every element).
+std::string PgTextArray(const std::vector<std::string>& items);
+std::string PgIntArray(const std::vector<std::int64_t>& items);
+
+// Owns a PGresult. Row/column access returns views valid while it lives.
+class PgResult {
+ public:
+  PgResult() = default;
+  explicit PgResult(PGresult* res) : res_(res, &PQclear) {}
+
+  int rows() const { return res_ ? PQntuples(res_.get()) : 0; }
+  int columns() const { return res_ ? PQnfields(res_.get()) : 0; }
+  bool IsNull(int row, int col) const { return PQgetisnull(res_.get(), row, col) != 0; }
+  std::string_view Get(int row, int col) const {
+    return {PQgetvalue(res_.get(), row, col),
+            static_cast<std::size_t>(PQgetlength(res_.get(), row, col))};
+  }
+  std::string GetString(int row, int col) const { return std::string(Get(row, col)); }
+  std::optional<std::string> GetOptional(int row, int col) const;
+  std::int64_t GetInt(int row, int col) const;
+  std::optional<std::int64_t> GetOptionalInt(int row, int col) const;
+  bool GetBool(int row, int col) const { return Get(row, col) == "t"; }
+  int ColumnIndex(const char* name) const { return PQfnumber(res_.get(), name); }
+  // Rows affected by INSERT/UPDATE/DELETE.
+  std::int64_t Affected() const;
+
+ private:
+  std::shared_ptr<PGresult> res_;
+};
+
+struct PgNotification {
+  std::string channel;
+  std::string payload;
+};
+
+class PgConnection {
+ public:
+  // Connects with a libpq URL or conninfo string. application_name shows in
+  // pg_stat_activity. Fails with kUnavailable naming the (redacted) URL.
+  static Result<std::unique_ptr<PgConnection>> Connect(const std::string& url,
+                                                       std::string_view application_name);
+  ~PgConnection();
+  PgConnection(const PgConnection&) = delete;
+  PgConnection& operator=(const PgConnection&) = delete;
+
+  // Simple-protocol query: no parameters; may hold several statements.
+  // Only for fixed SQL text (DDL, BEGIN/COMMIT, LISTEN).
+  Result<PgResult> Exec(std::string_view sql);
+
+  // Prepared statement with parameters (prepared on first use here).
+  Result<PgResult> ExecPrepared(const Statement& stmt, std::initializer_list<PgParam> params);
+  Result<PgResult> ExecPrepared(const Statement& stmt, const std::vector<PgParam>& params);
+
+  // LISTEN support: subscribe, then wait on socket() and drain.
+  Status Listen(std::string_view channel);
+  // Reads what arrived on the socket without blocking.
+  Status ConsumeInput();
+  std::vector<PgNotification> TakeNotifications();
+  // Blocks up to timeout for a notification (or input); ok with zero or
+  // more notifications.
+  Result<std::vector<PgNotification>> WaitForNotifications(std::chrono::milliseconds timeout);
+
+  int socket() const { return PQsocket(conn_); }
+  // True once a connection-level failure was seen; replace the connection.
+  bool broken() const { return broken_ || PQstatus(conn_) != CONNECTION_OK; }
+  PGconn* raw() { return conn_; }
+
+ private:
+  explicit PgConnection(PGconn* conn) : conn_(conn) {}
+  Status StatusFromResult(const PGresult* res, std::string_view what);
+
+  PGconn* conn_;
+  bool broken_ = false;
+  std::unordered_set<std::string> prepared_;
+};
+
+// Thread-safe pool of connections to one URL, created lazily up to `size`.
+// Acquire blocks while all are in use. A broken connection is discarded on
+// release and replaced by the next Acquire.
+class PgPool {
+ public:
+  PgPool(std::string url, std::string application_name, int size);
+  ~PgPool();
+
+  class Lease {
+   public:
+    Lease(PgPool* pool, std::unique_ptr<PgConnection> conn) : pool_(pool), conn_(std::move(conn)) {}
+    Lease(Lease&&) noexcept = default;
+    Lease& operator=(Lease&&) = delete;
+    ~Lease();
+    PgConnection& operator*() { return *conn_; }
+    PgConnection* operator->() { return conn_.get(); }
+
+   private:
+    PgPool* pool_;
+    std::unique_ptr<PgConnection> conn_;
+  };
+
+  Result<Lease> Acquire();
+  const std::string& url() const { return url_; }
+
+ private:
+  void Release(std::unique_ptr<PgConnection> conn);
+
+  struct State;
+  std::string url_;
+  std::string application_name_;
+  int size_;
+  std::unique_ptr<State> state_;
+};
+
+}  // namespace kagzi

@@ -1,0 +1,261 @@
+// The Store: every read and write Kagzi makes to its database.
+//
+// Store is the interface the daemon and kagzictl program against; PgStore
+// (below) is its PostgreSQL implementation. The claim/lease protocol it
+// implements is described in docs/ARCHITECTURE.md ("Leases and fencing"):
+//   - ClaimRuns takes a batch of runnable runs with FOR UPDATE SKIP LOCKED,
+//     bumps each run's lease epoch (the fencing token) and returns each run
+//     with its journal, in one transaction (the journal is read by a second
+//     statement, after the row locks, so it includes every step the previous
+//     lease holder committed).
+//   - Every write made for a claimed run (RecordStep, ParkRun, FinishRun,
+//     ReleaseRun) carries a Lease and succeeds only if the run's lease owner
+//     and epoch still match; otherwise it returns kConflict and writes
+//     nothing.
+//   - Heartbeat renews all of a daemon's leases in one statement.
+// Times are microseconds since the Unix epoch on the DATABASE clock.
+// Thread safety: PgStore methods may be called from any thread concurrently
+// (each call takes a pooled connection).
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "kagzi/core/migrations.h"
+#include "kagzi/core/pg.h"
+#include "kagzi/core/status.h"
+
+namespace kagzi {
+
+using Micros = std::int64_t;  // microseconds since the Unix epoch (DB clock)
+
+enum class RunStatus { kPending, kRunning, kSleeping, kCompleted, kFailed, kCancelled };
+std::string_view RunStatusName(RunStatus s);                  // "PENDING", ...
+std::optional<RunStatus> ParseRunStatus(std::string_view s);  // case-insensitive
+inline bool IsTerminal(RunStatus s) {
+  return s == RunStatus::kCompleted || s == RunStatus::kFailed || s == RunStatus::kCancelled;
+}
+
+enum class StepKind { kStep, kSleep, kEvent, kChild };
+std::string_view StepKindName(StepKind k);  // "step", "sleep", ...
+std::optional<StepKind> ParseStepKind(std::string_view s);
+
+enum class StepStatus { kCompleted, kFailed };
+enum class ErrorKind { kRetryable, kPermanent };
+
+// One journal entry.
+struct StepRecord {
+  std::string step_id;
+  int seq = 0;  // order in which the run first recorded it (0-based)
+  StepKind kind = StepKind::kStep;
+  StepStatus status = StepStatus::kCompleted;
+  std::optional<std::string> output;  // JSON text (COMPLETED steps)
+  std::optional<std::string> error;   // message (FAILED steps)
+  ErrorKind error_kind = ErrorKind::kPermanent;
+  int attempts = 1;
+  std::optional<Micros> wake_at;  // sleeps
+  std::optional<Micros> started_at;
+  Micros finished_at = 0;
+};
+
+struct RunRecord {
+  std::string id;
+  std::string workflow;
+  std::optional<int> version;
+  RunStatus status = RunStatus::kPending;
+  std::string input;
+  std::optional<std::string> output;
+  std::optional<std::string> error;
+  int priority = 0;
+  Micros available_at = 0;
+  std::optional<std::string> lease_owner;
+  std::optional<Micros> lease_expires_at;
+  std::int64_t lease_epoch = 0;
+  int attempts = 0;
+  std::optional<std::string> parent_run_id;
+  std::optional<std::string> idempotency_key;
+  Micros created_at = 0;
+  std::optional<Micros> started_at;
+  Micros updated_at = 0;
+  std::optional<Micros> finished_at;
+};
+
+// Proof of ownership carried by every write for a claimed run.
+struct Lease {
+  std::string run_id;
+  std::string owner;  // daemon instance id
+  std::int64_t epoch = 0;
+};
+
+struct WorkflowKey {
+  std::string name;
+  int version = 0;
+  bool operator==(const WorkflowKey&) const = default;
+};
+
+struct ClaimRequest {
+  std::string owner;
+  std::vector<WorkflowKey> loaded;  // only runs of these are claimed
+  int limit = 1;
+  std::chrono::milliseconds lease_ttl{30'000};
+};
+
+struct ClaimedRun {
+  RunRecord run;  // status RUNNING, version pinned, epoch bumped
+  std::vector<StepRecord> journal;  // sorted by seq
+};
+
+struct ClaimBatch {
+  Micros db_now = 0;
+  std::vector<ClaimedRun> runs;
+};
+
+struct DaemonInfo {
+  std::string id;
+  std::string hostname;
+  int pid = 0;
+  std::string version;
+  int concurrency = 0;
+  std::chrono::milliseconds lease_ttl{30'000};
+};
+
+struct LoadedWorkflow {
+  WorkflowKey key;
+  std::string plugin_path;
+  std::string plugin_name;
+};
+
+struct DaemonRecord {
+  DaemonInfo info;
+  Micros started_at = 0;
+  Micros heartbeat_at = 0;
+  bool alive = false;  // heartbeat within its lease TTL
+  int running = 0;     // runs it currently leases
+};
+
+struct WorkflowRecord {
+  WorkflowKey key;
+  std::vector<std::string> daemons;  // live daemon ids that have it loaded
+  std::string plugin_path;           // as loaded by one of them
+  int open_runs = 0;                 // runs of this version not yet terminal
+};
+
+struct StartRequest {
+  std::string workflow;
+  std::string input = "null";  // validated JSON text
+  std::optional<std::string> idempotency_key;
+  int priority = 0;
+};
+
+struct StartResult {
+  std::string run_id;
+  bool created = false;  // false: the idempotency key matched an existing run
+};
+
+struct ListFilter {
+  std::optional<RunStatus> status;
+  std::optional<std::string> workflow;
+  int limit = 50;
+};
+
+class Store {
+ public:
+  virtual ~Store() = default;
+
+  // --- daemon registry ---------------------------------------------------
+  // Upserts the daemon row, replaces its loaded workflows, and records each
+  // (workflow, version) in the registry of ever-seen workflows.
+  virtual Status RegisterDaemon(const DaemonInfo& info,
+                                const std::vector<LoadedWorkflow>& workflows) = 0;
+  virtual Status UnregisterDaemon(std::string_view daemon_id) = 0;
+
+  // --- claim and lease ---------------------------------------------------
+  virtual Result<ClaimBatch> ClaimRuns(const ClaimRequest& request) = 0;
+  // Renews every lease `owner` holds and its daemon heartbeat, in one
+  // statement; returns the ids of the runs whose lease was renewed.
+  virtual Result<std::vector<std::string>> Heartbeat(std::string_view owner,
+                                                     std::chrono::milliseconds lease_ttl) = 0;
+  // Earliest available_at among PENDING/SLEEPING runs of the given
+  // workflows, and earliest lease expiry among RUNNING runs; nullopt when
+  // there is none.
+  virtual Result<std::optional<Micros>> NextWakeTime(const std::vector<WorkflowKey>& loaded) = 0;
+
+  // --- fenced writes for a claimed run (kConflict: lease lost) -----------
+  // Records one journal entry.
+  virtual Status RecordStep(const Lease& lease, const StepRecord& step) = 0;
+  // Optionally records a journal entry (a sleep) and parks the run as
+  // SLEEPING until now()+delay (database clock), releasing the lease.
+  // Returns the wake time.
+  virtual Result<Micros> ParkRun(const Lease& lease, const std::optional<StepRecord>& step,
+                                 std::chrono::milliseconds delay) = 0;
+  virtual Status CompleteRun(const Lease& lease, std::string_view output_json) = 0;
+  virtual Status FailRun(const Lease& lease, std::string_view error) = 0;
+  // Gives the run back (PENDING, runnable now) so another daemon takes it at
+  // once; bumps the epoch so late writes from this lease are refused.
+  virtual Status ReleaseRun(const Lease& lease) = 0;
+
+  // --- clients (kagzictl) -------------------------------------------------
+  virtual Result<StartResult> StartRun(const StartRequest& request) = 0;
+  // True if any daemon, live or past, registered this workflow name.
+  virtual Result<bool> WorkflowKnown(std::string_view workflow) = 0;
+  virtual Result<RunRecord> GetRun(std::string_view run_id) = 0;
+  virtual Result<std::vector<StepRecord>> GetSteps(std::string_view run_id) = 0;
+  virtual Result<std::vector<RunRecord>> ListRuns(const ListFilter& filter) = 0;
+  virtual Result<std::vector<WorkflowRecord>> ListWorkflows() = 0;
+  virtual Result<std::vector<DaemonRecord>> ListDaemons() = 0;
+  virtual Result<Micros> Now() = 0;
+};
+
+struct PgStoreOptions {
+  std::string database_url;
+  std::string application_name = "kagzi";
+  int pool_size = 4;
+};
+
+class PgStore final : public Store {
+ public:
+  explicit PgStore(PgStoreOptions options);
+  ~PgStore() override;
+
+  // Connects once and applies pending migrations (kagzid start).
+  Result<core::MigrationReport> Migrate();
+
+  // Blocks until the run is terminal (LISTEN kagzi_run_finished, with
+  // polling as the safety net) or the timeout passes, and returns the run as
+  // it then is: callers check IsTerminal(run.status).
+  Result<RunRecord> WaitForRun(std::string_view run_id,
+                               std::optional<std::chrono::milliseconds> timeout);
+
+  Status RegisterDaemon(const DaemonInfo& info,
+                        const std::vector<LoadedWorkflow>& workflows) override;
+  Status UnregisterDaemon(std::string_view daemon_id) override;
+  Result<ClaimBatch> ClaimRuns(const ClaimRequest& request) override;
+  Result<std::vector<std::string>> Heartbeat(std::string_view owner,
+                                             std::chrono::milliseconds lease_ttl) override;
+  Result<std::optional<Micros>> NextWakeTime(const std::vector<WorkflowKey>& loaded) override;
+  Status RecordStep(const Lease& lease, const StepRecord& step) override;
+  Result<Micros> ParkRun(const Lease& lease, const std::optional<StepRecord>& step,
+                         std::chrono::milliseconds delay) override;
+  Status CompleteRun(const Lease& lease, std::string_view output_json) override;
+  Status FailRun(const Lease& lease, std::string_view error) override;
+  Status ReleaseRun(const Lease& lease) override;
+  Result<StartResult> StartRun(const StartRequest& request) override;
+  Result<bool> WorkflowKnown(std::string_view workflow) override;
+  Result<RunRecord> GetRun(std::string_view run_id) override;
+  Result<std::vector<StepRecord>> GetSteps(std::string_view run_id) override;
+  Result<std::vector<RunRecord>> ListRuns(const ListFilter& filter) override;
+  Result<std::vector<WorkflowRecord>> ListWorkflows() override;
+  Result<std::vector<DaemonRecord>> ListDaemons() override;
+  Result<Micros> Now() override;
+
+ private:
+  PgStoreOptions options_;
+  PgPool pool_;
+};
+
+}  // namespace kagzi

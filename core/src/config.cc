@@ -1,0 +1,336 @@
+// Config loading: defaults < TOML file < KAGZI_* environment < flags.
+// Every key has one setter that parses text, so the file, environment and
+// flags share one validation path and one error format.
+#include "kagzi/core/config.h"
+
+#include <charconv>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include <toml++/toml.h>
+
+namespace kagzi {
+namespace {
+
+using std::chrono::milliseconds;
+
+Result<std::int64_t> ParseInt(std::string_view text) {
+  std::int64_t v = 0;
+  auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+  if (ec != std::errc() || ptr != text.data() + text.size() || text.empty()) {
+    return Status::InvalidArgument("\"{}\" is not an integer", text);
+  }
+  return v;
+}
+
+Status SetDuration(std::string_view value, milliseconds* out) {
+  auto d = ParseDuration(value);
+  if (!d.ok()) return d.status();
+  if (d->count() <= 0) return Status::InvalidArgument("must be greater than zero, got \"{}\"", value);
+  *out = *d;
+  return Status::Ok();
+}
+
+struct KeySpec {
+  std::string_view key;
+  Status (*set)(std::string_view value, Config* config);
+};
+
+const std::vector<KeySpec>& Specs() {
+  static const std::vector<KeySpec> kSpecs = {
+      {"database_url",
+       [](std::string_view v, Config* c) {
+         if (v.empty()) return Status::InvalidArgument("must not be empty");
+         c->database_url = std::string(v);
+         return Status::Ok();
+       }},
+      {"plugin_dir",
+       [](std::string_view v, Config* c) {
+         if (v.empty()) return Status::InvalidArgument("must not be empty");
+         c->plugin_dir = std::string(v);
+         return Status::Ok();
+       }},
+      {"concurrency",
+       [](std::string_view v, Config* c) {
+         auto n = ParseInt(v);
+         if (!n.ok()) return n.status();
+         if (*n < 1 || *n > 1024) return Status::InvalidArgument("must be 1..1024, got {}", *n);
+         c->concurrency = static_cast<int>(*n);
+         return Status::Ok();
+       }},
+      {"lease_ttl", [](std::string_view v, Config* c) { return SetDuration(v, &c->lease_ttl); }},
+      {"heartbeat_interval",
+       [](std::string_view v, Config* c) { return SetDuration(v, &c->heartbeat_interval); }},
+      {"poll_interval",
+       [](std::string_view v, Config* c) { return SetDuration(v, &c->poll_interval); }},
+      {"drain_timeout",
+       [](std::string_view v, Config* c) { return SetDuration(v, &c->drain_timeout); }},
+      {"log_level",
+       [](std::string_view v, Config* c) {
+         static const std::vector<std::string_view> kLevels = {
+             "trace", "debug", "info", "warn", "error", "critical", "off"};
+         if (std::find(kLevels.begin(), kLevels.end(), v) == kLevels.end()) {
+           return Status::InvalidArgument(
+               "\"{}\" is not one of trace, debug, info, warn, error, critical, off", v);
+         }
+         c->log_level = std::string(v);
+         return Status::Ok();
+       }},
+      {"max_payload_bytes",
+       [](std::string_view v, Config* c) {
+         auto n = ParseInt(v);
+         if (!n.ok()) return n.status();
+         if (*n < 1024 || *n > (std::int64_t{1} << 30)) {
+           return Status::InvalidArgument("must be 1024..1073741824, got {}", *n);
+         }
+         c->max_payload_bytes = *n;
+         return Status::Ok();
+       }},
+  };
+  return kSpecs;
+}
+
+const KeySpec* FindSpec(std::string_view key) {
+  for (const auto& s : Specs()) {
+    if (s.key == key) return &s;
+  }
+  return nullptr;
+}
+
+std::optional<std::string> RealGetenv(const std::string& name) {
+  const char* v = std::getenv(name.c_str());
+  if (v == nullptr) return std::nullopt;
+  return std::string(v);
+}
+
+}  // namespace
+
+const std::vector<std::string_view>& ConfigKeys() {
+  static const std::vector<std::string_view> kKeys = [] {
+    std::vector<std::string_view> keys;
+    for (const auto& s : Specs()) keys.push_back(s.key);
+    return keys;
+  }();
+  return kKeys;
+}
+
+std::string EnvVarForKey(std::string_view key) {
+  std::string name = "KAGZI_";
+  for (char ch : key) name += static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
+  return name;
+}
+
+Result<milliseconds> ParseDuration(std::string_view text) {
+  std::string_view t = text;
+  while (!t.empty() && t.front() == ' ') t.remove_prefix(1);
+  while (!t.empty() && t.back() == ' ') t.remove_suffix(1);
+  std::size_t digits = 0;
+  while (digits < t.size() && std::isdigit(static_cast<unsigned char>(t[digits]))) ++digits;
+  if (digits == 0) {
+    return Status::InvalidArgument("\"{}\" is not a duration (use e.g. 500ms, 30s, 5m, 1h)",
+                                   text);
+  }
+  auto n = ParseInt(t.substr(0, digits));
+  if (!n.ok()) return Status::InvalidArgument("\"{}\" is not a duration", text);
+  std::string_view unit = t.substr(digits);
+  std::int64_t ms_per_unit = 0;
+  if (unit.empty() || unit == "s") {
+    ms_per_unit = 1000;
+  } else if (unit == "ms") {
+    ms_per_unit = 1;
+  } else if (unit == "m" || unit == "min") {
+    ms_per_unit = 60'000;
+  } else if (unit == "h") {
+    ms_per_unit = 3'600'000;
+  } else {
+    return Status::InvalidArgument(
+        "\"{}\" has an unknown unit \"{}\" (use ms, s, m or h)", text, unit);
+  }
+  // Ten years is far beyond any sensible timeout and keeps every interval
+  // PostgreSQL computes from it in range.
+  constexpr std::int64_t kMaxMs = std::int64_t{10} * 365 * 24 * 3'600'000;
+  if (*n > kMaxMs / ms_per_unit) {
+    return Status::InvalidArgument("\"{}\" is too large (the limit is ten years)", text);
+  }
+  return milliseconds(*n * ms_per_unit);
+}
+
+std::string FormatDuration(milliseconds d) {
+  auto ms = d.count();
+  if (ms % 3'600'000 == 0 && ms != 0) return fmt::format("{}h", ms / 3'600'000);
+  if (ms % 60'000 == 0 && ms != 0) return fmt::format("{}m", ms / 60'000);
+  if (ms % 1000 == 0) return fmt::format("{}s", ms / 1000);
+  return fmt::format("{}ms", ms);
+}
+
+Status ApplyValue(std::string_view key, std::string_view value, std::string_view origin,
+                  Config* config) {
+  const KeySpec* spec = FindSpec(key);
+  if (spec == nullptr) return Status::InvalidArgument("{}: unknown key \"{}\"", origin, key);
+  Status st = spec->set(value, config);
+  if (!st.ok()) return Status::InvalidArgument("{}: {}: {}", origin, key, st.message());
+  return Status::Ok();
+}
+
+Status ApplyToml(std::string_view toml_text, std::string_view origin, Config* config) {
+  toml::table table;
+  try {
+    table = toml::parse(toml_text, origin);
+  } catch (const toml::parse_error& e) {
+    const auto& where = e.source().begin;
+    return Status::InvalidArgument("{}:{}:{}: {}", origin, where.line, where.column,
+                                   e.description());
+  }
+  for (const auto& [key, node] : table) {
+    std::string k(key.str());
+    std::string where = fmt::format("{}:{}", origin, node.source().begin.line);
+    if (FindSpec(k) == nullptr) {
+      return Status::InvalidArgument("{}: unknown key \"{}\" (known keys: {})", where, k,
+                                     fmt::join(ConfigKeys(), ", "));
+    }
+    std::string text;
+    if (auto s = node.value<std::string>(); s && node.is_string()) {
+      text = *s;
+    } else if (node.is_integer()) {
+      text = std::to_string(*node.value<std::int64_t>());
+    } else {
+      return Status::InvalidArgument("{}: {}: expected a string or an integer", where, k);
+    }
+    KAGZI_RETURN_IF_ERROR(ApplyValue(k, text, where, config));
+  }
+  return Status::Ok();
+}
+
+Status ValidateConfig(const Config& config) {
+  if (config.heartbeat_interval >= config.lease_ttl) {
+    return Status::InvalidArgument(
+        "heartbeat_interval ({}) must be shorter than lease_ttl ({}), or leases expire between "
+        "heartbeats",
+        FormatDuration(config.heartbeat_interval), FormatDuration(config.lease_ttl));
+  }
+  return Status::Ok();
+}
+
+Result<Config> LoadConfig(const ConfigLoadOptions& options) {
+  auto getenv = options.getenv ? options.getenv : RealGetenv;
+  Config config;
+
+  std::optional<std::string> file = options.explicit_file;
+  bool required = file.has_value();
+  if (!file) {
+    if (auto env = getenv("KAGZI_CONFIG"); env && !env->empty()) {
+      file = *env;
+      required = true;
+    } else {
+      file = std::string(kDefaultConfigPath);
+    }
+  }
+  std::error_code ec;
+  if (std::filesystem::exists(*file, ec)) {
+    if (std::filesystem::is_directory(*file, ec)) {
+      return Status::InvalidArgument("config file \"{}\" is a directory", *file);
+    }
+    std::ifstream in(*file);
+    if (!in) return Status::InvalidArgument("config file \"{}\": cannot be read", *file);
+    std::stringstream buffer;
+    buffer << in.rdbuf();
+    KAGZI_RETURN_IF_ERROR(ApplyToml(buffer.str(), *file, &config));
+    config.source_file = *file;
+  } else if (required) {
+    return Status::InvalidArgument("config file \"{}\" does not exist", *file);
+  }
+
+  for (const auto& key : ConfigKeys()) {
+    std::string var = EnvVarForKey(key);
+    if (auto v = getenv(var)) {
+      KAGZI_RETURN_IF_ERROR(ApplyValue(key, *v, fmt::format("environment {}", var), &config));
+    }
+  }
+  for (const auto& [key, value] : options.flag_values) {
+    std::string flag = "--" + key;
+    std::replace(flag.begin(), flag.end(), '_', '-');
+    KAGZI_RETURN_IF_ERROR(ApplyValue(key, value, fmt::format("flag {}", flag), &config));
+  }
+  KAGZI_RETURN_IF_ERROR(ValidateConfig(config));
+  return config;
+}
+
+std::string RedactDatabaseUrl(std::string_view url) {
+  std::string out(url);
+  // URI form: scheme://user:password@host...
+  if (auto scheme = out.find("://"); scheme != std::string::npos) {
+    auto at = out.find('@', scheme + 3);
+    auto slash = out.find('/', scheme + 3);
+    if (at != std::string::npos && (slash == std::string::npos || at < slash)) {
+      auto colon = out.find(':', scheme + 3);
+      if (colon != std::string::npos && colon < at) out.replace(colon + 1, at - colon - 1, "***");
+    }
+  }
+  // password=... in a URI query (the value ends at '&' or '#') or a conninfo
+  // string, where libpq allows spaces around '=' and the value is either
+  // quoted ('...' with backslash escapes) or runs to the next space (with
+  // backslash escapes). "sslpassword" is caught too.
+  const bool uri = out.find("://") != std::string::npos;
+  auto is_space = [](char ch) { return std::isspace(static_cast<unsigned char>(ch)) != 0; };
+  for (std::size_t pos = out.find("password"); pos != std::string::npos;
+       pos = out.find("password", pos + 1)) {
+    std::size_t eq = pos + 8;
+    while (!uri && eq < out.size() && is_space(out[eq])) ++eq;
+    if (eq >= out.size() || out[eq] != '=') continue;
+    std::size_t start = eq + 1;
+    while (!uri && start < out.size() && is_space(out[start])) ++start;
+    std::size_t end = start;
+    if (uri) {
+      while (end < out.size() && out[end] != '&' && out[end] != '#') ++end;
+    } else if (end < out.size() && out[end] == '\'') {
+      ++end;
+      while (end < out.size() && out[end] != '\'') end += (out[end] == '\\') ? 2 : 1;
+      if (end < out.size()) ++end;
+    } else {
+      while (end < out.size() && !is_space(out[end])) end += (out[end] == '\\') ? 2 : 1;
+    }
+    end = std::min(end, out.size());
+    out.replace(start, end - start, "***");
+    pos = start;
+  }
+  return out;
+}
+
+namespace {
+
+// A TOML basic string: quoted, with backslashes, quotes and control
+// characters escaped, so any value prints as TOML that parses back.
+std::string TomlString(std::string_view v) {
+  std::string out = "\"";
+  for (char ch : v) {
+    auto c = static_cast<unsigned char>(ch);
+    if (ch == '"' || ch == '\\') {
+      out += '\\';
+      out += ch;
+    } else if (c < 0x20 || c == 0x7F) {
+      out += fmt::format("\\u{:04X}", c);
+    } else {
+      out += ch;
+    }
+  }
+  return out + "\"";
+}
+
+}  // namespace
+
+std::string DescribeConfig(const Config& c) {
+  return fmt::format(
+      "# effective configuration{}\n"
+      "database_url = {}\nplugin_dir = {}\nconcurrency = {}\nlease_ttl = \"{}\"\n"
+      "heartbeat_interval = \"{}\"\npoll_interval = \"{}\"\ndrain_timeout = \"{}\"\n"
+      "log_level = \"{}\"\nmax_payload_bytes = {}\n",
+      c.source_file.empty() ? " (no config file read)" : " (file: " + c.source_file + ")",
+      TomlString(RedactDatabaseUrl(c.database_url)), TomlString(c.plugin_dir), c.concurrency,
+      FormatDuration(c.lease_ttl), FormatDuration(c.heartbeat_interval),
+      FormatDuration(c.poll_interval), FormatDuration(c.drain_timeout), c.log_level,
+      c.max_payload_bytes);
+}
+
+}  // namespace kagzi

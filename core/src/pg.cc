@@ -1,0 +1,272 @@
+// libpq wrapper: connections, prepared statements, LISTEN, and a pool.
+#include "kagzi/core/pg.h"
+
+#include <poll.h>
+
+#include <condition_variable>
+#include <cstring>
+#include <deque>
+#include <mutex>
+
+#include "kagzi/core/config.h"
+#include "kagzi/core/log.h"
+
+namespace kagzi {
+namespace {
+
+// SQLSTATEs after which retrying on a fresh connection or transaction can
+// succeed.
+bool IsRetryableSqlState(std::string_view state) {
+  return state.starts_with("08") ||                    // connection exception
+         state == "57P01" || state == "57P02" ||        // admin / crash shutdown
+         state == "57P03" ||                            // cannot connect now
+         state == "40001" || state == "40P01" ||        // serialization, deadlock
+         state == "53300" ||                            // too many connections
+         state == "57014";                              // statement timeout / cancel
+}
+
+std::string Trim(std::string s) {
+  while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.pop_back();
+  return s;
+}
+
+std::string QuoteArrayElement(std::string_view item) {
+  std::string out = "\"";
+  for (char ch : item) {
+    if (ch == '"' || ch == '\\') out += '\\';
+    out += ch;
+  }
+  out += '"';
+  return out;
+}
+
+}  // namespace
+
+std::string PgTextArray(const std::vector<std::string>& items) {
+  std::string out = "{";
+  for (std::size_t i = 0; i < items.size(); ++i) {
+    if (i) out += ',';
+    out += QuoteArrayElement(items[i]);
+  }
+  return out + "}";
+}
+
+std::string PgIntArray(const std::vector<std::int64_t>& items) {
+  std::string out = "{";
+  for (std::size_t i = 0; i < items.size(); ++i) {
+    if (i) out += ',';
+    out += std::to_string(items[i]);
+  }
+  return out + "}";
+}
+
+std::optional<std::string> PgResult::GetOptional(int row, int col) const {
+  if (IsNull(row, col)) return std::nullopt;
+  return GetString(row, col);
+}
+
+std::int64_t PgResult::GetInt(int row, int col) const {
+  std::string_view v = Get(row, col);
+  std::int64_t out = 0;
+  bool neg = false;
+  std::size_t i = 0;
+  if (!v.empty() && v[0] == '-') {
+    neg = true;
+    i = 1;
+  }
+  for (; i < v.size() && v[i] >= '0' && v[i] <= '9'; ++i) out = out * 10 + (v[i] - '0');
+  return neg ? -out : out;
+}
+
+std::optional<std::int64_t> PgResult::GetOptionalInt(int row, int col) const {
+  if (IsNull(row, col)) return std::nullopt;
+  return GetInt(row, col);
+}
+
+std::int64_t PgResult::Affected() const {
+  if (!res_) return 0;
+  const char* n = PQcmdTuples(res_.get());
+  return (n && *n) ? std::atoll(n) : 0;
+}
+
+Result<std::unique_ptr<PgConnection>> PgConnection::Connect(const std::string& url,
+                                                             std::string_view application_name) {
+  std::string app(application_name);
+  // Defaults first: values expanded from the URL (dbname) override them.
+  const char* keys[] = {"connect_timeout", "application_name", "dbname", nullptr};
+  const char* values[] = {"10", app.c_str(), url.c_str(), nullptr};
+  PGconn* conn = PQconnectdbParams(keys, values, /*expand_dbname=*/1);
+  if (conn == nullptr) return Status::Unavailable("cannot allocate a libpq connection");
+  if (PQstatus(conn) != CONNECTION_OK) {
+    std::string err = Trim(PQerrorMessage(conn));
+    PQfinish(conn);
+    return Status::Unavailable("cannot connect to database_url \"{}\": {}",
+                               RedactDatabaseUrl(url), err);
+  }
+  // Server NOTICEs (e.g. "already exists, skipping") go to the debug log,
+  // not raw to stderr.
+  PQsetNoticeProcessor(
+      conn,
+      [](void*, const char* message) {
+        Logger("store")->debug("server notice: {}", Trim(message ? message : ""));
+      },
+      nullptr);
+  // Times are exchanged as epoch microseconds; keep the session in UTC anyway
+  // so any text timestamps are unambiguous.
+  PGresult* r = PQexec(conn, "SET TIME ZONE 'UTC'");
+  PQclear(r);
+  return std::unique_ptr<PgConnection>(new PgConnection(conn));
+}
+
+PgConnection::~PgConnection() { PQfinish(conn_); }
+
+Status PgConnection::StatusFromResult(const PGresult* res, std::string_view what) {
+  if (res == nullptr) {
+    broken_ = true;
+    return Status::Unavailable("{}: {}", what, Trim(PQerrorMessage(conn_)));
+  }
+  ExecStatusType st = PQresultStatus(res);
+  if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK || st == PGRES_EMPTY_QUERY) {
+    return Status::Ok();
+  }
+  const char* state_c = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+  std::string state = state_c ? state_c : "";
+  std::string msg = Trim(PQresultErrorMessage(res));
+  if (msg.empty()) msg = Trim(PQerrorMessage(conn_));
+  if (PQstatus(conn_) != CONNECTION_OK || state.empty() || IsRetryableSqlState(state)) {
+    if (PQstatus(conn_) != CONNECTION_OK || state.starts_with("08") || state.starts_with("57P")) {
+      broken_ = true;
+    }
+    return Status::Unavailable("{}: {}", what, msg);
+  }
+  if (state == "23505") return Status::Conflict("{}: {}", what, msg);
+  if (state.starts_with("22") || state.starts_with("23")) {
+    return Status::InvalidArgument("{}: {}", what, msg);
+  }
+  return Status::Internal("{}: {} (SQLSTATE {})", what, msg, state);
+}
+
+Result<PgResult> PgConnection::Exec(std::string_view sql) {
+  std::string q(sql);
+  PGresult* raw = PQexec(conn_, q.c_str());
+  Status st = StatusFromResult(raw, "query failed");
+  PgResult res(raw);
+  if (!st.ok()) return st;
+  return res;
+}
+
+Result<PgResult> PgConnection::ExecPrepared(const Statement& stmt,
+                                            std::initializer_list<PgParam> params) {
+  return ExecPrepared(stmt, std::vector<PgParam>(params));
+}
+
+Result<PgResult> PgConnection::ExecPrepared(const Statement& stmt,
+                                            const std::vector<PgParam>& params) {
+  if (!prepared_.contains(stmt.name)) {
+    PGresult* raw = PQprepare(conn_, stmt.name, stmt.sql, 0, nullptr);
+    Status st = StatusFromResult(raw, fmt::format("preparing statement {}", stmt.name));
+    PQclear(raw);
+    if (!st.ok()) return st;
+    prepared_.insert(stmt.name);
+  }
+  std::vector<const char*> values;
+  values.reserve(params.size());
+  for (const auto& p : params) values.push_back(p.value() ? p.value()->c_str() : nullptr);
+  PGresult* raw = PQexecPrepared(conn_, stmt.name, static_cast<int>(values.size()),
+                                 values.data(), nullptr, nullptr, 0);
+  Status st = StatusFromResult(raw, fmt::format("statement {}", stmt.name));
+  PgResult res(raw);
+  if (!st.ok()) return st;
+  return res;
+}
+
+Status PgConnection::Listen(std::string_view channel) {
+  // Channel names are our own constants, never user input; quote anyway.
+  char* ident = PQescapeIdentifier(conn_, channel.data(), channel.size());
+  if (ident == nullptr) return Status::Internal("cannot quote channel {}", channel);
+  std::string sql = fmt::format("LISTEN {}", ident);
+  PQfreemem(ident);
+  auto r = Exec(sql);
+  return r.ok() ? Status::Ok() : r.status();
+}
+
+Status PgConnection::ConsumeInput() {
+  if (PQconsumeInput(conn_) == 0) {
+    broken_ = true;
+    return Status::Unavailable("connection lost: {}", Trim(PQerrorMessage(conn_)));
+  }
+  return Status::Ok();
+}
+
+std::vector<PgNotification> PgConnection::TakeNotifications() {
+  std::vector<PgNotification> out;
+  while (PGnotify* n = PQnotifies(conn_)) {
+    out.push_back({n->relname ? n->relname : "", n->extra ? n->extra : ""});
+    PQfreemem(n);
+  }
+  return out;
+}
+
+Result<std::vector<PgNotification>> PgConnection::WaitForNotifications(
+    std::chrono::milliseconds timeout) {
+  KAGZI_RETURN_IF_ERROR(ConsumeInput());
+  auto ready = TakeNotifications();
+  if (!ready.empty()) return ready;
+  pollfd pfd{socket(), POLLIN, 0};
+  int rc = ::poll(&pfd, 1, static_cast<int>(std::max<std::int64_t>(0, timeout.count())));
+  if (rc < 0 && errno != EINTR) return Status::Internal("poll: {}", std::strerror(errno));
+  if (rc > 0) KAGZI_RETURN_IF_ERROR(ConsumeInput());
+  return TakeNotifications();
+}
+
+struct PgPool::State {
+  std::mutex mu;
+  std::condition_variable cv;
+  std::deque<std::unique_ptr<PgConnection>> idle;
+  int open = 0;  // idle + leased
+};
+
+PgPool::PgPool(std::string url, std::string application_name, int size)
+    : url_(std::move(url)),
+      application_name_(std::move(application_name)),
+      size_(size),
+      state_(std::make_unique<State>()) {}
+
+PgPool::~PgPool() = default;
+
+PgPool::Lease::~Lease() {
+  if (conn_) pool_->Release(std::move(conn_));
+}
+
+Result<PgPool::Lease> PgPool::Acquire() {
+  {
+    std::unique_lock lock(state_->mu);
+    state_->cv.wait(lock, [&] { return !state_->idle.empty() || state_->open < size_; });
+    if (!state_->idle.empty()) {
+      auto conn = std::move(state_->idle.front());
+      state_->idle.pop_front();
+      return Lease(this, std::move(conn));
+    }
+    ++state_->open;  // reserve a slot, connect outside the lock
+  }
+  auto conn = PgConnection::Connect(url_, application_name_);
+  if (!conn.ok()) {
+    std::lock_guard lock(state_->mu);
+    --state_->open;
+    state_->cv.notify_one();
+    return conn.status();
+  }
+  return Lease(this, std::move(conn).value());
+}
+
+void PgPool::Release(std::unique_ptr<PgConnection> conn) {
+  std::lock_guard lock(state_->mu);
+  if (conn->broken()) {
+    --state_->open;
+  } else {
+    state_->idle.push_back(std::move(conn));
+  }
+  state_->cv.notify_one();
+}
+
+}  // namespace kagzi

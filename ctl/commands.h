@@ -1,0 +1,87 @@
+// The kagzictl commands: what each subcommand does once its command line is
+// parsed (main.cc owns the parsing), and the exit codes they return.
+//
+// Every command loads the config first (no database access), checks its
+// arguments, and only then connects, so bad input never waits on or changes
+// the database. Results go to Console::out (one JSON document with --json,
+// else human text); errors go to Console::err as "kagzictl: <message>".
+// Single-threaded: one command per process.
+#pragma once
+
+#include <iosfwd>
+#include <optional>
+#include <string>
+
+namespace kagzi::ctl {
+
+// The process exit codes; documented to users by kExitCodesHelp.
+enum class ExitCode : int {
+  kSuccess = 0,      // done (with --wait, wait and result: the run COMPLETED)
+  kRunFailed = 1,    // the run FAILED or was CANCELLED
+  kUsage = 2,        // bad usage or bad input; nothing was changed
+  kDatabase = 3,     // cannot reach or use the database
+  kNotFinished = 4,  // a wait timed out, or result of an unfinished run
+  kInternal = 5,     // a bug or an unexpected database error
+};
+
+// The "Exit codes:" section printed at the end of every --help.
+extern const char kExitCodesHelp[];
+
+// Where output goes; std::cout / std::cerr in the binary.
+struct Console {
+  std::ostream& out;
+  std::ostream& err;
+};
+
+// Options every command accepts (before or after the subcommand name).
+struct GlobalOptions {
+  std::optional<std::string> config_file;   // -c/--config
+  std::optional<std::string> database_url;  // --database-url
+};
+
+struct StartOptions {
+  std::string workflow;
+  std::optional<std::string> input;       // --input JSON
+  std::optional<std::string> input_file;  // --input-file PATH ("-": stdin)
+  std::optional<std::string> idempotency_key;
+  bool allow_unknown = false;
+  bool wait = false;
+  std::optional<std::string> timeout;  // with wait: "30", "1.5", "500ms", "2m"
+  bool json = false;
+};
+
+// status, show, result.
+struct RunOptions {
+  std::string run_id;
+  bool json = false;
+};
+
+struct WaitOptions {
+  std::string run_id;
+  std::optional<std::string> timeout;
+  bool json = false;
+};
+
+struct ListOptions {
+  std::optional<std::string> status;
+  std::optional<std::string> workflow;
+  int limit = 50;
+  bool json = false;
+};
+
+// workflows, workers.
+struct TableOptions {
+  bool json = false;
+};
+
+ExitCode StartCommand(const GlobalOptions& global, const StartOptions& options, Console& console);
+ExitCode StatusCommand(const GlobalOptions& global, const RunOptions& options, Console& console);
+ExitCode ShowCommand(const GlobalOptions& global, const RunOptions& options, Console& console);
+ExitCode ListCommand(const GlobalOptions& global, const ListOptions& options, Console& console);
+ExitCode ResultCommand(const GlobalOptions& global, const RunOptions& options, Console& console);
+ExitCode WaitCommand(const GlobalOptions& global, const WaitOptions& options, Console& console);
+ExitCode WorkflowsCommand(const GlobalOptions& global, const TableOptions& options,
+                          Console& console);
+ExitCode WorkersCommand(const GlobalOptions& global, const TableOptions& options, Console& console);
+
+}  // namespace kagzi::ctl

@@ -1,0 +1,62 @@
+// Daemon: one kagzid process's life, start to stop.
+//
+//   Start():  connect and migrate (retrying while the database is
+//             unreachable), scan plugin_dir, register this instance and its
+//             workflows, start executors, the lease keeper and the
+//             scheduler, then READY=1.
+//   Reload(): rescan plugin_dir for new .so files (SIGHUP).
+//   Shutdown(): STOPPING=1, stop claiming, ask in-flight runs to stop at
+//             their next step boundary and give their leases back, wait up
+//             to drain_timeout, release whatever is still running, and
+//             unregister.
+// Called from the main thread only.
+#pragma once
+
+#include <atomic>
+#include <memory>
+
+#include "executor.h"
+#include "in_flight.h"
+#include "kagzi/core/config.h"
+#include "lease_keeper.h"
+#include "notifier.h"
+#include "plugin_host.h"
+#include "scheduler.h"
+
+namespace kagzi::daemon {
+
+class Daemon {
+ public:
+  Daemon(Config config, std::unique_ptr<Notifier> notifier);
+  ~Daemon();
+
+  // Returns non-OK when the daemon cannot start (e.g. the database schema
+  // is newer than this binary). `stop_requested` is polled while waiting
+  // for the database.
+  Status Start(const std::atomic<bool>& stop_requested);
+  void Reload();
+  // Returns true when every run was handed back within drain_timeout.
+  bool Shutdown();
+
+  const std::string& id() const { return id_; }
+
+ private:
+  Status Register();
+  void UpdateStatus();
+
+  Config config_;
+  std::unique_ptr<Notifier> notifier_;
+  std::string id_;
+  std::unique_ptr<PgStore> store_;
+  PluginRegistry registry_;
+  InFlightRuns in_flight_;
+  std::unique_ptr<ExecutorPool> executors_;
+  std::unique_ptr<LeaseKeeper> lease_keeper_;
+  std::unique_ptr<Scheduler> scheduler_;
+  std::atomic<std::int64_t> last_status_ms_{0};
+};
+
+// A random (version 4) UUID in canonical text form.
+std::string NewUuid();
+
+}  // namespace kagzi::daemon

@@ -1,0 +1,132 @@
+// Executor threads: replay one run at a time each.
+#include "executor.h"
+
+#include "kagzi/core/log.h"
+
+namespace kagzi::daemon {
+
+ExecutorPool::ExecutorPool(Store& store, const PluginRegistry& registry, InFlightRuns& in_flight,
+                           ExecutorOptions options, std::function<void()> on_slot_free,
+                           ParkListener on_park)
+    : store_(store),
+      registry_(registry),
+      in_flight_(in_flight),
+      options_(options),
+      on_slot_free_(std::move(on_slot_free)),
+      on_park_(std::move(on_park)) {}
+
+ExecutorPool::~ExecutorPool() { Stop(); }
+
+void ExecutorPool::Start() {
+  for (int i = 0; i < options_.threads; ++i) threads_.emplace_back([this] { ThreadMain(); });
+}
+
+void ExecutorPool::Submit(std::vector<ClaimedRun> runs, Micros db_now) {
+  std::lock_guard lock(mu_);
+  for (auto& claim : runs) {
+    Lease lease{claim.run.id, claim.run.lease_owner.value_or(""), claim.run.lease_epoch};
+    auto control = in_flight_.Add(lease);
+    queue_.push_back(Job{std::move(claim), db_now, std::move(control)});
+  }
+  cv_.notify_all();
+}
+
+int ExecutorPool::FreeSlots() const {
+  std::lock_guard lock(mu_);
+  return options_.threads - executing_ - static_cast<int>(queue_.size());
+}
+
+int ExecutorPool::Busy() const {
+  std::lock_guard lock(mu_);
+  return executing_ + static_cast<int>(queue_.size());
+}
+
+bool ExecutorPool::WaitIdle(std::chrono::milliseconds timeout) {
+  std::unique_lock lock(mu_);
+  return idle_cv_.wait_for(lock, timeout, [&] { return executing_ == 0 && queue_.empty(); });
+}
+
+void ExecutorPool::Stop() {
+  {
+    std::lock_guard lock(mu_);
+    stopping_ = true;
+  }
+  cv_.notify_all();
+  for (auto& t : threads_) {
+    if (t.joinable()) t.join();
+  }
+  threads_.clear();
+}
+
+void ExecutorPool::ThreadMain() {
+  while (true) {
+    Job job;
+    {
+      std::unique_lock lock(mu_);
+      cv_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
+      if (queue_.empty()) return;  // stopping and nothing left
+      job = std::move(queue_.front());
+      queue_.pop_front();
+      ++executing_;
+    }
+    Execute(job);
+    in_flight_.Remove(job.claim.run.id);
+    {
+      std::lock_guard lock(mu_);
+      --executing_;
+    }
+    idle_cv_.notify_all();
+    if (on_slot_free_) on_slot_free_();
+  }
+}
+
+void ExecutorPool::Execute(Job& job) {
+  auto log = Logger("executor");
+  const RunRecord& run = job.claim.run;
+  WorkflowKey key{run.workflow, run.version.value_or(0)};
+  auto workflow = registry_.Find(key);
+  if (!workflow) {
+    // Claims only cover loaded versions, so this is a bug; give it back.
+    log->error("run {}: workflow \"{}\" version {} is not loaded; releasing it", run.id,
+               key.name, key.version);
+    (void)store_.ReleaseRun(job.control->lease);
+    return;
+  }
+  log->debug("run {} ({} v{}): replaying, attempt {}, {} journal entries", run.id, key.name,
+             key.version, run.attempts, job.claim.journal.size());
+  RunContext ctx(store_, job.claim, job.db_now, job.control, options_.run, on_park_);
+  const kagzi_workflow* wf = workflow->descriptor;
+  kagzi_status status = KAGZI_ERR_PERMANENT;
+  std::optional<std::string> exception;
+  try {
+    status = wf->run(RunContext::HostTable(), ctx.handle(), wf->user_data);
+  } catch (const std::exception& e) {
+    exception = e.what();
+  } catch (...) {
+    exception = "unknown exception";
+  }
+  RunOutcome outcome = ctx.Finish(status, exception);
+  switch (outcome) {
+    case RunOutcome::kCompleted:
+      log->info("run {} ({} v{}): completed", run.id, key.name, key.version);
+      break;
+    case RunOutcome::kFailed:
+      log->warn("run {} ({} v{}): failed: {}", run.id, key.name, key.version,
+                ctx.outcome_detail());
+      break;
+    case RunOutcome::kParked:
+      log->info("run {} ({} v{}): parked: {}", run.id, key.name, key.version,
+                ctx.outcome_detail());
+      break;
+    case RunOutcome::kReleased:
+      log->info("run {} ({} v{}): released for another daemon ({})", run.id, key.name,
+                key.version, ctx.outcome_detail());
+      break;
+    case RunOutcome::kAbandoned:
+      log->warn("run {} ({} v{}): abandoned, nothing more written: {}", run.id, key.name,
+                key.version, ctx.outcome_detail());
+      break;
+  }
+}
+
+}  // namespace kagzi::daemon

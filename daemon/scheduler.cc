@@ -1,0 +1,155 @@
+// The claim loop. Claims are batched and only made while executor slots are
+// free, so a daemon never holds a lease it cannot work on.
+#include "scheduler.h"
+
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include "kagzi/core/log.h"
+
+namespace kagzi::daemon {
+
+using std::chrono::milliseconds;
+using std::chrono::steady_clock;
+
+Scheduler::Scheduler(Store& store, const PluginRegistry& registry, ExecutorPool& executors,
+                     SchedulerOptions options)
+    : store_(store), registry_(registry), executors_(executors), options_(std::move(options)) {
+  wake_fd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  steady_at_ = steady_clock::now();
+}
+
+Scheduler::~Scheduler() {
+  Stop();
+  if (wake_fd_ >= 0) close(wake_fd_);
+}
+
+void Scheduler::Start() { thread_ = std::thread([this] { ThreadMain(); }); }
+
+void Scheduler::Stop() {
+  stopping_ = true;
+  Wake();
+  if (thread_.joinable()) thread_.join();
+}
+
+void Scheduler::Wake() {
+  std::uint64_t one = 1;
+  if (wake_fd_ >= 0) (void)!write(wake_fd_, &one, sizeof(one));
+}
+
+void Scheduler::NoteWakeAt(Micros wake_at) {
+  {
+    std::lock_guard lock(mu_);
+    if (!local_wake_ || wake_at < *local_wake_) local_wake_ = wake_at;
+  }
+  Wake();
+}
+
+steady_clock::time_point Scheduler::LocalTime(Micros db_time) const {
+  return steady_at_ + std::chrono::microseconds(db_time - db_now_);
+}
+
+bool Scheduler::EnsureListener() {
+  if (listener_ && !listener_->broken()) return true;
+  listener_.reset();
+  auto conn = PgConnection::Connect(options_.database_url, "kagzid-listener");
+  if (!conn.ok()) {
+    Logger("scheduler")->warn("cannot open the LISTEN connection: {}", conn.status().message());
+    return false;
+  }
+  if (Status st = (*conn)->Listen("kagzi_wakeup"); !st.ok()) {
+    Logger("scheduler")->warn("LISTEN kagzi_wakeup failed: {}", st.message());
+    return false;
+  }
+  listener_ = std::move(conn).value();
+  return true;
+}
+
+void Scheduler::WaitForWork(milliseconds timeout) {
+  pollfd fds[2];
+  int n = 0;
+  fds[n++] = {wake_fd_, POLLIN, 0};
+  if (listener_) fds[n++] = {listener_->socket(), POLLIN, 0};
+  int rc = ::poll(fds, n, static_cast<int>(std::max<std::int64_t>(0, timeout.count())));
+  if (rc <= 0) return;
+  if (fds[0].revents & POLLIN) {
+    std::uint64_t v = 0;
+    (void)!read(wake_fd_, &v, sizeof(v));
+  }
+  if (n > 1 && (fds[1].revents & (POLLIN | POLLERR | POLLHUP))) {
+    if (!listener_->ConsumeInput().ok()) {
+      listener_.reset();
+      return;
+    }
+    (void)listener_->TakeNotifications();
+  }
+}
+
+void Scheduler::ThreadMain() {
+  auto log = Logger("scheduler");
+  auto backoff = milliseconds(100);
+  // Calibrate the database clock; every non-empty claim refreshes it.
+  if (auto now = store_.Now(); now.ok()) {
+    std::lock_guard lock(mu_);
+    db_now_ = *now;
+    steady_at_ = steady_clock::now();
+  }
+  while (!stopping_) {
+    if (loop_hook_) loop_hook_();
+    // Connect the listener first: a NOTIFY sent after our claim query but
+    // before LISTEN would otherwise be missed until the next poll.
+    bool listening = EnsureListener();
+    auto keys = registry_.LoadedKeys();
+    auto next_deadline = steady_clock::now() + options_.poll_interval;
+    bool more = false;
+
+    int free = executors_.FreeSlots();
+    if (!keys.empty() && free > 0) {
+      auto batch = store_.ClaimRuns(
+          ClaimRequest{options_.owner, keys, free, options_.lease_ttl});
+      if (!batch.ok()) {
+        log->warn("claim failed, retrying in {} ms: {}", backoff.count(),
+                  batch.status().message());
+        WaitForWork(backoff);
+        backoff = std::min(backoff * 2, milliseconds(5000));
+        continue;
+      }
+      backoff = milliseconds(100);
+      {
+        std::lock_guard lock(mu_);
+        db_now_ = batch->db_now ? batch->db_now : db_now_;
+        steady_at_ = batch->db_now ? steady_clock::now() : steady_at_;
+      }
+      int claimed = static_cast<int>(batch->runs.size());
+      if (claimed > 0) {
+        log->debug("claimed {} run(s)", claimed);
+        executors_.Submit(std::move(batch->runs), batch->db_now);
+      }
+      more = claimed == free;  // a full batch: there may be more waiting
+      if (!more) {
+        auto next = store_.NextWakeTime(keys);
+        if (next.ok() && next->has_value()) {
+          std::lock_guard lock(mu_);
+          auto when = LocalTime(**next) + milliseconds(1);
+          next_deadline = std::min(next_deadline, when);
+        }
+      }
+    }
+    {
+      std::lock_guard lock(mu_);
+      if (local_wake_) {
+        next_deadline = std::min(next_deadline, LocalTime(*local_wake_) + milliseconds(1));
+        local_wake_.reset();
+      }
+    }
+    if (more && executors_.FreeSlots() > 0) continue;
+    auto wait = std::chrono::duration_cast<milliseconds>(next_deadline - steady_clock::now());
+    // A wake time already past (a run locked by another claimer right now)
+    // must not spin this loop.
+    wait = std::max(wait, milliseconds(listening ? 2 : 100));
+    WaitForWork(wait);
+  }
+}
+
+}  // namespace kagzi::daemon

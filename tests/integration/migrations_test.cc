@@ -1,0 +1,200 @@
+// Migrations on a real PostgreSQL: idempotent, concurrent daemons migrate
+// once, and a database this binary does not understand is refused.
+#include "kagzi/core/migrations.h"
+
+#include <atomic>
+#include <latch>
+#include <thread>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "kagzi/core/pg.h"
+#include "kagzi/core/store.h"
+#include "store_fixture.h"
+#include "support/test_db.h"
+
+namespace kagzi::testing {
+namespace {
+
+std::unique_ptr<PgStore> StoreOn(const TestDatabase& db) {
+  PgStoreOptions options;
+  options.database_url = db.url();
+  options.pool_size = 1;
+  return std::make_unique<PgStore>(options);
+}
+
+// Everything about the schema that a migration could change, as one text.
+std::string SchemaSnapshot(const TestDatabase& db) {
+  return db.Query(
+      "SELECT concat_ws(E'\\n',"
+      " (SELECT string_agg(table_name || '.' || column_name || ':' || data_type || ':' ||"
+      "   is_nullable || ':' || coalesce(column_default, ''), E'\\n' ORDER BY table_name,"
+      "   column_name) FROM information_schema.columns WHERE table_schema = 'public'),"
+      " (SELECT string_agg(indexdef, E'\\n' ORDER BY indexname) FROM pg_indexes"
+      "   WHERE schemaname = 'public'),"
+      " (SELECT string_agg(conname || ':' || pg_get_constraintdef(oid), E'\\n' ORDER BY conname)"
+      "   FROM pg_constraint WHERE connamespace = 'public'::regnamespace),"
+      " (SELECT string_agg(proname || ':' || md5(prosrc), E'\\n' ORDER BY proname) FROM pg_proc"
+      "   WHERE pronamespace = 'public'::regnamespace),"
+      " (SELECT string_agg(tgname, E'\\n' ORDER BY tgname) FROM pg_trigger WHERE NOT "
+      "tgisinternal))");
+}
+
+TEST(MigrationsTest, EmbeddedMigrationsAreNumberedAndSorted) {
+  const auto& migrations = core::EmbeddedMigrations();
+  ASSERT_FALSE(migrations.empty());
+  EXPECT_EQ(migrations.front().name, "0001_initial.sql");
+  for (std::size_t i = 1; i < migrations.size(); ++i) {
+    EXPECT_LT(migrations[i - 1].name, migrations[i].name);
+  }
+  for (const auto& m : migrations) EXPECT_FALSE(m.sql.empty()) << m.name;
+}
+
+TEST(MigrationsTest, ApplyingTwiceAppliesNothingTheSecondTime) {
+  auto db = TestDatabase::Create();
+  ASSERT_NE(db, nullptr);
+  const int total = static_cast<int>(core::EmbeddedMigrations().size());
+  auto store = StoreOn(*db);
+
+  auto first = store->Migrate();
+  ASSERT_TRUE(first.ok()) << first.status().message();
+  EXPECT_EQ(first->applied, total);
+  EXPECT_EQ(first->already, 0);
+  EXPECT_EQ(first->latest, core::EmbeddedMigrations().back().name);
+  const std::string schema = SchemaSnapshot(*db);
+  EXPECT_NE(schema.find("kagzi_runs"), std::string::npos);
+
+  auto second = store->Migrate();
+  ASSERT_TRUE(second.ok()) << second.status().message();
+  EXPECT_EQ(second->applied, 0);
+  EXPECT_EQ(second->already, total);
+  EXPECT_EQ(second->latest, core::EmbeddedMigrations().back().name);
+  EXPECT_EQ(SchemaSnapshot(*db), schema);
+  EXPECT_EQ(db->Query("SELECT count(*) FROM kagzi_schema_migrations"), std::to_string(total));
+
+  // A new store (a restarted daemon) finds everything recorded too.
+  auto third = StoreOn(*db)->Migrate();
+  ASSERT_TRUE(third.ok()) << third.status().message();
+  EXPECT_EQ(third->applied, 0);
+  EXPECT_EQ(SchemaSnapshot(*db), schema);
+}
+
+TEST(MigrationsTest, ConcurrentDaemonsMigrateOnce) {
+  auto db = TestDatabase::Create();
+  ASSERT_NE(db, nullptr);
+  const int total = static_cast<int>(core::EmbeddedMigrations().size());
+  constexpr int kThreads = 8;
+  std::vector<std::unique_ptr<PgStore>> stores;
+  for (int i = 0; i < kThreads; ++i) stores.push_back(StoreOn(*db));
+
+  std::vector<Result<core::MigrationReport>> results(kThreads, Status::Internal("did not run"));
+  std::latch go(kThreads);
+  std::vector<std::thread> threads;
+  for (int i = 0; i < kThreads; ++i) {
+    threads.emplace_back([&, i] {
+      go.arrive_and_wait();
+      results[static_cast<std::size_t>(i)] = stores[static_cast<std::size_t>(i)]->Migrate();
+    });
+  }
+  for (auto& t : threads) t.join();
+
+  int appliers = 0;
+  int applied_total = 0;
+  for (const auto& r : results) {
+    ASSERT_TRUE(r.ok()) << r.status().message();
+    if (r->applied > 0) ++appliers;
+    applied_total += r->applied;
+    EXPECT_EQ(r->applied + r->already, total);
+  }
+  EXPECT_EQ(appliers, 1);
+  EXPECT_EQ(applied_total, total);
+  EXPECT_EQ(db->Query("SELECT count(*) FROM kagzi_schema_migrations"), std::to_string(total));
+  EXPECT_EQ(db->Query("SELECT count(DISTINCT name) FROM kagzi_schema_migrations"),
+            std::to_string(total));
+  // The advisory lock is not left behind (pg_locks is cluster-wide; other
+  // tests migrate their own databases meanwhile).
+  EXPECT_EQ(db->Query("SELECT count(*) FROM pg_locks l JOIN pg_database d ON d.oid = l.database "
+                      "WHERE l.locktype = 'advisory' AND d.datname = current_database()"),
+            "0");
+}
+
+TEST(MigrationsTest, UnknownRecordedMigrationIsRefused) {
+  auto db = TestDatabase::Create();
+  ASSERT_NE(db, nullptr);
+  auto store = StoreOn(*db);
+  ASSERT_TRUE(store->Migrate().ok());
+  db->Query(
+      "INSERT INTO kagzi_schema_migrations (name, checksum) VALUES ('9999_future.sql', 'abc')");
+  const std::string schema = SchemaSnapshot(*db);
+
+  auto r = StoreOn(*db)->Migrate();
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), StatusCode::kPermanent);
+  EXPECT_NE(r.status().message().find("9999_future.sql"), std::string::npos)
+      << r.status().message();
+  EXPECT_EQ(SchemaSnapshot(*db), schema);
+}
+
+TEST(MigrationsTest, ChecksumMismatchIsRefused) {
+  auto db = TestDatabase::Create();
+  ASSERT_NE(db, nullptr);
+  auto store = StoreOn(*db);
+  ASSERT_TRUE(store->Migrate().ok());
+  const std::string first(core::EmbeddedMigrations().front().name);
+  db->Query("UPDATE kagzi_schema_migrations SET checksum = '0000000000000000' WHERE name = '" +
+            first + "'");
+
+  auto r = StoreOn(*db)->Migrate();
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), StatusCode::kPermanent);
+  EXPECT_NE(r.status().message().find(first), std::string::npos) << r.status().message();
+}
+
+TEST(MigrationsTest, FailedMigrationLeavesNothingOfItself) {
+  auto db = TestDatabase::Create();
+  ASSERT_NE(db, nullptr);
+  auto conn = PgConnection::Connect(db->url(), "kagzi-migrations-test");
+  ASSERT_TRUE(conn.ok()) << conn.status().message();
+
+  std::vector<core::EmbeddedMigration> broken = {
+      {"0001_a.sql", "CREATE TABLE t_a (x integer);"},
+      {"0002_b.sql", "CREATE TABLE t_b (x integer); SELECT 1 / 0;"},
+  };
+  auto r = core::ApplyMigrations(**conn, broken);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("0002_b.sql"), std::string::npos) << r.status().message();
+  EXPECT_EQ(db->Query("SELECT to_regclass('t_a') IS NOT NULL"), "t");
+  EXPECT_EQ(db->Query("SELECT to_regclass('t_b') IS NULL"), "t");
+  EXPECT_EQ(db->Query("SELECT string_agg(name, ',' ORDER BY name) FROM kagzi_schema_migrations"),
+            "0001_a.sql");
+
+  // Fixed, it applies only what is missing, on the same connection.
+  std::vector<core::EmbeddedMigration> fixed = {
+      {"0001_a.sql", "CREATE TABLE t_a (x integer);"},
+      {"0002_b.sql", "CREATE TABLE t_b (x integer);"},
+  };
+  auto again = core::ApplyMigrations(**conn, fixed);
+  ASSERT_TRUE(again.ok()) << again.status().message();
+  EXPECT_EQ(again->applied, 1);
+  EXPECT_EQ(again->already, 1);
+  EXPECT_EQ(again->latest, "0002_b.sql");
+  EXPECT_EQ(db->Query("SELECT to_regclass('t_b') IS NOT NULL"), "t");
+}
+
+TEST(MigrationsTest, UnreachableDatabaseIsUnavailableAndHidesThePassword) {
+  PgStoreOptions options;
+  options.database_url =
+      "postgresql://postgres:hunter2@/kagzi_no_such_db?host=" + RequiredEnv("KAGZI_TEST_PG_HOST") +
+      "&port=" + RequiredEnv("KAGZI_TEST_PG_PORT");
+  PgStore store(options);
+  auto r = store.Migrate();
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), StatusCode::kUnavailable) << r.status().message();
+  EXPECT_EQ(r.status().message().find("hunter2"), std::string::npos) << r.status().message();
+  EXPECT_NE(r.status().message().find("kagzi_no_such_db"), std::string::npos)
+      << r.status().message();
+}
+
+}  // namespace
+}  // namespace kagzi::testing

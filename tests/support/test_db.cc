@@ -1,0 +1,77 @@
+// TestDatabase implementation over libpq.
+#include "support/test_db.h"
+
+#include "support/test_paths.h"
+
+#include <gtest/gtest.h>
+#include <libpq-fe.h>
+
+#include <cstdlib>
+#include <random>
+
+#include <fmt/format.h>
+
+namespace kagzi::testing {
+namespace {
+
+std::string RunSql(const std::string& url, const std::string& sql, std::string* error) {
+  PGconn* conn = PQconnectdb(url.c_str());
+  std::string out;
+  if (PQstatus(conn) != CONNECTION_OK) {
+    *error = PQerrorMessage(conn);
+  } else {
+    PGresult* res = PQexec(conn, sql.c_str());
+    auto st = PQresultStatus(res);
+    if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
+      *error = PQresultErrorMessage(res);
+    } else if (PQntuples(res) > 0 && PQnfields(res) > 0) {
+      out = PQgetvalue(res, 0, 0);
+    }
+    PQclear(res);
+  }
+  PQfinish(conn);
+  return out;
+}
+
+}  // namespace
+
+std::string RequiredEnv(const char* name) {
+  const char* v = std::getenv(name);
+  if (v != nullptr && *v != '\0') return v;
+  for (const auto& p : kTestPaths) {
+    if (std::string_view(p.name) == name) return p.value;
+  }
+  ADD_FAILURE() << name << " is not set and has no built-in default";
+  return "";
+}
+
+std::string TestServerUrl(const std::string& db) {
+  return fmt::format("postgresql://postgres@/{}?host={}&port={}", db,
+                     RequiredEnv("KAGZI_TEST_PG_HOST"), RequiredEnv("KAGZI_TEST_PG_PORT"));
+}
+
+std::unique_ptr<TestDatabase> TestDatabase::Create() {
+  std::random_device rd;
+  std::string name = fmt::format("kagzi_test_{:08x}{:08x}", rd(), rd());
+  std::string error;
+  RunSql(TestServerUrl("postgres"), "CREATE DATABASE " + name, &error);
+  if (!error.empty()) {
+    ADD_FAILURE() << "cannot create test database " << name << ": " << error;
+    return nullptr;
+  }
+  return std::unique_ptr<TestDatabase>(new TestDatabase(name, TestServerUrl(name)));
+}
+
+TestDatabase::~TestDatabase() {
+  std::string error;
+  RunSql(TestServerUrl("postgres"), "DROP DATABASE IF EXISTS " + name_ + " WITH (FORCE)", &error);
+}
+
+std::string TestDatabase::Query(const std::string& sql) const {
+  std::string error;
+  std::string out = RunSql(url_, sql, &error);
+  if (!error.empty()) ADD_FAILURE() << "SQL failed: " << sql << ": " << error;
+  return out;
+}
+
+}  // namespace kagzi::testing

@@ -1,0 +1,627 @@
+// Config loading: defaults, the TOML file, KAGZI_* variables and flags, their
+// precedence, and the errors that name the key and where its value came from.
+#include "kagzi/core/config.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <map>
+#include <optional>
+#include <random>
+#include <regex>
+#include <string>
+
+#include <gtest/gtest.h>
+
+namespace kagzi {
+namespace {
+
+using std::chrono::milliseconds;
+
+::testing::AssertionResult Contains(const std::string& text, const std::string& part) {
+  if (text.find(part) != std::string::npos) return ::testing::AssertionSuccess();
+  return ::testing::AssertionFailure() << "\"" << text << "\" does not contain \"" << part << "\"";
+}
+
+::testing::AssertionResult Lacks(const std::string& text, const std::string& part) {
+  if (text.find(part) == std::string::npos) return ::testing::AssertionSuccess();
+  return ::testing::AssertionFailure() << "\"" << text << "\" contains \"" << part << "\"";
+}
+
+::testing::AssertionResult Matches(const std::string& text, const std::string& pattern) {
+  if (std::regex_search(text, std::regex(pattern))) return ::testing::AssertionSuccess();
+  return ::testing::AssertionFailure() << "\"" << text << "\" does not match /" << pattern << "/";
+}
+
+// A fresh directory under the system temp dir, removed at the end of the test.
+class ScratchDir {
+ public:
+  ScratchDir() {
+    static std::atomic<int> counter{0};
+    std::random_device rd;
+    path_ = std::filesystem::temp_directory_path() /
+            ("kagzi-config-test-" + std::to_string(getpid()) + "-" + std::to_string(rd()) + "-" +
+             std::to_string(counter++));
+    std::filesystem::create_directories(path_);
+  }
+  ~ScratchDir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path_, ec);
+  }
+  ScratchDir(const ScratchDir&) = delete;
+  ScratchDir& operator=(const ScratchDir&) = delete;
+
+  // Writes `text` to a file named `name` and returns its path.
+  std::string Write(const std::string& name, const std::string& text) const {
+    std::string file = (path_ / name).string();
+    std::ofstream out(file, std::ios::binary);
+    out << text;
+    return file;
+  }
+  std::string Path(const std::string& name) const { return (path_ / name).string(); }
+  std::string path() const { return path_.string(); }
+
+ private:
+  std::filesystem::path path_;
+};
+
+// An injected environment: only what the test puts in it.
+struct FakeEnv {
+  std::map<std::string, std::string> vars;
+  std::function<std::optional<std::string>(const std::string&)> Getenv() const {
+    return [vars = vars](const std::string& name) -> std::optional<std::string> {
+      auto it = vars.find(name);
+      if (it == vars.end()) return std::nullopt;
+      return it->second;
+    };
+  }
+};
+
+ConfigLoadOptions Options(const std::optional<std::string>& file, const FakeEnv& env,
+                          std::map<std::string, std::string> flags = {}) {
+  ConfigLoadOptions o;
+  o.explicit_file = file;
+  o.flag_values = std::move(flags);
+  o.getenv = env.Getenv();
+  return o;
+}
+
+TEST(ConfigDefaultsTest, BuiltInDefaults) {
+  Config c;
+  EXPECT_EQ(c.database_url, "postgresql:///kagzi");
+  EXPECT_EQ(c.plugin_dir, "/usr/lib/kagzi/plugins");
+  EXPECT_EQ(c.concurrency, 16);
+  EXPECT_EQ(c.lease_ttl, milliseconds(30'000));
+  EXPECT_EQ(c.heartbeat_interval, milliseconds(10'000));
+  EXPECT_EQ(c.poll_interval, milliseconds(5'000));
+  EXPECT_EQ(c.drain_timeout, milliseconds(30'000));
+  EXPECT_EQ(c.log_level, "info");
+  EXPECT_EQ(c.max_payload_bytes, 16 * 1024 * 1024);
+  EXPECT_TRUE(c.source_file.empty());
+  EXPECT_TRUE(ValidateConfig(c).ok());
+}
+
+TEST(ConfigDefaultsTest, EveryDocumentedKeyIsKnown) {
+  const auto& keys = ConfigKeys();
+  for (std::string_view key : {"database_url", "plugin_dir", "concurrency", "lease_ttl",
+                               "heartbeat_interval", "poll_interval", "log_level"}) {
+    EXPECT_NE(std::find(keys.begin(), keys.end(), key), keys.end()) << key;
+  }
+  EXPECT_EQ(EnvVarForKey("lease_ttl"), "KAGZI_LEASE_TTL");
+  EXPECT_EQ(EnvVarForKey("database_url"), "KAGZI_DATABASE_URL");
+}
+
+TEST(ConfigDefaultsTest, AbsentDefaultFileGivesDefaultsWithoutError) {
+  FakeEnv env;  // no KAGZI_CONFIG, nothing else
+  auto c = LoadConfig(Options(std::nullopt, env));
+  std::error_code ec;
+  if (std::filesystem::exists(kDefaultConfigPath, ec)) {
+    // An installed machine: the default file is read when it exists.
+    ASSERT_TRUE(c.ok()) << c.status().message();
+    EXPECT_EQ(c->source_file, kDefaultConfigPath);
+  } else {
+    ASSERT_TRUE(c.ok()) << c.status().message();
+    EXPECT_TRUE(c->source_file.empty());
+    EXPECT_EQ(c->concurrency, Config{}.concurrency);
+    EXPECT_EQ(c->database_url, Config{}.database_url);
+    EXPECT_EQ(c->lease_ttl, Config{}.lease_ttl);
+  }
+}
+
+TEST(ConfigFileTest, ParsesEveryKey) {
+  ScratchDir dir;
+  std::string file = dir.Write("kagzid.toml",
+                               "# a comment\n"
+                               "database_url = \"postgresql://kagzi@db.example/kagzi\"\n"
+                               "plugin_dir = \"/opt/kagzi/plugins\"\n"
+                               "concurrency = 7\n"
+                               "lease_ttl = \"5m\"\n"
+                               "heartbeat_interval = \"30s\"\n"
+                               "poll_interval = \"250ms\"\n"
+                               "drain_timeout = \"1h\"\n"
+                               "log_level = \"debug\"\n"
+                               "max_payload_bytes = 2048\n");
+  FakeEnv env;
+  auto c = LoadConfig(Options(file, env));
+  ASSERT_TRUE(c.ok()) << c.status().message();
+  EXPECT_EQ(c->database_url, "postgresql://kagzi@db.example/kagzi");
+  EXPECT_EQ(c->plugin_dir, "/opt/kagzi/plugins");
+  EXPECT_EQ(c->concurrency, 7);
+  EXPECT_EQ(c->lease_ttl, milliseconds(5 * 60'000));
+  EXPECT_EQ(c->heartbeat_interval, milliseconds(30'000));
+  EXPECT_EQ(c->poll_interval, milliseconds(250));
+  EXPECT_EQ(c->drain_timeout, milliseconds(3'600'000));
+  EXPECT_EQ(c->log_level, "debug");
+  EXPECT_EQ(c->max_payload_bytes, 2048);
+  EXPECT_EQ(c->source_file, file);
+}
+
+TEST(ConfigFileTest, DurationsAsBareSecondsAndStrings) {
+  Config c;
+  Status st = ApplyToml(
+      "lease_ttl = 45\nheartbeat_interval = \"15\"\npoll_interval = \"2s\"\n"
+      "drain_timeout = \"1500ms\"\n",
+      "inline.toml", &c);
+  ASSERT_TRUE(st.ok()) << st.message();
+  EXPECT_EQ(c.lease_ttl, milliseconds(45'000));
+  EXPECT_EQ(c.heartbeat_interval, milliseconds(15'000));
+  EXPECT_EQ(c.poll_interval, milliseconds(2'000));
+  EXPECT_EQ(c.drain_timeout, milliseconds(1'500));
+}
+
+TEST(ConfigFileTest, IntegerKeysAcceptTomlIntegersAndStrings) {
+  Config c;
+  ASSERT_TRUE(ApplyToml("concurrency = \"12\"\n", "a.toml", &c).ok());
+  EXPECT_EQ(c.concurrency, 12);
+  ASSERT_TRUE(ApplyToml("concurrency = 1024\n", "a.toml", &c).ok());
+  EXPECT_EQ(c.concurrency, 1024);
+}
+
+TEST(ConfigFileTest, EmptyFileKeepsDefaults) {
+  ScratchDir dir;
+  std::string file = dir.Write("empty.toml", "");
+  FakeEnv env;
+  auto c = LoadConfig(Options(file, env));
+  ASSERT_TRUE(c.ok()) << c.status().message();
+  EXPECT_EQ(c->concurrency, Config{}.concurrency);
+  EXPECT_EQ(c->source_file, file);
+}
+
+TEST(ConfigFileTest, UnknownKeyIsRefusedWithKeyAndFileLine) {
+  ScratchDir dir;
+  std::string file =
+      dir.Write("kagzid.toml", "concurrency = 4\n\nconcurency_typo = 8\nlog_level = \"info\"\n");
+  FakeEnv env;
+  auto c = LoadConfig(Options(file, env));
+  ASSERT_FALSE(c.ok());
+  EXPECT_EQ(c.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_TRUE(Contains(c.status().message(), file + ":3"));
+  EXPECT_TRUE(Contains(c.status().message(), "\"concurency_typo\""));
+  EXPECT_TRUE(Contains(c.status().message(), "unknown key"));
+}
+
+TEST(ConfigFileTest, TablesAreUnknownKeys) {
+  Config c;
+  Status st = ApplyToml("concurrency = 4\n[server]\nport = 5\n", "nested.toml", &c);
+  ASSERT_FALSE(st.ok());
+  EXPECT_TRUE(Contains(st.message(), "\"server\""));
+  EXPECT_TRUE(Contains(st.message(), "nested.toml:"));
+}
+
+TEST(ConfigFileTest, WrongTomlTypeIsRefusedNamingTheKey) {
+  for (const char* text : {"concurrency = true\n", "concurrency = 4.5\n", "concurrency = [4]\n",
+                           "lease_ttl = 1979-05-27\n"}) {
+    Config c;
+    Status st = ApplyToml(text, "typed.toml", &c);
+    ASSERT_FALSE(st.ok()) << text;
+    EXPECT_TRUE(Contains(st.message(), "typed.toml:1")) << text;
+    EXPECT_TRUE(Matches(st.message(), "typed\\.toml:1: (concurrency|lease_ttl): ")) << text;
+  }
+}
+
+TEST(ConfigFileTest, BadValuesInFileNameKeyAndLine) {
+  struct Case {
+    std::string text;
+    std::string key;
+    std::string detail;
+  };
+  const std::vector<Case> cases = {
+      {"concurrency = 0\n", "concurrency", "0"},
+      {"concurrency = 1025\n", "concurrency", "1025"},
+      {"concurrency = -3\n", "concurrency", "-3"},
+      {"concurrency = \"abc\"\n", "concurrency", "abc"},
+      {"lease_ttl = \"10 parsecs\"\n", "lease_ttl", "10 parsecs"},
+      {"lease_ttl = \"0s\"\n", "lease_ttl", "0s"},
+      {"lease_ttl = \"\"\n", "lease_ttl", ""},
+      {"poll_interval = \"fast\"\n", "poll_interval", "fast"},
+      {"heartbeat_interval = \"1.5s\"\n", "heartbeat_interval", "1.5s"},
+      {"log_level = \"loud\"\n", "log_level", "loud"},
+      {"database_url = \"\"\n", "database_url", ""},
+      {"plugin_dir = \"\"\n", "plugin_dir", ""},
+      {"max_payload_bytes = 10\n", "max_payload_bytes", "10"},
+  };
+  for (const auto& tc : cases) {
+    ScratchDir dir;
+    std::string file = dir.Write("bad.toml", "# line one\n" + tc.text);
+    FakeEnv env;
+    auto c = LoadConfig(Options(file, env));
+    ASSERT_FALSE(c.ok()) << tc.text;
+    EXPECT_EQ(c.status().code(), StatusCode::kInvalidArgument) << tc.text;
+    EXPECT_TRUE(Contains(c.status().message(), file + ":2")) << tc.text;
+    EXPECT_TRUE(Contains(c.status().message(), tc.key)) << tc.text;
+    EXPECT_TRUE(Contains(c.status().message(), tc.detail)) << tc.text;
+  }
+}
+
+TEST(ConfigFileTest, SyntaxErrorNamesFileLineAndColumn) {
+  ScratchDir dir;
+  std::string file = dir.Write("broken.toml", "concurrency = 4\nlog_level = \"info\n");
+  FakeEnv env;
+  auto c = LoadConfig(Options(file, env));
+  ASSERT_FALSE(c.ok());
+  EXPECT_EQ(c.status().code(), StatusCode::kInvalidArgument);
+  // "<file>:<line>:<column>: <description>"
+  EXPECT_TRUE(Matches(c.status().message(), ":2:[0-9]+: "));
+  EXPECT_TRUE(Contains(c.status().message(), file + ":2:"));
+}
+
+TEST(ConfigFileTest, SyntaxErrorColumnIsReported) {
+  Config c;
+  Status st = ApplyToml("concurrency = = 4\n", "col.toml", &c);
+  ASSERT_FALSE(st.ok());
+  EXPECT_TRUE(Matches(st.message(), "^col\\.toml:1:[0-9]+: "));
+}
+
+TEST(ConfigFileTest, DuplicateKeyIsRefused) {
+  Config c;
+  Status st = ApplyToml("concurrency = 4\nconcurrency = 5\n", "dup.toml", &c);
+  ASSERT_FALSE(st.ok());
+  EXPECT_TRUE(Contains(st.message(), "dup.toml:2"));
+}
+
+TEST(ConfigFileTest, ExplicitMissingFileIsAnErrorNamingThePath) {
+  ScratchDir dir;
+  std::string missing = dir.Path("nope.toml");
+  FakeEnv env;
+  auto c = LoadConfig(Options(missing, env));
+  ASSERT_FALSE(c.ok());
+  EXPECT_EQ(c.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_TRUE(Contains(c.status().message(), missing));
+}
+
+TEST(ConfigFileTest, ExplicitPathThatIsADirectoryIsRefused) {
+  ScratchDir dir;
+  FakeEnv env;
+  auto c = LoadConfig(Options(dir.path(), env));
+  ASSERT_FALSE(c.ok()) << "a directory was accepted as the config file";
+  EXPECT_TRUE(Contains(c.status().message(), dir.path()));
+}
+
+TEST(ConfigFileTest, KagziConfigVariableNamesTheFile) {
+  ScratchDir dir;
+  std::string file = dir.Write("from-env.toml", "concurrency = 3\n");
+  FakeEnv env;
+  env.vars["KAGZI_CONFIG"] = file;
+  auto c = LoadConfig(Options(std::nullopt, env));
+  ASSERT_TRUE(c.ok()) << c.status().message();
+  EXPECT_EQ(c->concurrency, 3);
+  EXPECT_EQ(c->source_file, file);
+}
+
+TEST(ConfigFileTest, KagziConfigPointingToMissingFileIsAnError) {
+  ScratchDir dir;
+  std::string missing = dir.Path("missing.toml");
+  FakeEnv env;
+  env.vars["KAGZI_CONFIG"] = missing;
+  auto c = LoadConfig(Options(std::nullopt, env));
+  ASSERT_FALSE(c.ok());
+  EXPECT_TRUE(Contains(c.status().message(), missing));
+}
+
+TEST(ConfigFileTest, ExplicitFileWinsOverKagziConfig) {
+  ScratchDir dir;
+  std::string explicit_file = dir.Write("explicit.toml", "concurrency = 5\n");
+  FakeEnv env;
+  env.vars["KAGZI_CONFIG"] = dir.Path("missing.toml");
+  auto c = LoadConfig(Options(explicit_file, env));
+  ASSERT_TRUE(c.ok()) << c.status().message();
+  EXPECT_EQ(c->concurrency, 5);
+  EXPECT_EQ(c->source_file, explicit_file);
+}
+
+TEST(ConfigPrecedenceTest, DefaultsThenFileThenEnvironmentThenFlags) {
+  ScratchDir dir;
+  std::string file = dir.Write("kagzid.toml",
+                               "concurrency = 4\nlog_level = \"warn\"\nlease_ttl = \"40s\"\n"
+                               "plugin_dir = \"/from/file\"\n");
+  FakeEnv env;
+  env.vars["KAGZI_CONCURRENCY"] = "8";
+  env.vars["KAGZI_LOG_LEVEL"] = "error";
+  env.vars["KAGZI_POLL_INTERVAL"] = "750ms";
+  std::map<std::string, std::string> flags = {{"concurrency", "12"}, {"heartbeat_interval", "2s"}};
+
+  auto c = LoadConfig(Options(file, env, flags));
+  ASSERT_TRUE(c.ok()) << c.status().message();
+  EXPECT_EQ(c->concurrency, 12);                         // flag > env > file
+  EXPECT_EQ(c->log_level, "error");                      // env > file
+  EXPECT_EQ(c->lease_ttl, milliseconds(40'000));         // file > default
+  EXPECT_EQ(c->plugin_dir, "/from/file");                // file > default
+  EXPECT_EQ(c->poll_interval, milliseconds(750));        // env > default
+  EXPECT_EQ(c->heartbeat_interval, milliseconds(2000));  // flag > default
+  EXPECT_EQ(c->drain_timeout, Config{}.drain_timeout);   // default
+
+  auto no_flags = LoadConfig(Options(file, env));
+  ASSERT_TRUE(no_flags.ok()) << no_flags.status().message();
+  EXPECT_EQ(no_flags->concurrency, 8);
+
+  auto file_only = LoadConfig(Options(file, FakeEnv{}));
+  ASSERT_TRUE(file_only.ok()) << file_only.status().message();
+  EXPECT_EQ(file_only->concurrency, 4);
+  EXPECT_EQ(file_only->log_level, "warn");
+}
+
+TEST(ConfigPrecedenceTest, EveryKeyHasAnEnvironmentVariable) {
+  FakeEnv env;
+  env.vars["KAGZI_CONFIG"] = "";  // empty: ignored
+  env.vars["KAGZI_DATABASE_URL"] = "postgresql://env@h/db";
+  env.vars["KAGZI_PLUGIN_DIR"] = "/env/plugins";
+  env.vars["KAGZI_CONCURRENCY"] = "2";
+  env.vars["KAGZI_LEASE_TTL"] = "1m";
+  env.vars["KAGZI_HEARTBEAT_INTERVAL"] = "20s";
+  env.vars["KAGZI_POLL_INTERVAL"] = "100ms";
+  env.vars["KAGZI_DRAIN_TIMEOUT"] = "7";
+  env.vars["KAGZI_LOG_LEVEL"] = "trace";
+  env.vars["KAGZI_MAX_PAYLOAD_BYTES"] = "4096";
+  ScratchDir dir;
+  std::string file = dir.Write("e.toml", "");
+  auto c = LoadConfig(Options(file, env));
+  ASSERT_TRUE(c.ok()) << c.status().message();
+  EXPECT_EQ(c->database_url, "postgresql://env@h/db");
+  EXPECT_EQ(c->plugin_dir, "/env/plugins");
+  EXPECT_EQ(c->concurrency, 2);
+  EXPECT_EQ(c->lease_ttl, milliseconds(60'000));
+  EXPECT_EQ(c->heartbeat_interval, milliseconds(20'000));
+  EXPECT_EQ(c->poll_interval, milliseconds(100));
+  EXPECT_EQ(c->drain_timeout, milliseconds(7'000));
+  EXPECT_EQ(c->log_level, "trace");
+  EXPECT_EQ(c->max_payload_bytes, 4096);
+}
+
+TEST(ConfigPrecedenceTest, EveryKeyHasAFlag) {
+  ScratchDir dir;
+  std::string file = dir.Write("f.toml", "");
+  std::map<std::string, std::string> flags = {{"database_url", "postgresql://flag@h/db"},
+                                              {"plugin_dir", "/flag/plugins"},
+                                              {"concurrency", "9"},
+                                              {"lease_ttl", "2m"},
+                                              {"heartbeat_interval", "10s"},
+                                              {"poll_interval", "1s"},
+                                              {"drain_timeout", "3s"},
+                                              {"log_level", "off"},
+                                              {"max_payload_bytes", "1024"}};
+  auto c = LoadConfig(Options(file, FakeEnv{}, flags));
+  ASSERT_TRUE(c.ok()) << c.status().message();
+  EXPECT_EQ(c->database_url, "postgresql://flag@h/db");
+  EXPECT_EQ(c->plugin_dir, "/flag/plugins");
+  EXPECT_EQ(c->concurrency, 9);
+  EXPECT_EQ(c->lease_ttl, milliseconds(120'000));
+  EXPECT_EQ(c->heartbeat_interval, milliseconds(10'000));
+  EXPECT_EQ(c->poll_interval, milliseconds(1'000));
+  EXPECT_EQ(c->drain_timeout, milliseconds(3'000));
+  EXPECT_EQ(c->log_level, "off");
+  EXPECT_EQ(c->max_payload_bytes, 1024);
+}
+
+TEST(ConfigPrecedenceTest, BadEnvironmentValueNamesTheVariable) {
+  ScratchDir dir;
+  std::string file = dir.Write("ok.toml", "concurrency = 4\n");
+  {
+    FakeEnv env;
+    env.vars["KAGZI_CONCURRENCY"] = "abc";
+    auto c = LoadConfig(Options(file, env));
+    ASSERT_FALSE(c.ok());
+    EXPECT_EQ(c.status().code(), StatusCode::kInvalidArgument);
+    EXPECT_TRUE(Contains(c.status().message(), "environment KAGZI_CONCURRENCY"));
+    EXPECT_TRUE(Contains(c.status().message(), "concurrency"));
+    EXPECT_TRUE(Contains(c.status().message(), "abc"));
+  }
+  {
+    FakeEnv env;
+    env.vars["KAGZI_LEASE_TTL"] = "10 parsecs";
+    auto c = LoadConfig(Options(file, env));
+    ASSERT_FALSE(c.ok());
+    EXPECT_TRUE(Contains(c.status().message(), "environment KAGZI_LEASE_TTL"));
+    EXPECT_TRUE(Contains(c.status().message(), "lease_ttl"));
+    EXPECT_TRUE(Contains(c.status().message(), "10 parsecs"));
+  }
+  {
+    FakeEnv env;
+    env.vars["KAGZI_LOG_LEVEL"] = "loud";
+    auto c = LoadConfig(Options(file, env));
+    ASSERT_FALSE(c.ok());
+    EXPECT_TRUE(Contains(c.status().message(), "environment KAGZI_LOG_LEVEL"));
+    EXPECT_TRUE(Contains(c.status().message(), "loud"));
+  }
+}
+
+TEST(ConfigPrecedenceTest, BadFlagValueNamesTheFlag) {
+  ScratchDir dir;
+  std::string file = dir.Write("ok.toml", "");
+  {
+    auto c = LoadConfig(Options(file, FakeEnv{}, {{"concurrency", "0"}}));
+    ASSERT_FALSE(c.ok());
+    EXPECT_TRUE(Contains(c.status().message(), "flag --concurrency"));
+    EXPECT_TRUE(Contains(c.status().message(), "concurrency"));
+  }
+  {
+    auto c = LoadConfig(Options(file, FakeEnv{}, {{"lease_ttl", "10 parsecs"}}));
+    ASSERT_FALSE(c.ok());
+    EXPECT_TRUE(Contains(c.status().message(), "flag --lease-ttl"));
+    EXPECT_TRUE(Contains(c.status().message(), "10 parsecs"));
+  }
+  {
+    auto c = LoadConfig(Options(file, FakeEnv{}, {{"log_level", "loud"}}));
+    ASSERT_FALSE(c.ok());
+    EXPECT_TRUE(Contains(c.status().message(), "flag --log-level"));
+  }
+  {
+    auto c = LoadConfig(Options(file, FakeEnv{}, {{"bogus_key", "1"}}));
+    ASSERT_FALSE(c.ok());
+    EXPECT_TRUE(Contains(c.status().message(), "flag --bogus-key"));
+    EXPECT_TRUE(Contains(c.status().message(), "\"bogus_key\""));
+  }
+}
+
+TEST(ConfigPrecedenceTest, HigherSourceDoesNotHideABadLowerSource) {
+  // A bad file value is an error even if a flag would override it: the file
+  // is wrong and the operator must hear about it.
+  ScratchDir dir;
+  std::string file = dir.Write("bad.toml", "concurrency = 0\n");
+  auto c = LoadConfig(Options(file, FakeEnv{}, {{"concurrency", "4"}}));
+  ASSERT_FALSE(c.ok());
+  EXPECT_TRUE(Contains(c.status().message(), file + ":1"));
+}
+
+TEST(ConfigValidateTest, HeartbeatMustBeShorterThanLeaseTtl) {
+  ScratchDir dir;
+  for (const char* text : {"lease_ttl = \"10s\"\nheartbeat_interval = \"10s\"\n",
+                           "lease_ttl = \"10s\"\nheartbeat_interval = \"1m\"\n"}) {
+    std::string file = dir.Write("hb.toml", text);
+    auto c = LoadConfig(Options(file, FakeEnv{}));
+    ASSERT_FALSE(c.ok()) << text;
+    EXPECT_EQ(c.status().code(), StatusCode::kInvalidArgument);
+    EXPECT_TRUE(Contains(c.status().message(), "heartbeat_interval"));
+    EXPECT_TRUE(Contains(c.status().message(), "lease_ttl"));
+  }
+  // The check applies to the merged result: a flag can fix a file.
+  std::string file = dir.Write("hb.toml", "lease_ttl = \"10s\"\nheartbeat_interval = \"10s\"\n");
+  auto fixed = LoadConfig(Options(file, FakeEnv{}, {{"heartbeat_interval", "3s"}}));
+  ASSERT_TRUE(fixed.ok()) << fixed.status().message();
+  EXPECT_EQ(fixed->heartbeat_interval, milliseconds(3'000));
+
+  Config c;
+  c.lease_ttl = milliseconds(1000);
+  c.heartbeat_interval = milliseconds(999);
+  EXPECT_TRUE(ValidateConfig(c).ok());
+}
+
+TEST(ConfigApplyValueTest, OriginAndKeyInEveryError) {
+  Config c;
+  Status st = ApplyValue("concurrency", "abc", "somewhere", &c);
+  ASSERT_FALSE(st.ok());
+  EXPECT_TRUE(Contains(st.message(), "somewhere"));
+  EXPECT_TRUE(Contains(st.message(), "concurrency"));
+  EXPECT_EQ(c.concurrency, Config{}.concurrency);  // unchanged
+
+  st = ApplyValue("no_such_key", "1", "somewhere", &c);
+  ASSERT_FALSE(st.ok());
+  EXPECT_TRUE(Contains(st.message(), "\"no_such_key\""));
+}
+
+TEST(RedactDatabaseUrlTest, HidesPasswordInUriUserInfo) {
+  std::string r = RedactDatabaseUrl("postgresql://u:secret@h/db");
+  EXPECT_TRUE(Lacks(r, "secret"));
+  EXPECT_EQ(r, "postgresql://u:***@h/db");
+  r = RedactDatabaseUrl("postgres://kagzi:s3cr3t@db.example:5432/kagzi?sslmode=require");
+  EXPECT_TRUE(Lacks(r, "s3cr3t"));
+  EXPECT_TRUE(Contains(r, "db.example:5432/kagzi?sslmode=require"));
+  r = RedactDatabaseUrl("postgresql://u:secret@h");
+  EXPECT_TRUE(Lacks(r, "secret"));
+}
+
+TEST(RedactDatabaseUrlTest, HidesPasswordInQueryParameter) {
+  std::string r = RedactDatabaseUrl("postgresql://u@h/db?password=secret&sslmode=require");
+  EXPECT_TRUE(Lacks(r, "secret"));
+  EXPECT_TRUE(Contains(r, "sslmode=require"));
+  EXPECT_TRUE(Contains(r, "password=***"));
+  r = RedactDatabaseUrl("postgresql:///db?host=/tmp&password=secret");
+  EXPECT_TRUE(Lacks(r, "secret"));
+  EXPECT_TRUE(Contains(r, "host=/tmp"));
+}
+
+TEST(RedactDatabaseUrlTest, HidesPasswordInConninfo) {
+  std::string r = RedactDatabaseUrl("host=h user=u password=secret dbname=db");
+  EXPECT_TRUE(Lacks(r, "secret"));
+  EXPECT_TRUE(Contains(r, "dbname=db"));
+  EXPECT_TRUE(Contains(r, "user=u"));
+
+  r = RedactDatabaseUrl("host=h password='two words' dbname=db");
+  EXPECT_TRUE(Lacks(r, "two"));
+  EXPECT_TRUE(Lacks(r, "words"));
+  EXPECT_TRUE(Contains(r, "dbname=db"));
+
+  r = RedactDatabaseUrl(R"(host=h password='it\'s secret' dbname=db)");
+  EXPECT_TRUE(Lacks(r, "secret"));
+  EXPECT_TRUE(Contains(r, "dbname=db"));
+
+  r = RedactDatabaseUrl("password=secret");
+  EXPECT_TRUE(Lacks(r, "secret"));
+}
+
+TEST(RedactDatabaseUrlTest, HidesPasswordWithSpacesAroundEquals) {
+  // libpq accepts whitespace around '=' in conninfo strings.
+  std::string r = RedactDatabaseUrl("host=h password = secret dbname=db");
+  EXPECT_TRUE(Lacks(r, "secret"));
+  EXPECT_TRUE(Contains(r, "dbname=db"));
+  r = RedactDatabaseUrl("host=h password= 'quoted secret' dbname=db");
+  EXPECT_TRUE(Lacks(r, "secret"));
+  EXPECT_TRUE(Contains(r, "dbname=db"));
+}
+
+TEST(RedactDatabaseUrlTest, LeavesPasswordlessUrlsUnchanged) {
+  for (const char* url :
+       {"postgresql:///kagzi", "postgresql://u@h/db", "postgresql://h:5432/db",
+        "postgresql://u@h:5432/db?sslmode=require", "postgresql://postgres@/db?host=/tmp&port=5",
+        "postgresql://u@[::1]:5432/db", "host=/tmp port=5432 dbname=kagzi user=kagzi", ""}) {
+    EXPECT_EQ(RedactDatabaseUrl(url), url);
+  }
+}
+
+TEST(DescribeConfigTest, NeverContainsThePassword) {
+  for (const char* url :
+       {"postgresql://u:hunter2@h/db", "postgresql://u@h/db?password=hunter2",
+        "host=h password=hunter2 dbname=db", "host=h password='hunter2' dbname=db"}) {
+    Config c;
+    c.database_url = url;
+    std::string text = DescribeConfig(c);
+    EXPECT_TRUE(Lacks(text, "hunter2")) << url;
+    EXPECT_TRUE(Contains(text, "database_url")) << url;
+  }
+}
+
+TEST(DescribeConfigTest, ListsEveryKeyAndIsValidToml) {
+  ScratchDir dir;
+  std::string file = dir.Write("d.toml", "concurrency = 6\nlease_ttl = \"90s\"\n");
+  auto c = LoadConfig(Options(file, FakeEnv{}));
+  ASSERT_TRUE(c.ok()) << c.status().message();
+  std::string text = DescribeConfig(*c);
+  for (auto key : ConfigKeys()) EXPECT_TRUE(Contains(text, std::string(key) + " = ")) << key;
+  EXPECT_TRUE(Contains(text, file));
+  // What --check-config prints loads back to the same values.
+  Config back;
+  Status st = ApplyToml(text, "described", &back);
+  ASSERT_TRUE(st.ok()) << st.message();
+  EXPECT_EQ(back.concurrency, 6);
+  EXPECT_EQ(back.lease_ttl, milliseconds(90'000));
+  EXPECT_EQ(back.heartbeat_interval, c->heartbeat_interval);
+  EXPECT_EQ(back.database_url, c->database_url);
+}
+
+TEST(DescribeConfigTest, QuotesValuesSoTheOutputParses) {
+  Config c;
+  c.plugin_dir = "/opt/\"odd\" dir\\plugins";
+  c.database_url = "host=/tmp dbname=\"kagzi\"";
+  std::string text = DescribeConfig(c);
+  Config back;
+  Status st = ApplyToml(text, "described", &back);
+  ASSERT_TRUE(st.ok()) << st.message() << "\n" << text;
+  EXPECT_EQ(back.plugin_dir, c.plugin_dir);
+  EXPECT_EQ(back.database_url, c.database_url);
+}
+
+}  // namespace
+}  // namespace kagzi
