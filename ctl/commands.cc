@@ -5,7 +5,6 @@
 // and keeps passwords out of every message (RedactDatabaseUrl).
 #include "commands.h"
 
-#include <fmt/format.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -20,6 +19,8 @@
 #include <iterator>
 #include <memory>
 #include <sstream>
+
+#include <fmt/format.h>
 
 #include "kagzi/core/config.h"
 #include "kagzi/core/store.h"

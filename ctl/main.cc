@@ -2,9 +2,10 @@
 // CLI11, documents the exit codes in every --help, and hands the parsed
 // options to commands.cc. Usage errors exit 2 like every other bad input
 // (CLI11's own exit codes are not used). Single-threaded.
-#include <CLI/CLI.hpp>
 #include <iostream>
 #include <string>
+
+#include <CLI/CLI.hpp>
 
 #include "commands.h"
 

@@ -4,12 +4,12 @@
 // validates them and keeps numbers exactly as written.
 #include "render.h"
 
+#include <ctime>
+
 #include <fmt/format.h>
 #include <rapidjson/encodedstream.h>
 #include <rapidjson/memorystream.h>
 #include <rapidjson/reader.h>
-
-#include <ctime>
 
 #include "kagzi/core/validation.h"
 

@@ -22,10 +22,11 @@ std::string NewUuid() {
   }
   b[6] = static_cast<unsigned char>((b[6] & 0x0F) | 0x40);
   b[8] = static_cast<unsigned char>((b[8] & 0x3F) | 0x80);
-  return fmt::format("{:02x}{:02x}{:02x}{:02x}-{:02x}{:02x}-{:02x}{:02x}-{:02x}{:02x}-"
-                     "{:02x}{:02x}{:02x}{:02x}{:02x}{:02x}",
-                     b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11],
-                     b[12], b[13], b[14], b[15]);
+  return fmt::format(
+      "{:02x}{:02x}{:02x}{:02x}-{:02x}{:02x}-{:02x}{:02x}-{:02x}{:02x}-"
+      "{:02x}{:02x}{:02x}{:02x}{:02x}{:02x}",
+      b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13], b[14],
+      b[15]);
 }
 
 Daemon::Daemon(Config config, std::unique_ptr<Notifier> notifier)
@@ -35,8 +36,8 @@ Daemon::~Daemon() = default;
 
 Status Daemon::Start(const std::atomic<bool>& stop_requested) {
   auto log = Logger("kagzid");
-  store_ = std::make_unique<PgStore>(PgStoreOptions{
-      config_.database_url, "kagzid", std::min(config_.concurrency, 8) + 2});
+  store_ = std::make_unique<PgStore>(
+      PgStoreOptions{config_.database_url, "kagzid", std::min(config_.concurrency, 8) + 2});
 
   // Wait for the database, migrating once it answers.
   auto backoff = milliseconds(250);
@@ -67,9 +68,10 @@ Status Daemon::Start(const std::atomic<bool>& stop_requested) {
   log->info("plugins: {} workflow(s) loaded from \"{}\", {} plugin(s) refused", loaded.size(),
             config_.plugin_dir, scan.refusals.size());
   if (loaded.empty()) {
-    log->warn("no workflows loaded: install plugins into \"{}\" and send SIGHUP "
-              "(systemctl reload kagzid)",
-              config_.plugin_dir);
+    log->warn(
+        "no workflows loaded: install plugins into \"{}\" and send SIGHUP "
+        "(systemctl reload kagzid)",
+        config_.plugin_dir);
   }
   KAGZI_RETURN_IF_ERROR(Register());
 
@@ -112,8 +114,8 @@ Status Daemon::Register() {
   }
   char host[256] = {};
   gethostname(host, sizeof(host) - 1);
-  DaemonInfo info{id_, host, static_cast<int>(getpid()), KAGZI_VERSION, config_.concurrency,
-                  config_.lease_ttl};
+  DaemonInfo info{
+      id_, host, static_cast<int>(getpid()), KAGZI_VERSION, config_.concurrency, config_.lease_ttl};
   auto backoff = milliseconds(250);
   for (int attempt = 0;; ++attempt) {
     Status st = store_->RegisterDaemon(info, workflows);
@@ -137,9 +139,9 @@ void Daemon::Reload() {
 }
 
 void Daemon::UpdateStatus() {
-  auto now_ms = std::chrono::duration_cast<milliseconds>(
-                    std::chrono::steady_clock::now().time_since_epoch())
-                    .count();
+  auto now_ms =
+      std::chrono::duration_cast<milliseconds>(std::chrono::steady_clock::now().time_since_epoch())
+          .count();
   if (now_ms - last_status_ms_.load() < 1000) return;
   last_status_ms_ = now_ms;
   notifier_->Status(fmt::format("{} run(s) in flight, {} workflow(s) loaded", in_flight_.size(),
@@ -159,8 +161,8 @@ bool Daemon::Shutdown() {
   if (!drained) {
     for (const auto& c : in_flight_.Snapshot()) {
       Status st = store_->ReleaseRun(c->lease);
-      log->warn("run {}: still running after drain_timeout; lease released ({})",
-                c->lease.run_id, st.ok() ? "ok" : st.message());
+      log->warn("run {}: still running after drain_timeout; lease released ({})", c->lease.run_id,
+                st.ok() ? "ok" : st.message());
       c->lease_lost = true;
     }
   }

@@ -87,8 +87,8 @@ void ExecutorPool::Execute(Job& job) {
   auto workflow = registry_.Find(key);
   if (!workflow) {
     // Claims only cover loaded versions, so this is a bug; give it back.
-    log->error("run {}: workflow \"{}\" version {} is not loaded; releasing it", run.id,
-               key.name, key.version);
+    log->error("run {}: workflow \"{}\" version {} is not loaded; releasing it", run.id, key.name,
+               key.version);
     (void)store_.ReleaseRun(job.control->lease);
     return;
   }
@@ -111,16 +111,14 @@ void ExecutorPool::Execute(Job& job) {
       log->info("run {} ({} v{}): completed", run.id, key.name, key.version);
       break;
     case RunOutcome::kFailed:
-      log->warn("run {} ({} v{}): failed: {}", run.id, key.name, key.version,
-                ctx.outcome_detail());
+      log->warn("run {} ({} v{}): failed: {}", run.id, key.name, key.version, ctx.outcome_detail());
       break;
     case RunOutcome::kParked:
-      log->info("run {} ({} v{}): parked: {}", run.id, key.name, key.version,
-                ctx.outcome_detail());
+      log->info("run {} ({} v{}): parked: {}", run.id, key.name, key.version, ctx.outcome_detail());
       break;
     case RunOutcome::kReleased:
-      log->info("run {} ({} v{}): released for another daemon ({})", run.id, key.name,
-                key.version, ctx.outcome_detail());
+      log->info("run {} ({} v{}): released for another daemon ({})", run.id, key.name, key.version,
+                ctx.outcome_detail());
       break;
     case RunOutcome::kAbandoned:
       log->warn("run {} ({} v{}): abandoned, nothing more written: {}", run.id, key.name,

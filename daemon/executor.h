@@ -28,8 +28,7 @@ struct ExecutorOptions {
 class ExecutorPool {
  public:
   ExecutorPool(Store& store, const PluginRegistry& registry, InFlightRuns& in_flight,
-               ExecutorOptions options, std::function<void()> on_slot_free,
-               ParkListener on_park);
+               ExecutorOptions options, std::function<void()> on_slot_free, ParkListener on_park);
   ~ExecutorPool();  // Stop() + join
 
   void Start();

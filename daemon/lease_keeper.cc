@@ -18,7 +18,9 @@ LeaseKeeper::LeaseKeeper(Store& store, InFlightRuns& in_flight, std::string owne
 
 LeaseKeeper::~LeaseKeeper() { Stop(); }
 
-void LeaseKeeper::Start() { thread_ = std::thread([this] { ThreadMain(); }); }
+void LeaseKeeper::Start() {
+  thread_ = std::thread([this] { ThreadMain(); });
+}
 
 void LeaseKeeper::Stop() {
   {

@@ -4,12 +4,13 @@
 #include <signal.h>
 #include <unistd.h>
 
-#include <CLI/CLI.hpp>
 #include <condition_variable>
 #include <cstdio>
 #include <iostream>
 #include <mutex>
 #include <thread>
+
+#include <CLI/CLI.hpp>
 
 #include "daemon.h"
 #include "kagzi/core/log.h"

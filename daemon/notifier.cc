@@ -1,9 +1,9 @@
 // sd_notify wrapper.
 #include "notifier.h"
 
-#include <systemd/sd-daemon.h>
-
 #include <string>
+
+#include <systemd/sd-daemon.h>
 
 namespace kagzi::daemon {
 

@@ -59,8 +59,7 @@ ScanReport PluginRegistry::Scan(const std::string& dir) {
   } else if (!S_ISDIR(dst.st_mode)) {
     report.directory_error = Status::InvalidArgument("plugin_dir \"{}\" is not a directory", dir);
   } else if (auto bad = CheckOwnerAndMode(dst, "the directory")) {
-    report.directory_error =
-        Status::InvalidArgument("plugin_dir \"{}\" is unsafe: {}", dir, *bad);
+    report.directory_error = Status::InvalidArgument("plugin_dir \"{}\" is unsafe: {}", dir, *bad);
   }
   if (!report.directory_error.ok()) {
     log->error("{}; no plugins loaded from it", report.directory_error.message());
@@ -117,7 +116,10 @@ std::optional<std::string> PluginRegistry::LoadOne(const std::string& path, bool
     std::ifstream in(path, std::ios::binary);
     char magic[4] = {};
     in.read(magic, 4);
-    if (in.gcount() != 4 || std::memcmp(magic, "\x7f" "ELF", 4) != 0) {
+    if (in.gcount() != 4 || std::memcmp(magic,
+                                        "\x7f"
+                                        "ELF",
+                                        4) != 0) {
       return "not an ELF shared object";
     }
   }
@@ -132,9 +134,10 @@ std::optional<std::string> PluginRegistry::LoadOne(const std::string& path, bool
   dlerror();
   void* sym = dlsym(handle, KAGZI_PLUGIN_ENTRY_SYMBOL);
   if (sym == nullptr) {
-    return fmt::format("no {} symbol: not a Kagzi plugin, or built without the SDK's "
-                       "export rules",
-                       KAGZI_PLUGIN_ENTRY_SYMBOL);
+    return fmt::format(
+        "no {} symbol: not a Kagzi plugin, or built without the SDK's "
+        "export rules",
+        KAGZI_PLUGIN_ENTRY_SYMBOL);
   }
   kagzi_plugin_entry_fn entry = nullptr;
   static_assert(sizeof(entry) == sizeof(sym));
@@ -186,8 +189,8 @@ std::optional<std::string> PluginRegistry::LoadOne(const std::string& path, bool
                          KAGZI_ABI_MAJOR);
     }
     if (wf.abi_minor > KAGZI_ABI_MINOR) {
-      return fmt::format("{}: ABI {}.{} is newer than this host's ABI {}.{}", where,
-                         wf.abi_major, wf.abi_minor, KAGZI_ABI_MAJOR, KAGZI_ABI_MINOR);
+      return fmt::format("{}: ABI {}.{} is newer than this host's ABI {}.{}", where, wf.abi_major,
+                         wf.abi_minor, KAGZI_ABI_MAJOR, KAGZI_ABI_MINOR);
     }
     if (wf.struct_size < sizeof(kagzi_workflow)) {
       return fmt::format("{}: struct_size {} is smaller than {}", where, wf.struct_size,
@@ -202,7 +205,8 @@ std::optional<std::string> PluginRegistry::LoadOne(const std::string& path, bool
       return fmt::format("{}: version {} is larger than the maximum {}", where, wf.version,
                          std::numeric_limits<std::int32_t>::max());
     }
-    if (wf.run == nullptr) return fmt::format("{} version {}: run function is NULL", where, wf.version);
+    if (wf.run == nullptr)
+      return fmt::format("{} version {}: run function is NULL", where, wf.version);
     WorkflowKey key{wf.name, static_cast<int>(wf.version)};
     for (const auto& e : entries) {
       if (e.key == key) {
@@ -216,8 +220,8 @@ std::optional<std::string> PluginRegistry::LoadOne(const std::string& path, bool
     for (const auto& e : entries) {
       for (const auto& w : workflows_) {
         if (w.key == e.key) {
-          return fmt::format("workflow \"{}\" version {} is already loaded from \"{}\"",
-                             e.key.name, e.key.version, w.plugin_path);
+          return fmt::format("workflow \"{}\" version {} is already loaded from \"{}\"", e.key.name,
+                             e.key.version, w.plugin_path);
         }
       }
     }

@@ -15,8 +15,6 @@
 // SIGHUP); Find() and Loaded() may be called concurrently with it.
 #pragma once
 
-#include <kagzi/plugin.h>
-
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -25,6 +23,7 @@
 #include <vector>
 
 #include "kagzi/core/store.h"
+#include <kagzi/plugin.h>
 
 namespace kagzi::daemon {
 
@@ -76,7 +75,7 @@ class PluginRegistry {
   std::optional<std::string> LoadOne(const std::string& path, bool dir_checked);
 
   mutable std::mutex mu_;
-  std::vector<Plugin> plugins_;                // guarded by mu_
+  std::vector<Plugin> plugins_;                 // guarded by mu_
   std::vector<LoadedWorkflowEntry> workflows_;  // guarded by mu_
   std::set<std::string> seen_files_;            // "path|inode|mtime", guarded by mu_
 };

@@ -68,7 +68,7 @@ kagzi_status HostGetRunId(kagzi_context* ctx, const char** id, std::size_t* len)
 }
 
 const kagzi_host kHostTable = {
-    sizeof(kagzi_host), KAGZI_ABI_MAJOR, KAGZI_ABI_MINOR, HostGetInput, HostStep, HostSleep,
+    sizeof(kagzi_host), KAGZI_ABI_MAJOR, KAGZI_ABI_MINOR, HostGetInput,     HostStep,     HostSleep,
     HostSetOutput,      HostSetError,    HostLog,         HostGetExtension, HostGetRunId,
 };
 
@@ -78,11 +78,16 @@ std::string_view KindName(StepKind k) { return StepKindName(k); }
 
 std::string_view RunOutcomeName(RunOutcome o) {
   switch (o) {
-    case RunOutcome::kCompleted: return "completed";
-    case RunOutcome::kFailed: return "failed";
-    case RunOutcome::kParked: return "parked";
-    case RunOutcome::kReleased: return "released";
-    case RunOutcome::kAbandoned: return "abandoned";
+    case RunOutcome::kCompleted:
+      return "completed";
+    case RunOutcome::kFailed:
+      return "failed";
+    case RunOutcome::kParked:
+      return "parked";
+    case RunOutcome::kReleased:
+      return "released";
+    case RunOutcome::kAbandoned:
+      return "abandoned";
   }
   return "unknown";
 }
@@ -119,8 +124,7 @@ RunContext::RunContext(Store& store, const ClaimedRun& claim, Micros db_now,
 
 Micros RunContext::DbNow() const {
   auto elapsed = std::chrono::steady_clock::now() - claimed_at_;
-  return db_now_at_claim_ +
-         std::chrono::duration_cast<std::chrono::microseconds>(elapsed).count();
+  return db_now_at_claim_ + std::chrono::duration_cast<std::chrono::microseconds>(elapsed).count();
 }
 
 const char* RunContext::Keep(std::string s, std::size_t* len) {
@@ -131,8 +135,9 @@ const char* RunContext::Keep(std::string s, std::size_t* len) {
 
 kagzi_status RunContext::HostError(kagzi_status code, std::string message) {
   if (!host_error_) {
-    Logger("executor")->error("run {} ({} v{}): {}", claim_.run.id, claim_.run.workflow,
-                              claim_.run.version.value_or(0), message);
+    Logger("executor")
+        ->error("run {} ({} v{}): {}", claim_.run.id, claim_.run.workflow,
+                claim_.run.version.value_or(0), message);
     host_error_ = {code, std::move(message)};
   }
   return host_error_->first;
@@ -151,15 +156,16 @@ Status RunContext::Write(const std::function<Status()>& write) {
     Status st = write();
     if (st.ok() || !st.IsUnavailable()) return st;
     if (std::chrono::steady_clock::now() + backoff > deadline || control_->lease_lost) return st;
-    Logger("executor")->warn("run {}: write failed, retrying in {} ms: {}", claim_.run.id,
-                             backoff.count(), st.message());
+    Logger("executor")
+        ->warn("run {}: write failed, retrying in {} ms: {}", claim_.run.id, backoff.count(),
+               st.message());
     std::this_thread::sleep_for(backoff);
     backoff = std::min(backoff * 2, std::chrono::milliseconds(1000));
   }
 }
 
-kagzi_status RunContext::BeginCall(const char* step_id, StepKind kind,
-                                   const StepRecord** recorded, std::string* id_out) {
+kagzi_status RunContext::BeginCall(const char* step_id, StepKind kind, const StepRecord** recorded,
+                                   std::string* id_out) {
   *recorded = nullptr;
   if (in_step_) {
     return HostError(KAGZI_ERR_MISUSE,
@@ -185,15 +191,14 @@ kagzi_status RunContext::BeginCall(const char* step_id, StepKind kind,
   }
   const int seq = next_seq_++;
   auto found = journal_by_id_.find(id);
-  const StepRecord* at_seq = static_cast<std::size_t>(seq) < journal_by_seq_.size()
-                                 ? journal_by_seq_[seq]
-                                 : nullptr;
+  const StepRecord* at_seq =
+      static_cast<std::size_t>(seq) < journal_by_seq_.size() ? journal_by_seq_[seq] : nullptr;
   if (at_seq != nullptr && at_seq->step_id != id) {
-    return HostError(KAGZI_ERR_NONDETERMINISM,
-                     fmt::format("non-determinism: call #{} is {} \"{}\" but the journal "
-                                 "recorded {} \"{}\" there",
-                                 seq + 1, KindName(kind), id, KindName(at_seq->kind),
-                                 at_seq->step_id));
+    return HostError(
+        KAGZI_ERR_NONDETERMINISM,
+        fmt::format("non-determinism: call #{} is {} \"{}\" but the journal "
+                    "recorded {} \"{}\" there",
+                    seq + 1, KindName(kind), id, KindName(at_seq->kind), at_seq->step_id));
   }
   if (found != journal_by_id_.end()) {
     const StepRecord* r = found->second;
@@ -235,8 +240,8 @@ kagzi_status RunContext::GetRunId(const char** id, std::size_t* len) {
   return KAGZI_OK;
 }
 
-kagzi_status RunContext::Step(const char* step_id, kagzi_step_fn fn, void* user,
-                              const char** out, std::size_t* out_len) {
+kagzi_status RunContext::Step(const char* step_id, kagzi_step_fn fn, void* user, const char** out,
+                              std::size_t* out_len) {
   if (!OnRunThread()) {
     foreign_call_ = true;
     return KAGZI_ERR_MISUSE;
@@ -427,8 +432,9 @@ void RunContext::Log(std::int32_t level, const char* message, std::size_t len) {
              : level == KAGZI_LOG_INFO ? spdlog::level::info
              : level == KAGZI_LOG_WARN ? spdlog::level::warn
                                        : spdlog::level::err;
-  Logger("workflow")->log(lvl, "run {} ({} v{}): {}", claim_.run.id, claim_.run.workflow,
-                          claim_.run.version.value_or(0), text);
+  Logger("workflow")
+      ->log(lvl, "run {} ({} v{}): {}", claim_.run.id, claim_.run.workflow,
+            claim_.run.version.value_or(0), text);
 }
 
 RunOutcome RunContext::Finish(kagzi_status status, std::optional<std::string> exception) {
@@ -438,9 +444,10 @@ RunOutcome RunContext::Finish(kagzi_status status, std::optional<std::string> ex
     switch (*suspended_) {
       case RunOutcome::kParked:
         if (status != KAGZI_SUSPEND) {
-          log->warn("run {} ({}): workflow returned status {} after the host returned "
-                    "KAGZI_SUSPEND; ignored, the run stays parked",
-                    run.id, run.workflow, status);
+          log->warn(
+              "run {} ({}): workflow returned status {} after the host returned "
+              "KAGZI_SUSPEND; ignored, the run stays parked",
+              run.id, run.workflow, status);
         }
         return RunOutcome::kParked;
       case RunOutcome::kReleased: {
@@ -468,8 +475,8 @@ RunOutcome RunContext::Finish(kagzi_status status, std::optional<std::string> ex
   } else if (status == KAGZI_SUSPEND) {
     failure = "workflow returned KAGZI_SUSPEND although the host never suspended it";
   } else if (status == KAGZI_ERR_RETRYABLE || status == KAGZI_ERR_PERMANENT) {
-    failure = error_.value_or(fmt::format("workflow failed with status {} and no error message",
-                                          status));
+    failure =
+        error_.value_or(fmt::format("workflow failed with status {} and no error message", status));
   } else {
     failure = fmt::format("workflow returned unknown status {}", status);
   }

@@ -12,10 +12,8 @@
 // it; calls from any other thread are refused as misuse.
 #pragma once
 
-#include <kagzi/plugin.h>
-
-#include <chrono>
 #include <atomic>
+#include <chrono>
 #include <deque>
 #include <functional>
 #include <memory>
@@ -28,6 +26,7 @@
 
 #include "in_flight.h"
 #include "kagzi/core/store.h"
+#include <kagzi/plugin.h>
 
 namespace kagzi::daemon {
 class RunContext;
@@ -64,8 +63,7 @@ using ParkListener = std::function<void(Micros wake_at)>;
 class RunContext {
  public:
   RunContext(Store& store, const ClaimedRun& claim, Micros db_now,
-             std::shared_ptr<RunControl> control, RunContextOptions options,
-             ParkListener on_park);
+             std::shared_ptr<RunControl> control, RunContextOptions options, ParkListener on_park);
   RunContext(const RunContext&) = delete;
   RunContext& operator=(const RunContext&) = delete;
 
@@ -122,8 +120,8 @@ class RunContext {
   int next_seq_ = 0;
 
   bool in_step_ = false;
-  std::string current_step_;  // id of the step whose function is running
-  std::optional<RunOutcome> suspended_;           // host returned SUSPEND for this reason
+  std::string current_step_;             // id of the step whose function is running
+  std::optional<RunOutcome> suspended_;  // host returned SUSPEND for this reason
   std::optional<std::pair<kagzi_status, std::string>> host_error_;  // misuse/non-determinism
   std::optional<std::string> output_;
   std::optional<std::string> error_;

@@ -25,7 +25,9 @@ Scheduler::~Scheduler() {
   if (wake_fd_ >= 0) close(wake_fd_);
 }
 
-void Scheduler::Start() { thread_ = std::thread([this] { ThreadMain(); }); }
+void Scheduler::Start() {
+  thread_ = std::thread([this] { ThreadMain(); });
+}
 
 void Scheduler::Stop() {
   stopping_ = true;
@@ -106,11 +108,9 @@ void Scheduler::ThreadMain() {
 
     int free = executors_.FreeSlots();
     if (!keys.empty() && free > 0) {
-      auto batch = store_.ClaimRuns(
-          ClaimRequest{options_.owner, keys, free, options_.lease_ttl});
+      auto batch = store_.ClaimRuns(ClaimRequest{options_.owner, keys, free, options_.lease_ttl});
       if (!batch.ok()) {
-        log->warn("claim failed, retrying in {} ms: {}", backoff.count(),
-                  batch.status().message());
+        log->warn("claim failed, retrying in {} ms: {}", backoff.count(), batch.status().message());
         WaitForWork(backoff);
         backoff = std::min(backoff * 2, milliseconds(5000));
         continue;

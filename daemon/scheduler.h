@@ -66,7 +66,7 @@ class Scheduler {
   std::mutex mu_;
   std::optional<Micros> local_wake_;  // guarded by mu_
   // Database clock estimate: db_now_ was read at steady_at_.
-  Micros db_now_ = 0;                               // guarded by mu_
+  Micros db_now_ = 0;                                // guarded by mu_
   std::chrono::steady_clock::time_point steady_at_;  // guarded by mu_
 };
 

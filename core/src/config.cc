@@ -28,7 +28,8 @@ Result<std::int64_t> ParseInt(std::string_view text) {
 Status SetDuration(std::string_view value, milliseconds* out) {
   auto d = ParseDuration(value);
   if (!d.ok()) return d.status();
-  if (d->count() <= 0) return Status::InvalidArgument("must be greater than zero, got \"{}\"", value);
+  if (d->count() <= 0)
+    return Status::InvalidArgument("must be greater than zero, got \"{}\"", value);
   *out = *d;
   return Status::Ok();
 }
@@ -69,8 +70,8 @@ const std::vector<KeySpec>& Specs() {
        [](std::string_view v, Config* c) { return SetDuration(v, &c->drain_timeout); }},
       {"log_level",
        [](std::string_view v, Config* c) {
-         static const std::vector<std::string_view> kLevels = {
-             "trace", "debug", "info", "warn", "error", "critical", "off"};
+         static const std::vector<std::string_view> kLevels = {"trace", "debug",    "info", "warn",
+                                                               "error", "critical", "off"};
          if (std::find(kLevels.begin(), kLevels.end(), v) == kLevels.end()) {
            return Status::InvalidArgument(
                "\"{}\" is not one of trace, debug, info, warn, error, critical, off", v);
@@ -129,8 +130,7 @@ Result<milliseconds> ParseDuration(std::string_view text) {
   std::size_t digits = 0;
   while (digits < t.size() && std::isdigit(static_cast<unsigned char>(t[digits]))) ++digits;
   if (digits == 0) {
-    return Status::InvalidArgument("\"{}\" is not a duration (use e.g. 500ms, 30s, 5m, 1h)",
-                                   text);
+    return Status::InvalidArgument("\"{}\" is not a duration (use e.g. 500ms, 30s, 5m, 1h)", text);
   }
   auto n = ParseInt(t.substr(0, digits));
   if (!n.ok()) return Status::InvalidArgument("\"{}\" is not a duration", text);
@@ -145,8 +145,8 @@ Result<milliseconds> ParseDuration(std::string_view text) {
   } else if (unit == "h") {
     ms_per_unit = 3'600'000;
   } else {
-    return Status::InvalidArgument(
-        "\"{}\" has an unknown unit \"{}\" (use ms, s, m or h)", text, unit);
+    return Status::InvalidArgument("\"{}\" has an unknown unit \"{}\" (use ms, s, m or h)", text,
+                                   unit);
   }
   // Ten years is far beyond any sensible timeout and keeps every interval
   // PostgreSQL computes from it in range.

@@ -1,9 +1,9 @@
 // Named spdlog loggers sharing one stderr sink and one level.
 #include "kagzi/core/log.h"
 
-#include <spdlog/sinks/stdout_sinks.h>
-
 #include <mutex>
+
+#include <spdlog/sinks/stdout_sinks.h>
 
 namespace kagzi {
 namespace {

@@ -39,7 +39,8 @@ Result<MigrationReport> ApplyLocked(PgConnection& conn,
   auto recorded = conn.Exec("SELECT name, checksum FROM kagzi_schema_migrations ORDER BY name");
   if (!recorded.ok()) return recorded.status();
   std::map<std::string, std::string> done;
-  for (int i = 0; i < recorded->rows(); ++i) done[recorded->GetString(i, 0)] = recorded->GetString(i, 1);
+  for (int i = 0; i < recorded->rows(); ++i)
+    done[recorded->GetString(i, 0)] = recorded->GetString(i, 1);
 
   MigrationReport report;
   std::map<std::string, const EmbeddedMigration*> known;
@@ -53,8 +54,7 @@ Result<MigrationReport> ApplyLocked(PgConnection& conn,
           name);
     }
     if (Checksum(it->second->sql) != sum) {
-      return Status::Permanent("migration {} differs from the one applied to the database",
-                               name);
+      return Status::Permanent("migration {} differs from the one applied to the database", name);
     }
   }
   for (const auto& m : migrations) {
@@ -77,7 +77,8 @@ Result<MigrationReport> ApplyLocked(PgConnection& conn,
       return rec.status();
     }
     auto commit = conn.Exec("COMMIT");
-    if (!commit.ok()) return commit.status().WithContext(fmt::format("committing migration {}", name));
+    if (!commit.ok())
+      return commit.status().WithContext(fmt::format("committing migration {}", name));
     ++report.applied;
     report.latest = name;
   }

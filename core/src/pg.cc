@@ -17,12 +17,12 @@ namespace {
 // SQLSTATEs after which retrying on a fresh connection or transaction can
 // succeed.
 bool IsRetryableSqlState(std::string_view state) {
-  return state.starts_with("08") ||                    // connection exception
-         state == "57P01" || state == "57P02" ||        // admin / crash shutdown
-         state == "57P03" ||                            // cannot connect now
-         state == "40001" || state == "40P01" ||        // serialization, deadlock
-         state == "53300" ||                            // too many connections
-         state == "57014";                              // statement timeout / cancel
+  return state.starts_with("08") ||               // connection exception
+         state == "57P01" || state == "57P02" ||  // admin / crash shutdown
+         state == "57P03" ||                      // cannot connect now
+         state == "40001" || state == "40P01" ||  // serialization, deadlock
+         state == "53300" ||                      // too many connections
+         state == "57014";                        // statement timeout / cancel
 }
 
 std::string Trim(std::string s) {
@@ -90,7 +90,7 @@ std::int64_t PgResult::Affected() const {
 }
 
 Result<std::unique_ptr<PgConnection>> PgConnection::Connect(const std::string& url,
-                                                             std::string_view application_name) {
+                                                            std::string_view application_name) {
   std::string app(application_name);
   // Defaults first: values expanded from the URL (dbname) override them.
   const char* keys[] = {"connect_timeout", "application_name", "dbname", nullptr};
@@ -100,8 +100,8 @@ Result<std::unique_ptr<PgConnection>> PgConnection::Connect(const std::string& u
   if (PQstatus(conn) != CONNECTION_OK) {
     std::string err = Trim(PQerrorMessage(conn));
     PQfinish(conn);
-    return Status::Unavailable("cannot connect to database_url \"{}\": {}",
-                               RedactDatabaseUrl(url), err);
+    return Status::Unavailable("cannot connect to database_url \"{}\": {}", RedactDatabaseUrl(url),
+                               err);
   }
   // Server NOTICEs (e.g. "already exists, skipping") go to the debug log,
   // not raw to stderr.
@@ -172,8 +172,8 @@ Result<PgResult> PgConnection::ExecPrepared(const Statement& stmt,
   std::vector<const char*> values;
   values.reserve(params.size());
   for (const auto& p : params) values.push_back(p.value() ? p.value()->c_str() : nullptr);
-  PGresult* raw = PQexecPrepared(conn_, stmt.name, static_cast<int>(values.size()),
-                                 values.data(), nullptr, nullptr, 0);
+  PGresult* raw = PQexecPrepared(conn_, stmt.name, static_cast<int>(values.size()), values.data(),
+                                 nullptr, nullptr, 0);
   Status st = StatusFromResult(raw, fmt::format("statement {}", stmt.name));
   PgResult res(raw);
   if (!st.ok()) return st;

@@ -5,25 +5,24 @@
 // claim: either it commits before the claim locks the run (and the claim's
 // journal read, a later statement, sees it), or it sees the new epoch and
 // writes nothing. See docs/ARCHITECTURE.md.
-#include "kagzi/core/store.h"
-
 #include <thread>
 
+#include "kagzi/core/store.h"
 #include "kagzi/core/validation.h"
 
 namespace kagzi {
 namespace {
 
-#define KAGZI_RUN_COLUMNS                                                                    \
-  "r.id::text, r.workflow, r.version, r.status, r.input::text, r.output::text, r.error, "   \
+#define KAGZI_RUN_COLUMNS                                                                     \
+  "r.id::text, r.workflow, r.version, r.status, r.input::text, r.output::text, r.error, "     \
   "r.priority, kagzi_us(r.available_at), r.lease_owner::text, kagzi_us(r.lease_expires_at), " \
-  "r.lease_epoch, r.attempts, r.parent_run_id::text, r.idempotency_key, "                    \
-  "kagzi_us(r.created_at), kagzi_us(r.started_at), kagzi_us(r.updated_at), "                 \
+  "r.lease_epoch, r.attempts, r.parent_run_id::text, r.idempotency_key, "                     \
+  "kagzi_us(r.created_at), kagzi_us(r.started_at), kagzi_us(r.updated_at), "                  \
   "kagzi_us(r.finished_at)"
 constexpr int kRunColumnCount = 19;
 
-#define KAGZI_STEP_COLUMNS                                                                   \
-  "s.step_id, s.seq, s.kind, s.status, s.output::text, s.error, s.error_kind, s.attempts, "  \
+#define KAGZI_STEP_COLUMNS                                                                  \
+  "s.step_id, s.seq, s.kind, s.status, s.output::text, s.error, s.error_kind, s.attempts, " \
   "kagzi_us(s.wake_at), kagzi_us(s.started_at), kagzi_us(s.finished_at)"
 
 #define KAGZI_LEASE_MATCHES \
@@ -31,8 +30,9 @@ constexpr int kRunColumnCount = 19;
 
 // Runs of the loaded (workflow, version) pairs; unpinned runs (version
 // NULL) of a loaded workflow qualify too. $A/$B are text[]/int[].
-#define KAGZI_LOADED_FILTER(names, versions)                                           \
-  "r.workflow = ANY(" names "::text[]) AND (r.version IS NULL OR (r.workflow, r.version) IN " \
+#define KAGZI_LOADED_FILTER(names, versions)                        \
+  "r.workflow = ANY(" names                                         \
+  "::text[]) AND (r.version IS NULL OR (r.workflow, r.version) IN " \
   "(SELECT * FROM unnest(" names "::text[], " versions "::int[])))"
 
 const Statement kClaim = {
@@ -81,22 +81,23 @@ const Statement kNextWake = {
 
 const Statement kRecordStep = {
     "kagzi_record_step",
-    "WITH lease AS (SELECT id FROM kagzi_runs WHERE " KAGZI_LEASE_MATCHES " FOR NO KEY UPDATE) "
+    "WITH lease AS (SELECT id FROM kagzi_runs WHERE " KAGZI_LEASE_MATCHES
+    " FOR NO KEY UPDATE) "
     "INSERT INTO kagzi_steps (run_id, step_id, seq, kind, status, output, error, error_kind,"
     "  attempts, wake_at, started_at) "
     "SELECT lease.id, $4, $5, $6, $7, $8::json, $9, $10, $11, kagzi_ts($12), kagzi_ts($13) "
     "FROM lease ON CONFLICT DO NOTHING"};
 
-const Statement kLeaseStillHeld = {
-    "kagzi_lease_still_held",
-    "SELECT count(*) FROM kagzi_runs WHERE " KAGZI_LEASE_MATCHES};
+const Statement kLeaseStillHeld = {"kagzi_lease_still_held",
+                                   "SELECT count(*) FROM kagzi_runs WHERE " KAGZI_LEASE_MATCHES};
 
 const Statement kPark = {
     "kagzi_park",
     "WITH lease AS (UPDATE kagzi_runs SET status = 'SLEEPING',"
     "    available_at = now() + $4::bigint * interval '1 millisecond',"
     "    lease_owner = NULL, lease_expires_at = NULL, updated_at = now()"
-    "  WHERE " KAGZI_LEASE_MATCHES " RETURNING id, available_at), "
+    "  WHERE " KAGZI_LEASE_MATCHES
+    " RETURNING id, available_at), "
     "ins AS (INSERT INTO kagzi_steps (run_id, step_id, seq, kind, status, wake_at, started_at)"
     "  SELECT lease.id, $5, $6, 'sleep', 'COMPLETED', lease.available_at, kagzi_ts($7)"
     "  FROM lease WHERE $5::text IS NOT NULL RETURNING 1) "
@@ -120,30 +121,28 @@ const Statement kRelease = {
     " lease_expires_at = NULL, lease_epoch = lease_epoch + 1, updated_at = now() "
     "WHERE " KAGZI_LEASE_MATCHES};
 
-const Statement kStart = {
-    "kagzi_start",
-    "INSERT INTO kagzi_runs (id, workflow, input, idempotency_key, priority) "
-    "VALUES (gen_random_uuid(), $1, $2::json, $3, $4) "
-    "ON CONFLICT (idempotency_key) DO NOTHING RETURNING id::text"};
+const Statement kStart = {"kagzi_start",
+                          "INSERT INTO kagzi_runs (id, workflow, input, idempotency_key, priority) "
+                          "VALUES (gen_random_uuid(), $1, $2::json, $3, $4) "
+                          "ON CONFLICT (idempotency_key) DO NOTHING RETURNING id::text"};
 
 const Statement kFindByKey = {
-    "kagzi_find_by_key",
-    "SELECT id::text, workflow FROM kagzi_runs WHERE idempotency_key = $1"};
+    "kagzi_find_by_key", "SELECT id::text, workflow FROM kagzi_runs WHERE idempotency_key = $1"};
 
 const Statement kWorkflowKnown = {
-    "kagzi_workflow_known",
-    "SELECT EXISTS (SELECT 1 FROM kagzi_workflows WHERE workflow = $1)"};
+    "kagzi_workflow_known", "SELECT EXISTS (SELECT 1 FROM kagzi_workflows WHERE workflow = $1)"};
 
 const Statement kGetRun = {"kagzi_get_run",
                            "SELECT " KAGZI_RUN_COLUMNS " FROM kagzi_runs r WHERE r.id = $1::uuid"};
 
-const Statement kGetSteps = {
-    "kagzi_get_steps",
-    "SELECT " KAGZI_STEP_COLUMNS " FROM kagzi_steps s WHERE s.run_id = $1::uuid ORDER BY s.seq"};
+const Statement kGetSteps = {"kagzi_get_steps",
+                             "SELECT " KAGZI_STEP_COLUMNS
+                             " FROM kagzi_steps s WHERE s.run_id = $1::uuid ORDER BY s.seq"};
 
 const Statement kListRuns = {
     "kagzi_list_runs",
-    "SELECT " KAGZI_RUN_COLUMNS " FROM kagzi_runs r "
+    "SELECT " KAGZI_RUN_COLUMNS
+    " FROM kagzi_runs r "
     "WHERE ($1::text IS NULL OR r.status = $1) AND ($2::text IS NULL OR r.workflow = $2) "
     "ORDER BY r.created_at DESC, r.id LIMIT $3"};
 
@@ -177,7 +176,8 @@ const Statement kForgetDeadDaemons = {
     "DELETE FROM kagzi_daemons WHERE heartbeat_at < now() - interval '1 day'"};
 
 const Statement kClearDaemonWorkflows = {
-    "kagzi_clear_daemon_workflows", "DELETE FROM kagzi_daemon_workflows WHERE daemon_id = $1::uuid"};
+    "kagzi_clear_daemon_workflows",
+    "DELETE FROM kagzi_daemon_workflows WHERE daemon_id = $1::uuid"};
 
 const Statement kInsertDaemonWorkflows = {
     "kagzi_insert_daemon_workflows",
@@ -258,12 +258,18 @@ Status CheckRunId(std::string_view id) {
 
 std::string_view RunStatusName(RunStatus s) {
   switch (s) {
-    case RunStatus::kPending: return "PENDING";
-    case RunStatus::kRunning: return "RUNNING";
-    case RunStatus::kSleeping: return "SLEEPING";
-    case RunStatus::kCompleted: return "COMPLETED";
-    case RunStatus::kFailed: return "FAILED";
-    case RunStatus::kCancelled: return "CANCELLED";
+    case RunStatus::kPending:
+      return "PENDING";
+    case RunStatus::kRunning:
+      return "RUNNING";
+    case RunStatus::kSleeping:
+      return "SLEEPING";
+    case RunStatus::kCompleted:
+      return "COMPLETED";
+    case RunStatus::kFailed:
+      return "FAILED";
+    case RunStatus::kCancelled:
+      return "CANCELLED";
   }
   return "UNKNOWN";
 }
@@ -280,10 +286,14 @@ std::optional<RunStatus> ParseRunStatus(std::string_view s) {
 
 std::string_view StepKindName(StepKind k) {
   switch (k) {
-    case StepKind::kStep: return "step";
-    case StepKind::kSleep: return "sleep";
-    case StepKind::kEvent: return "event";
-    case StepKind::kChild: return "child";
+    case StepKind::kStep:
+      return "step";
+    case StepKind::kSleep:
+      return "sleep";
+    case StepKind::kEvent:
+      return "event";
+    case StepKind::kChild:
+      return "child";
   }
   return "unknown";
 }
@@ -405,8 +415,7 @@ Result<std::vector<std::string>> PgStore::Heartbeat(std::string_view owner,
                                                     std::chrono::milliseconds lease_ttl) {
   auto conn = pool_.Acquire();
   if (!conn.ok()) return conn.status();
-  auto r = (*conn)->ExecPrepared(kHeartbeat,
-                                 {owner, static_cast<std::int64_t>(lease_ttl.count())});
+  auto r = (*conn)->ExecPrepared(kHeartbeat, {owner, static_cast<std::int64_t>(lease_ttl.count())});
   if (!r.ok()) return r.status();
   std::vector<std::string> ids;
   for (int i = 0; i < r->rows(); ++i) ids.push_back(r->GetString(i, 0));
@@ -470,8 +479,8 @@ Result<Micros> PgStore::ParkRun(const Lease& lease, const std::optional<StepReco
     return r.status();
   }
   if (r->rows() == 0) {
-    return Status::Conflict("run {}: lease lost (epoch {}) before it could be parked",
-                            lease.run_id, lease.epoch);
+    return Status::Conflict("run {}: lease lost (epoch {}) before it could be parked", lease.run_id,
+                            lease.epoch);
   }
   return r->GetInt(0, 0);
 }
@@ -508,9 +517,9 @@ Result<StartResult> PgStore::StartRun(const StartRequest& req) {
   auto conn = pool_.Acquire();
   if (!conn.ok()) return conn.status();
   auto r = (*conn)->ExecPrepared(
-      kStart, {req.workflow, req.input,
-               req.idempotency_key ? PgParam(*req.idempotency_key) : PgParam(std::nullopt),
-               req.priority});
+      kStart,
+      {req.workflow, req.input,
+       req.idempotency_key ? PgParam(*req.idempotency_key) : PgParam(std::nullopt), req.priority});
   if (!r.ok()) return r.status();
   if (r->rows() == 1) return StartResult{r->GetString(0, 0), true};
   auto existing = (*conn)->ExecPrepared(kFindByKey, {*req.idempotency_key});
@@ -559,9 +568,8 @@ Result<std::vector<RunRecord>> PgStore::ListRuns(const ListFilter& f) {
   auto conn = pool_.Acquire();
   if (!conn.ok()) return conn.status();
   auto r = (*conn)->ExecPrepared(
-      kListRuns,
-      {f.status ? PgParam(RunStatusName(*f.status)) : PgParam(std::nullopt),
-       f.workflow ? PgParam(*f.workflow) : PgParam(std::nullopt), f.limit});
+      kListRuns, {f.status ? PgParam(RunStatusName(*f.status)) : PgParam(std::nullopt),
+                  f.workflow ? PgParam(*f.workflow) : PgParam(std::nullopt), f.limit});
   if (!r.ok()) return r.status();
   std::vector<RunRecord> runs;
   for (int i = 0; i < r->rows(); ++i) runs.push_back(ParseRun(*r, i));

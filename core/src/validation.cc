@@ -3,10 +3,10 @@
 
 #include <optional>
 
-#include <rapidjson/error/en.h>
-#include <rapidjson/reader.h>
-#include <rapidjson/memorystream.h>
 #include <rapidjson/encodedstream.h>
+#include <rapidjson/error/en.h>
+#include <rapidjson/memorystream.h>
+#include <rapidjson/reader.h>
 
 namespace kagzi {
 
@@ -118,7 +118,8 @@ Status ValidateJson(std::string_view text, std::string_view what, std::int64_t m
   DepthLimitedHandler handler;
   rapidjson::Reader reader;
   rapidjson::ParseResult ok =
-      reader.Parse<rapidjson::kParseValidateEncodingFlag | rapidjson::kParseIterativeFlag>(is, handler);
+      reader.Parse<rapidjson::kParseValidateEncodingFlag | rapidjson::kParseIterativeFlag>(is,
+                                                                                           handler);
   if (handler.too_deep) {
     return Status::InvalidArgument("{} nests deeper than {} levels (at byte {})", what,
                                    kMaxJsonDepth, ok.Offset());

@@ -333,7 +333,9 @@ TEST_F(AbiKagzidTest, RefusesBrokenPluginsServesGoodOnesAndFailsMisbehavingRuns)
   const std::string swallow_ledger = tmp_.path() + "/swallow.ledger";
   const std::string nondeterminism_ledger = tmp_.path() + "/nondeterminism.ledger";
   const std::vector<ExpectedFailure> failures = {
-      {"abi_step_in_step", "{}", {"step \"inner\" called from inside the step function of \"outer\""}},
+      {"abi_step_in_step",
+       "{}",
+       {"step \"inner\" called from inside the step function of \"outer\""}},
       {"abi_duplicate_step_id",
        "{}",
        {"step id \"same\" is used twice in one run; step ids must be unique within a run"}},

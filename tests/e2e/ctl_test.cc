@@ -4,9 +4,6 @@
 // run is finished the way kagzid finishes it, through PgStore's ClaimRuns,
 // RecordStep, ParkRun, CompleteRun and FailRun under a made-up daemon id.
 // Each test owns its database and temp dir, so tests may run in parallel.
-#include <gtest/gtest.h>
-#include <rapidjson/document.h>
-
 #include <chrono>
 #include <fstream>
 #include <map>
@@ -14,6 +11,9 @@
 #include <string>
 #include <thread>
 #include <vector>
+
+#include <gtest/gtest.h>
+#include <rapidjson/document.h>
 
 #include "kagzi/core/store.h"
 #include "kagzi/core/validation.h"

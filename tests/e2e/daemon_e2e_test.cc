@@ -58,8 +58,8 @@ class DaemonE2E : public ::testing::Test {
 TEST_F(DaemonE2E, HelloCompletesThroughKagzictl) {
   FillPluginDir(plugin_dir_, {PluginPath("hello.so"), PluginPath("welcome_email.so")});
   auto d = StartReadyDaemon(db_->url(), plugin_dir_, Log("kagzid"));
-  auto r = Ctl(db_->url(), {"start", "hello", "--input", R"({"name":"world"})", "--wait",
-                            "--timeout", "30"});
+  auto r = Ctl(db_->url(),
+               {"start", "hello", "--input", R"({"name":"world"})", "--wait", "--timeout", "30"});
   ASSERT_EQ(r.exit_code, 0) << r.err << d->Log();
   EXPECT_NE(r.out.find("Hello, world!"), std::string::npos) << r.out;
   std::string id = FirstLine(r.out);
@@ -78,8 +78,8 @@ TEST_F(DaemonE2E, HelloCompletesThroughKagzictl) {
 TEST_F(DaemonE2E, WelcomeEmailSleepSurvivesDaemonRestart) {
   FillPluginDir(plugin_dir_, {PluginPath("welcome_email.so")});
   auto a = StartReadyDaemon(db_->url(), plugin_dir_, Log("a"));
-  std::string id = StartRun("welcome_email",
-                            R"({"email":"ada@example.com","name":"Ada","sleep_ms":3000})");
+  std::string id =
+      StartRun("welcome_email", R"({"email":"ada@example.com","name":"Ada","sleep_ms":3000})");
   ASSERT_TRUE(WaitForStatus(id, RunStatus::kSleeping, seconds(30))) << a->Log();
   // The daemon goes away during the sleep; a new process finishes the run.
   a->Signal(SIGTERM);
@@ -123,8 +123,8 @@ TEST_F(DaemonE2E, KillNineMidRunAnotherDaemonFinishesWithoutRerunningRecordedSte
   auto killed_at = std::chrono::steady_clock::now();
   auto b = StartReadyDaemon(db_->url(), plugin_dir_, Log("b"), opts);
   ASSERT_TRUE(WaitForStatus(id, RunStatus::kCompleted, seconds(60))) << b->Log();
-  auto took = std::chrono::duration_cast<milliseconds>(std::chrono::steady_clock::now() -
-                                                       killed_at);
+  auto took =
+      std::chrono::duration_cast<milliseconds>(std::chrono::steady_clock::now() - killed_at);
   RunRecord run = Run(id);
   EXPECT_EQ(run.attempts, 2);
   EXPECT_EQ(run.lease_epoch, 2);
@@ -177,8 +177,9 @@ TEST_F(DaemonE2E, FiveHundredConcurrentRunsOverTwoDaemonsCompleteExactlyOnce) {
                std::to_string(kRuns);
       },
       seconds(240)))
-      << db_->Query("SELECT string_agg(status || ':' || n, ',') FROM (SELECT status, count(*) n "
-                    "FROM kagzi_runs GROUP BY status) x");
+      << db_->Query(
+             "SELECT string_agg(status || ':' || n, ',') FROM (SELECT status, count(*) n "
+             "FROM kagzi_runs GROUP BY status) x");
   EXPECT_EQ(db_->Query("SELECT count(*) FROM kagzi_runs WHERE attempts <> 1"), "0");
   EXPECT_EQ(db_->Query("SELECT count(*) FROM kagzi_steps"), std::to_string(2 * kRuns));
   auto counts = LedgerCounts(ledger);
@@ -269,11 +270,10 @@ TEST_F(DaemonE2E, RunsStayPinnedToTheirVersionAndNewRunsTakeTheHighest) {
 
 TEST_F(DaemonE2E, DaemonWaitsForAnUnreachableDatabaseAndStopsOnSigterm) {
   FillPluginDir(plugin_dir_, {PluginPath("hello.so")});
-  std::string bad_url = "postgresql://kagzi:hunter2@/kagzi?host=" + dir_.path() +
-                        "/no-such-socket&port=1";
+  std::string bad_url =
+      "postgresql://kagzi:hunter2@/kagzi?host=" + dir_.path() + "/no-such-socket&port=1";
   auto d = StartDaemon(bad_url, plugin_dir_, Log("d"));
-  ASSERT_TRUE(d->WaitForLog("waiting for the database (database_url)", seconds(30)))
-      << d->Log();
+  ASSERT_TRUE(d->WaitForLog("waiting for the database (database_url)", seconds(30))) << d->Log();
   EXPECT_TRUE(d->running());
   EXPECT_EQ(d->Log().find("hunter2"), std::string::npos) << "password leaked into the log";
   d->Signal(SIGTERM);
@@ -281,8 +281,8 @@ TEST_F(DaemonE2E, DaemonWaitsForAnUnreachableDatabaseAndStopsOnSigterm) {
 }
 
 TEST_F(DaemonE2E, BadConfigIsRefusedWithTheKeyNamed) {
-  auto r = RunCommand({RequiredEnv("KAGZI_TEST_KAGZID"), "-c", "/dev/null", "--concurrency",
-                       "zero"});
+  auto r =
+      RunCommand({RequiredEnv("KAGZI_TEST_KAGZID"), "-c", "/dev/null", "--concurrency", "zero"});
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_NE(r.err.find("concurrency"), std::string::npos) << r.err;
   std::string cfg = dir_.path() + "/bad.toml";

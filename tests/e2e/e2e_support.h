@@ -3,7 +3,6 @@
 // ledger the "ledger" fixture plugin writes.
 #pragma once
 
-#include <gtest/gtest.h>
 #include <sys/stat.h>
 
 #include <filesystem>
@@ -11,6 +10,8 @@
 #include <memory>
 #include <string>
 #include <vector>
+
+#include <gtest/gtest.h>
 
 #include "kagzi/core/store.h"
 #include "support/process.h"
@@ -48,12 +49,11 @@ inline std::unique_ptr<Process> StartDaemon(const std::string& url, const std::s
                                             const std::string& log_path,
                                             const DaemonOptions& o = {}) {
   auto p = std::make_unique<Process>(
-      std::vector<std::string>{RequiredEnv("KAGZI_TEST_KAGZID"), "-c", "/dev/null",
-                               "--database-url", url, "--plugin-dir", plugin_dir,
-                               "--lease-ttl", o.lease_ttl, "--heartbeat-interval",
-                               o.heartbeat_interval, "--poll-interval", o.poll_interval,
-                               "--drain-timeout", o.drain_timeout, "--concurrency",
-                               std::to_string(o.concurrency), "--log-level", "debug"},
+      std::vector<std::string>{
+          RequiredEnv("KAGZI_TEST_KAGZID"), "-c", "/dev/null", "--database-url", url,
+          "--plugin-dir", plugin_dir, "--lease-ttl", o.lease_ttl, "--heartbeat-interval",
+          o.heartbeat_interval, "--poll-interval", o.poll_interval, "--drain-timeout",
+          o.drain_timeout, "--concurrency", std::to_string(o.concurrency), "--log-level", "debug"},
       std::map<std::string, std::string>{}, log_path);
   EXPECT_TRUE(p->Start());
   return p;
@@ -94,8 +94,8 @@ inline std::map<std::string, int> LedgerCounts(const std::string& path) {
   return counts;
 }
 
-inline std::string LedgerInput(const std::string& ledger, int steps, int step_ms,
-                               int sleep_ms = 0, int sleep_after = 0) {
+inline std::string LedgerInput(const std::string& ledger, int steps, int step_ms, int sleep_ms = 0,
+                               int sleep_after = 0) {
   return "{\"ledger\":\"" + ledger + "\",\"steps\":" + std::to_string(steps) +
          ",\"step_ms\":" + std::to_string(step_ms) + ",\"sleep_ms\":" + std::to_string(sleep_ms) +
          ",\"sleep_after\":" + std::to_string(sleep_after) + "}";

@@ -1,8 +1,6 @@
 // Process spawning with posix_spawn; output captured to files.
 #include "support/process.h"
 
-#include "support/test_db.h"
-
 #include <fcntl.h>
 #include <signal.h>
 #include <spawn.h>
@@ -15,6 +13,8 @@
 #include <fstream>
 #include <random>
 #include <sstream>
+
+#include "support/test_db.h"
 
 extern char** environ;
 
@@ -39,13 +39,13 @@ pid_t Spawn(const std::vector<std::string>& argv, const std::map<std::string, st
   posix_spawn_file_actions_t actions;
   posix_spawn_file_actions_init(&actions);
   posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
-  posix_spawn_file_actions_addopen(&actions, 1, out_path.c_str(),
-                                   O_WRONLY | O_CREAT | O_APPEND, 0644);
+  posix_spawn_file_actions_addopen(&actions, 1, out_path.c_str(), O_WRONLY | O_CREAT | O_APPEND,
+                                   0644);
   if (err_path == out_path) {
     posix_spawn_file_actions_adddup2(&actions, 1, 2);
   } else {
-    posix_spawn_file_actions_addopen(&actions, 2, err_path.c_str(),
-                                     O_WRONLY | O_CREAT | O_APPEND, 0644);
+    posix_spawn_file_actions_addopen(&actions, 2, err_path.c_str(), O_WRONLY | O_CREAT | O_APPEND,
+                                     0644);
   }
   std::vector<char*> args;
   for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
@@ -78,7 +78,8 @@ std::optional<int> WaitPid(pid_t pid, std::chrono::milliseconds timeout, int* ra
 
 std::string TempPath(const std::string& tag) {
   std::random_device rd;
-  std::filesystem::path dir = std::filesystem::path(RequiredEnv("KAGZI_TEST_BINARY_DIR")) / "test-tmp";
+  std::filesystem::path dir =
+      std::filesystem::path(RequiredEnv("KAGZI_TEST_BINARY_DIR")) / "test-tmp";
   std::filesystem::create_directories(dir);
   return (dir / (tag + std::to_string(rd()) + std::to_string(getpid()))).string();
 }

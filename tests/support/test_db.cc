@@ -1,15 +1,14 @@
 // TestDatabase implementation over libpq.
 #include "support/test_db.h"
 
-#include "support/test_paths.h"
-
-#include <gtest/gtest.h>
-#include <libpq-fe.h>
-
 #include <cstdlib>
 #include <random>
 
 #include <fmt/format.h>
+#include <gtest/gtest.h>
+#include <libpq-fe.h>
+
+#include "support/test_paths.h"
 
 namespace kagzi::testing {
 namespace {

@@ -166,9 +166,7 @@ TEST(ValidateJsonTest, DeepNestingDoesNotCrash) {
 }
 
 TEST(ValidateJsonTest, DepthLimitIs512Levels) {
-  auto nested = [](int depth) {
-    return std::string(depth, '[') + "1" + std::string(depth, ']');
-  };
+  auto nested = [](int depth) { return std::string(depth, '[') + "1" + std::string(depth, ']'); };
   EXPECT_TRUE(ValidateJson(nested(kMaxJsonDepth), "input", kLimit).ok());
   Status st = ValidateJson(nested(kMaxJsonDepth + 1), "input", kLimit);
   ASSERT_FALSE(st.ok());
@@ -278,9 +276,9 @@ TEST(DurationTest, ParsesUnits) {
 }
 
 TEST(DurationTest, RefusesNonsense) {
-  for (const char* text : {"", "abc", "10 parsecs", "-5s", "1.5s", "5 s", "s", "ms", "5sec",
-                           "99999999999999999999s", "2000000000000h", "+3s", "87601h",
-                           "315360000001ms"}) {
+  for (const char* text :
+       {"", "abc", "10 parsecs", "-5s", "1.5s", "5 s", "s", "ms", "5sec", "99999999999999999999s",
+        "2000000000000h", "+3s", "87601h", "315360000001ms"}) {
     auto d = ParseDuration(text);
     EXPECT_FALSE(d.ok()) << text;
     if (!d.ok()) {

@@ -247,7 +247,7 @@ typedef struct kagzi_plugin {
   const char *name;     /* plugin name, see STRINGS */
   const char *version;  /* plugin version text, e.g. "1.2.0" */
   uint32_t workflow_count;
-  uint32_t reserved0; /* must be 0 */
+  uint32_t reserved0;              /* must be 0 */
   const kagzi_workflow *workflows; /* array of workflow_count descriptors */
   /* Optional (may be NULL). Called once after the plugin is accepted and
    * before any run(). A status other than KAGZI_OK refuses the plugin. */

@@ -5,15 +5,14 @@
  */
 #include "abi_plugin.h"
 
-static const kagzi_workflow workflows[] = {
-    {.struct_size = sizeof(kagzi_workflow),
-     .abi_major = KAGZI_ABI_MAJOR,
-     .abi_minor = KAGZI_ABI_MINOR,
-     .name = "abi_reserved",
-     .version = 1,
-     .reserved0 = 7,
-     .run = abi_trivial_run,
-     .user_data = NULL}};
+static const kagzi_workflow workflows[] = {{.struct_size = sizeof(kagzi_workflow),
+                                            .abi_major = KAGZI_ABI_MAJOR,
+                                            .abi_minor = KAGZI_ABI_MINOR,
+                                            .name = "abi_reserved",
+                                            .version = 1,
+                                            .reserved0 = 7,
+                                            .run = abi_trivial_run,
+                                            .user_data = NULL}};
 static const kagzi_plugin plugin = ABI_PLUGIN("broken_reserved", workflows, NULL);
 
 KAGZI_EXPORT const kagzi_plugin *kagzi_plugin_entry(uint16_t host_abi_major,

@@ -6,10 +6,10 @@
 #include <cstdio>
 #include <cstdlib>
 
-#define KAGZI_CHECK(cond)                                                               \
-  do {                                                                                  \
-    if (!(cond)) {                                                                      \
+#define KAGZI_CHECK(cond)                                                                    \
+  do {                                                                                       \
+    if (!(cond)) {                                                                           \
       std::fprintf(stderr, "kagzi: check failed at %s:%d: %s\n", __FILE__, __LINE__, #cond); \
-      std::abort();                                                                     \
-    }                                                                                   \
+      std::abort();                                                                          \
+    }                                                                                        \
   } while (0)

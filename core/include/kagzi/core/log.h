@@ -5,10 +5,10 @@
 // RedactDatabaseUrl (config.h). Thread-safe after InitLogging.
 #pragma once
 
-#include <spdlog/spdlog.h>
-
 #include <memory>
 #include <string_view>
+
+#include <spdlog/spdlog.h>
 
 #include "kagzi/core/status.h"
 

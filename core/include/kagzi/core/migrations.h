@@ -27,9 +27,9 @@ struct EmbeddedMigration {
 const std::vector<EmbeddedMigration>& EmbeddedMigrations();
 
 struct MigrationReport {
-  int applied = 0;        // newly applied now
-  int already = 0;        // found recorded
-  std::string latest;     // name of the newest migration recorded
+  int applied = 0;     // newly applied now
+  int already = 0;     // found recorded
+  std::string latest;  // name of the newest migration recorded
 };
 
 // Applies the not-yet-recorded migrations. Refuses (kPermanent) a database

@@ -9,8 +9,6 @@
 // kInvalidArgument. A PgConnection is used by one thread at a time.
 #pragma once
 
-#include <libpq-fe.h>
-
 #include <chrono>
 #include <cstdint>
 #include <initializer_list>
@@ -20,6 +18,8 @@
 #include <string_view>
 #include <unordered_set>
 #include <vector>
+
+#include <libpq-fe.h>
 
 #include "kagzi/core/status.h"
 
@@ -34,16 +34,16 @@ struct Statement {
 // One parameter value as text, or SQL NULL.
 class PgParam {
  public:
-  PgParam(std::nullopt_t) {}                                     // NOLINT
-  PgParam(const char* s) : value_(std::string(s)) {}             // NOLINT
-  PgParam(std::string_view s) : value_(std::string(s)) {}        // NOLINT
-  PgParam(const std::string& s) : value_(s) {}                   // NOLINT
-  PgParam(std::string&& s) : value_(std::move(s)) {}             // NOLINT
-  PgParam(std::int64_t v) : value_(std::to_string(v)) {}         // NOLINT
-  PgParam(int v) : value_(std::to_string(v)) {}                  // NOLINT
-  PgParam(std::uint32_t v) : value_(std::to_string(v)) {}        // NOLINT
-  PgParam(bool v) : value_(v ? "true" : "false") {}              // NOLINT
-  PgParam(const std::optional<std::string>& v) : value_(v) {}    // NOLINT
+  PgParam(std::nullopt_t) {}                                   // NOLINT
+  PgParam(const char* s) : value_(std::string(s)) {}           // NOLINT
+  PgParam(std::string_view s) : value_(std::string(s)) {}      // NOLINT
+  PgParam(const std::string& s) : value_(s) {}                 // NOLINT
+  PgParam(std::string&& s) : value_(std::move(s)) {}           // NOLINT
+  PgParam(std::int64_t v) : value_(std::to_string(v)) {}       // NOLINT
+  PgParam(int v) : value_(std::to_string(v)) {}                // NOLINT
+  PgParam(std::uint32_t v) : value_(std::to_string(v)) {}      // NOLINT
+  PgParam(bool v) : value_(v ? "true" : "false") {}            // NOLINT
+  PgParam(const std::optional<std::string>& v) : value_(v) {}  // NOLINT
   const std::optional<std::string>& value() const { return value_; }
 
  private:

@@ -84,7 +84,7 @@ class [[nodiscard]] Status {
 template <typename T>
 class [[nodiscard]] Result {
  public:
-  Result(T value) : v_(std::move(value)) {}  // NOLINT(google-explicit-constructor)
+  Result(T value) : v_(std::move(value)) {}        // NOLINT(google-explicit-constructor)
   Result(Status status) : v_(std::move(status)) {  // NOLINT(google-explicit-constructor)
     if (std::get<Status>(v_).ok()) v_ = Status::Internal("Result constructed from an OK status");
   }
@@ -109,8 +109,8 @@ class [[nodiscard]] Result {
 }  // namespace kagzi
 
 // Returns the status from the enclosing function if it is not OK.
-#define KAGZI_RETURN_IF_ERROR(expr)        \
-  do {                                     \
-    ::kagzi::Status kagzi_status_ = (expr); \
+#define KAGZI_RETURN_IF_ERROR(expr)                \
+  do {                                             \
+    ::kagzi::Status kagzi_status_ = (expr);        \
     if (!kagzi_status_.ok()) return kagzi_status_; \
   } while (0)

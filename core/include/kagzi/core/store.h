@@ -106,7 +106,7 @@ struct ClaimRequest {
 };
 
 struct ClaimedRun {
-  RunRecord run;  // status RUNNING, version pinned, epoch bumped
+  RunRecord run;                    // status RUNNING, version pinned, epoch bumped
   std::vector<StepRecord> journal;  // sorted by seq
 };
 
