@@ -7,6 +7,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <charconv>
 #include <chrono>
@@ -35,10 +36,11 @@ const char kExitCodesHelp[] =
     "  1  the run FAILED or was CANCELLED (its error is printed on stderr)\n"
     "  2  bad usage or bad input: unknown option, malformed JSON, invalid or unknown\n"
     "     workflow, malformed or unknown run id, an idempotency key that belongs to\n"
-    "     another workflow, a bad config file; nothing was changed\n"
+    "     another workflow, a bad config file, a run in the wrong state (cancel or\n"
+    "     signal a finished run, retry a run that is not FAILED); nothing was changed\n"
     "  3  cannot reach or use the database: connection failed, no Kagzi schema\n"
     "     (start kagzid once to create it), permission denied\n"
-    "  4  the run has not finished: a --timeout ran out (start --wait, wait), or\n"
+    "  4  the run has not finished: the wait ran out (start --wait, wait), or\n"
     "     result of a run that is still PENDING, RUNNING or SLEEPING\n"
     "  5  internal error: a bug, or an unexpected database error\n";
 
@@ -47,6 +49,12 @@ namespace {
 using std::chrono::milliseconds;
 
 constexpr int kMaxListLimit = 10'000;
+// start --timeout T --wait waits until the deadline plus this, so that a
+// daemon has time to record the run's failure ("deadline exceeded").
+constexpr milliseconds kDeadlineGrace{2'000};
+// Longest cancel reason accepted (it becomes the runs' error).
+constexpr std::size_t kMaxReasonBytes = 4096;
+constexpr char kDefaultCancelReason[] = "cancelled with kagzictl cancel";
 
 ExitCode ReportError(Console& console, ExitCode code, std::string_view message) {
   console.err << "kagzictl: " << EscapeText(message, Newlines::kKeep) << "\n";
@@ -150,22 +158,157 @@ class Session {
   std::unique_ptr<PgStore> store_;
 };
 
-// "30", "1.5" (seconds) or a duration with a unit ("500ms", "2m").
-Result<milliseconds> ParseTimeout(std::string_view text) {
+// "30", "1.5" (seconds) or a duration with a unit ("500ms", "2m"); `flag`
+// names the option in errors.
+Result<milliseconds> ParseTimeout(std::string_view text, std::string_view flag = "--timeout") {
   double seconds = 0;
   auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), seconds);
   if (!text.empty() && ec == std::errc() && end == text.data() + text.size()) {
     if (!std::isfinite(seconds) || seconds < 0 || seconds > 1e9) {
-      return Status::InvalidArgument("--timeout \"{}\" must be between 0 and 1e9 seconds", text);
+      return Status::InvalidArgument("{} \"{}\" must be between 0 and 1e9 seconds", flag, text);
     }
     return milliseconds(std::llround(seconds * 1000));
   }
   auto d = ParseDuration(text);
   if (!d.ok()) {
     return Status::InvalidArgument(
-        "--timeout \"{}\" is not a number of seconds or a duration like 500ms, 30s, 5m", text);
+        "{} \"{}\" is not a number of seconds or a duration like 500ms, 30s, 5m", flag, text);
   }
   return *d;
+}
+
+// Parses a decimal number of exactly `digits` digits at text[pos].
+std::optional<int> Digits(std::string_view text, std::size_t pos, std::size_t digits) {
+  if (pos + digits > text.size()) return std::nullopt;
+  int v = 0;
+  for (std::size_t i = pos; i < pos + digits; ++i) {
+    if (text[i] < '0' || text[i] > '9') return std::nullopt;
+    v = v * 10 + (text[i] - '0');
+  }
+  return v;
+}
+
+// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's
+// days_from_civil).
+std::int64_t DaysFromCivil(std::int64_t y, int m, int d) {
+  y -= m <= 2 ? 1 : 0;
+  const std::int64_t era = (y >= 0 ? y : y - 399) / 400;
+  const auto yoe = static_cast<unsigned>(y - era * 400);
+  const unsigned doy =
+      (153 * static_cast<unsigned>(m > 2 ? m - 3 : m + 9) + 2) / 5 + static_cast<unsigned>(d) - 1;
+  const unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+  return era * 146097 + static_cast<std::int64_t>(doe) - 719468;
+}
+
+int DaysInMonth(int y, int m) {
+  static constexpr int kDays[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+  const bool leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+  return m == 2 && leap ? 29 : kDays[m - 1];
+}
+
+// RFC 3339: "2026-11-26T10:00:00Z", "2026-11-26T10:00:00.5+01:00" ('t',
+// 'z' and a space for 'T' accepted), or a date alone ("2026-11-26",
+// midnight UTC). Returns micros since the epoch.
+std::optional<Micros> ParseRfc3339(std::string_view text) {
+  auto year = Digits(text, 0, 4);
+  auto month = Digits(text, 5, 2);
+  auto day = Digits(text, 8, 2);
+  if (!year || !month || !day || text[4] != '-' || text[7] != '-') return std::nullopt;
+  if (*month < 1 || *month > 12 || *day < 1 || *day > DaysInMonth(*year, *month)) {
+    return std::nullopt;
+  }
+  Micros t = DaysFromCivil(*year, *month, *day) * 86'400 * 1'000'000;
+  if (text.size() == 10) return t;
+  if (text.size() < 20 || (text[10] != 'T' && text[10] != 't' && text[10] != ' ')) {
+    return std::nullopt;
+  }
+  auto hour = Digits(text, 11, 2);
+  auto minute = Digits(text, 14, 2);
+  auto second = Digits(text, 17, 2);
+  if (!hour || !minute || !second || text[13] != ':' || text[16] != ':' || *hour > 23 ||
+      *minute > 59 || *second > 60) {
+    return std::nullopt;
+  }
+  t += ((*hour * 60 + *minute) * 60 + std::min(*second, 59)) * Micros{1'000'000};
+  std::size_t pos = 19;
+  if (pos < text.size() && text[pos] == '.') {
+    ++pos;
+    Micros frac = 0;
+    int scale = 100'000;
+    std::size_t start = pos;
+    for (; pos < text.size() && text[pos] >= '0' && text[pos] <= '9'; ++pos) {
+      frac += (text[pos] - '0') * scale;
+      scale /= 10;
+    }
+    if (pos == start) return std::nullopt;
+    t += frac;
+  }
+  std::string_view zone = text.substr(std::min(pos, text.size()));
+  if (zone == "Z" || zone == "z") return t;
+  if (zone.size() != 6 || (zone[0] != '+' && zone[0] != '-') || zone[3] != ':') {
+    return std::nullopt;
+  }
+  auto zh = Digits(zone, 1, 2);
+  auto zm = Digits(zone, 4, 2);
+  if (!zh || !zm || *zh > 23 || *zm > 59) return std::nullopt;
+  const Micros offset = (*zh * 60 + *zm) * Micros{60'000'000};
+  return zone[0] == '+' ? t - offset : t + offset;
+}
+
+// A --since/--until value: an absolute time, or how long ago.
+struct TimeSpec {
+  bool relative = false;
+  Micros value = 0;  // micros since the epoch, or micros ago
+};
+
+Result<TimeSpec> ParseTimeSpec(std::string_view text, std::string_view flag) {
+  auto bad = [&] {
+    return Status::InvalidArgument(
+        "{} \"{}\" is not an RFC 3339 time (like 2026-11-26T10:00:00Z) or a duration ago "
+        "(like 30s, 10m, 2h, 1d, 1w)",
+        flag, text);
+  };
+  if (auto t = ParseRfc3339(text)) return TimeSpec{false, *t};
+  if (text.size() < 2) return bad();
+  std::int64_t n = 0;
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size() - 1, n);
+  if (ec != std::errc() || end != text.data() + text.size() - 1 || n < 0) return bad();
+  Micros unit = 0;
+  switch (text.back()) {
+    case 's':
+      unit = 1'000'000;
+      break;
+    case 'm':
+      unit = 60'000'000;
+      break;
+    case 'h':
+      unit = 3'600'000'000;
+      break;
+    case 'd':
+      unit = 86'400'000'000;
+      break;
+    case 'w':
+      unit = 7 * 86'400'000'000;
+      break;
+    default:
+      return bad();
+  }
+  if (n > 100'000 * 86'400'000'000 / unit) return bad();  // beyond ~270 years
+  return TimeSpec{true, n * unit};
+}
+
+// Free text for a cancel reason: valid UTF-8 without NUL, bounded.
+Status ValidateReason(std::string_view reason) {
+  if (reason.empty()) return Status::InvalidArgument("--reason must not be empty");
+  if (!IsValidUtf8(reason)) return Status::InvalidArgument("--reason is not valid UTF-8");
+  if (reason.find('\0') != std::string_view::npos) {
+    return Status::InvalidArgument("--reason contains a NUL byte");
+  }
+  if (reason.size() > kMaxReasonBytes) {
+    return Status::InvalidArgument("--reason is {} bytes long; the limit is {}", reason.size(),
+                                   kMaxReasonBytes);
+  }
+  return Status::Ok();
 }
 
 Result<std::string> ReadInputFile(const std::string& path) {
@@ -242,10 +385,56 @@ ExitCode WaitAndReport(Session& session, Console& console, const std::string& ru
     case RunStatus::kSleeping:
       break;
   }
-  return ReportError(console, ExitCode::kNotFinished,
-                     fmt::format("timed out after {} waiting for run {}: it is still {}",
-                                 FormatElapsed(timeout.value_or(milliseconds(0)).count() * 1000),
-                                 run->id, RunStatusName(run->status)));
+  std::string message = fmt::format("timed out after {} waiting for run {}: it is still {}",
+                                    FormatElapsed(timeout.value_or(milliseconds(0)).count() * 1000),
+                                    run->id, RunStatusName(run->status));
+  if (run->deadline_at) {
+    message += fmt::format(
+        " (its deadline is {}; a kagzid that has workflow \"{}\" loaded "
+        "fails it once that passes)",
+        FormatTime(*run->deadline_at), run->workflow);
+  }
+  return ReportError(console, ExitCode::kNotFinished, message);
+}
+
+// Why nothing will run `run` now: no live daemon has its (workflow,
+// version) loaded, or, for a run not pinned to a version yet, no live
+// daemon has the workflow at all. nullopt when a live daemon could run it,
+// or when the run is terminal.
+Result<std::optional<std::string>> BlockedReason(PgStore& store, const RunRecord& run) {
+  if (IsTerminal(run.status)) return std::optional<std::string>();
+  auto workflows = store.ListWorkflows();
+  if (!workflows.ok()) return workflows.status();
+  const int version = run.version.value_or(0);  // 0: the row of unpinned runs
+  std::vector<std::string> live_versions;
+  for (const auto& w : *workflows) {
+    if (w.key.name != run.workflow || w.daemons.empty()) continue;
+    if (w.key.version == version) return std::optional<std::string>();
+    if (w.key.version != 0) live_versions.push_back(std::to_string(w.key.version));
+  }
+  if (!run.version) {
+    return std::optional<std::string>(
+        fmt::format("no live kagzid has workflow \"{}\" loaded", run.workflow));
+  }
+  std::string reason = fmt::format("no live kagzid has workflow \"{}\" version {} loaded",
+                                   run.workflow, *run.version);
+  if (!live_versions.empty()) {
+    reason += fmt::format(
+        " (live daemons have version {}; a run stays on the version it "
+        "started with)",
+        fmt::join(live_versions, ", "));
+  }
+  return std::optional<std::string>(std::move(reason));
+}
+
+void WriteOptionalString(JsonWriter& w, std::string_view key,
+                         const std::optional<std::string>& value) {
+  WriteString(w, key);
+  if (value) {
+    WriteString(w, *value);
+  } else {
+    w.Null();
+  }
 }
 
 }  // namespace
@@ -265,11 +454,24 @@ ExitCode StartCommand(const GlobalOptions& global, const StartOptions& o, Consol
       return usage(st);
     }
   }
-  std::optional<milliseconds> timeout;
+  // --timeout: the run's deadline, and (without --wait-timeout) the wait's
+  // limit, plus a grace period for the daemon to record the timeout.
+  std::optional<milliseconds> deadline;
   if (o.timeout) {
     auto t = ParseTimeout(*o.timeout);
     if (!t.ok()) return usage(t.status());
+    if (t->count() <= 0) {
+      return usage(Status::InvalidArgument("--timeout \"{}\" must be more than 0", *o.timeout));
+    }
+    deadline = *t;
+  }
+  std::optional<milliseconds> timeout;
+  if (o.wait_timeout) {
+    auto t = ParseTimeout(*o.wait_timeout, "--wait-timeout");
+    if (!t.ok()) return usage(t.status());
     timeout = *t;
+  } else if (deadline) {
+    timeout = *deadline + kDeadlineGrace;
   }
   std::string input = "{}";
   std::string what = "input (--input)";
@@ -303,6 +505,7 @@ ExitCode StartCommand(const GlobalOptions& global, const StartOptions& o, Consol
   request.workflow = o.workflow;
   request.input = std::move(input);
   request.idempotency_key = o.idempotency_key;
+  request.timeout = deadline;
   auto started = store.StartRun(request);
   if (!started.ok()) return session.ReportStoreError(started.status().WithContext(context));
   if (!started->created) {
@@ -346,15 +549,18 @@ ExitCode StatusCommand(const GlobalOptions& global, const RunOptions& o, Console
   }
   auto run = session.store().GetRun(o.run_id);
   if (!run.ok()) return session.ReportStoreError(run.status());
+  auto blocked = BlockedReason(session.store(), *run);
+  if (!blocked.ok()) return session.ReportStoreError(blocked.status());
   if (o.json) {
     rapidjson::StringBuffer buffer;
     JsonWriter w(buffer);
     w.StartObject();
     WriteRunMembers(w, *run);
+    WriteOptionalString(w, "blocked_reason", *blocked);
     w.EndObject();
     console.out << FinishJson(buffer);
   } else {
-    console.out << RenderRunFields(*run);
+    console.out << RenderRunFields(*run, *blocked);
   }
   return ExitCode::kSuccess;
 }
@@ -369,11 +575,24 @@ ExitCode ShowCommand(const GlobalOptions& global, const RunOptions& o, Console& 
   if (!run.ok()) return session.ReportStoreError(run.status());
   auto steps = session.store().GetSteps(o.run_id);
   if (!steps.ok()) return session.ReportStoreError(steps.status());
+  ListFilter of_parent;
+  of_parent.parent_run_id = o.run_id;
+  of_parent.limit = kMaxListLimit;
+  auto children = session.store().ListRuns(of_parent);
+  if (!children.ok()) return session.ReportStoreError(children.status());
+  std::reverse(children->begin(), children->end());  // oldest first
+  auto blocked = BlockedReason(session.store(), *run);
+  if (!blocked.ok()) return session.ReportStoreError(blocked.status());
   if (o.json) {
     rapidjson::StringBuffer buffer;
     JsonWriter w(buffer);
     w.StartObject();
     WriteRunMembers(w, *run);
+    WriteOptionalString(w, "blocked_reason", *blocked);
+    WriteString(w, "children");
+    w.StartArray();
+    for (const auto& child : *children) WriteString(w, child.id);
+    w.EndArray();
     WriteString(w, "steps");
     w.StartArray();
     for (const auto& step : *steps) WriteStep(w, step);
@@ -382,12 +601,13 @@ ExitCode ShowCommand(const GlobalOptions& global, const RunOptions& o, Console& 
     console.out << FinishJson(buffer);
     return ExitCode::kSuccess;
   }
-  console.out << RenderRunFields(*run) << "\n";
+  console.out << RenderRunFields(*run, *blocked) << "\n";
   if (steps->empty()) {
     console.out << "no steps recorded\n";
   } else {
     console.out << RenderStepsTable(*steps);
   }
+  if (!children->empty()) console.out << "\n" << RenderChildrenTable(*children);
   return ExitCode::kSuccess;
 }
 
@@ -410,11 +630,45 @@ ExitCode ListCommand(const GlobalOptions& global, const ListOptions& o, Console&
     }
     filter.workflow = o.workflow;
   }
+  if (o.version) {
+    if (*o.version < 1) {
+      return ReportError(console, ExitCode::kUsage,
+                         fmt::format("--version {} is not a workflow version (versions are "
+                                     "1 or more)",
+                                     *o.version));
+    }
+    filter.version = o.version;
+  }
+  std::optional<TimeSpec> since, until;
+  if (o.since) {
+    auto t = ParseTimeSpec(*o.since, "--since");
+    if (!t.ok()) return ReportError(console, ExitCode::kUsage, t.status().message());
+    since = *t;
+  }
+  if (o.until) {
+    auto t = ParseTimeSpec(*o.until, "--until");
+    if (!t.ok()) return ReportError(console, ExitCode::kUsage, t.status().message());
+    until = *t;
+  }
+  if (o.parent) {
+    if (Status st = CheckRunId(*o.parent); !st.ok()) {
+      return ReportError(console, ExitCode::kUsage, "--parent: " + st.message());
+    }
+    filter.parent_run_id = o.parent;
+  }
   if (o.limit < 1 || o.limit > kMaxListLimit) {
     return ReportError(console, ExitCode::kUsage,
                        fmt::format("--limit {} is out of range (1..{})", o.limit, kMaxListLimit));
   }
   filter.limit = o.limit;
+  if ((since && since->relative) || (until && until->relative)) {
+    auto now = session.store().Now();  // "ago" is on the database clock
+    if (!now.ok()) return session.ReportStoreError(now.status());
+    if (since && since->relative) since = TimeSpec{false, *now - since->value};
+    if (until && until->relative) until = TimeSpec{false, *now - until->value};
+  }
+  if (since) filter.created_after = since->value;
+  if (until) filter.created_before = until->value;
   auto runs = session.store().ListRuns(filter);
   if (!runs.ok()) return session.ReportStoreError(runs.status());
   if (o.json) {
@@ -494,6 +748,149 @@ ExitCode WaitCommand(const GlobalOptions& global, const WaitOptions& o, Console&
   return WaitAndReport(session, console, o.run_id, timeout, o.json, std::nullopt);
 }
 
+ExitCode CancelCommand(const GlobalOptions& global, const CancelOptions& o, Console& console) {
+  Session session(global, console);
+  if (auto failed = session.LoadConfig()) return *failed;
+  if (Status st = CheckRunId(o.run_id); !st.ok()) {
+    return ReportError(console, ExitCode::kUsage, st.message());
+  }
+  if (o.reason) {
+    if (Status st = ValidateReason(*o.reason); !st.ok()) {
+      return ReportError(console, ExitCode::kUsage, st.message());
+    }
+  }
+  const std::string reason = o.reason.value_or(kDefaultCancelReason);
+  const std::string context = fmt::format("cannot cancel run {}", o.run_id);
+  auto affected = session.store().RequestCancel(o.run_id, reason);
+  if (!affected.ok()) {
+    // Unknown and already finished runs: the message names the run (and
+    // its status) already.
+    if (affected.status().IsNotFound() || affected.status().IsInvalidArgument()) {
+      return ReportError(console, ExitCode::kUsage, affected.status().message());
+    }
+    return session.ReportStoreError(affected.status().WithContext(context));
+  }
+  const int children = std::max(0, *affected - 1);
+  auto run = session.store().GetRun(o.run_id);
+  if (!run.ok()) return session.ReportStoreError(run.status());
+  const bool now = run->status == RunStatus::kCancelled;
+  const bool pending = !IsTerminal(run->status) && run->cancel_requested;
+  if (o.json) {
+    rapidjson::StringBuffer buffer;
+    JsonWriter w(buffer);
+    w.StartObject();
+    WriteMember(w, "id", run->id);
+    WriteMember(w, "status", RunStatusName(run->status));
+    WriteString(w, "cancelled");
+    w.Bool(now);
+    WriteString(w, "cancel_pending");
+    w.Bool(pending);
+    WriteString(w, "children");
+    w.Int(children);
+    WriteMember(w, "reason", reason);
+    w.EndObject();
+    console.out << FinishJson(buffer);
+    return ExitCode::kSuccess;
+  }
+  std::string message;
+  if (now) {
+    message = fmt::format("run {} cancelled", run->id);
+  } else if (pending) {
+    message = fmt::format(
+        "run {} is {}: cancel requested; it stops at its next step boundary (its "
+        "workflow may run cleanup steps first)",
+        run->id, RunStatusName(run->status));
+  } else {
+    message = fmt::format("run {} finished as {} before the cancel took effect", run->id,
+                          RunStatusName(run->status));
+  }
+  if (children > 0) {
+    message += fmt::format(
+        "\n{} descendant run{} cancelled too (pending and parked ones at once, "
+        "running ones at their next step boundary)",
+        children, children == 1 ? "" : "s");
+  }
+  console.out << EscapeText(message, Newlines::kKeep) << "\n";
+  return ExitCode::kSuccess;
+}
+
+ExitCode SignalCommand(const GlobalOptions& global, const SignalOptions& o, Console& console) {
+  Session session(global, console);
+  if (auto failed = session.LoadConfig()) return *failed;
+  if (Status st = CheckRunId(o.run_id); !st.ok()) {
+    return ReportError(console, ExitCode::kUsage, st.message());
+  }
+  const std::string context = fmt::format("cannot signal run {}", o.run_id);
+  if (Status st = ValidateName(o.name, "the event name"); !st.ok()) {
+    return ReportError(console, ExitCode::kUsage, st.WithContext(context).message());
+  }
+  const std::string data = o.data.value_or("null");
+  if (Status st = ValidateJson(data, "event data (--data)", session.config().max_payload_bytes);
+      !st.ok()) {
+    return ReportError(console, ExitCode::kUsage, st.WithContext(context).message());
+  }
+  Status sent = session.store().SendEvent(o.run_id, o.name, data);
+  if (!sent.ok()) {
+    if (sent.IsNotFound() || sent.IsInvalidArgument()) {
+      return ReportError(console, ExitCode::kUsage, sent.message());
+    }
+    return session.ReportStoreError(sent.WithContext(context));
+  }
+  if (o.json) {
+    rapidjson::StringBuffer buffer;
+    JsonWriter w(buffer);
+    w.StartObject();
+    WriteMember(w, "id", o.run_id);
+    WriteMember(w, "event", o.name);
+    WriteJsonMember(w, "data", data);
+    WriteString(w, "sent");
+    w.Bool(true);
+    w.EndObject();
+    console.out << FinishJson(buffer);
+  } else {
+    console.out << EscapeText(fmt::format("event \"{}\" sent to run {}", o.name, o.run_id)) << "\n";
+  }
+  return ExitCode::kSuccess;
+}
+
+ExitCode RetryCommand(const GlobalOptions& global, const RunOptions& o, Console& console) {
+  Session session(global, console);
+  if (auto failed = session.LoadConfig()) return *failed;
+  if (Status st = CheckRunId(o.run_id); !st.ok()) {
+    return ReportError(console, ExitCode::kUsage, st.message());
+  }
+  Status retried = session.store().RetryRun(o.run_id);
+  if (!retried.ok()) {
+    if (retried.IsNotFound() || retried.IsInvalidArgument()) {
+      return ReportError(console, ExitCode::kUsage, retried.message());
+    }
+    return session.ReportStoreError(
+        retried.WithContext(fmt::format("cannot retry run {}", o.run_id)));
+  }
+  auto run = session.store().GetRun(o.run_id);
+  if (!run.ok()) return session.ReportStoreError(run.status());
+  auto blocked = BlockedReason(session.store(), *run);
+  if (!blocked.ok()) return session.ReportStoreError(blocked.status());
+  if (o.json) {
+    rapidjson::StringBuffer buffer;
+    JsonWriter w(buffer);
+    w.StartObject();
+    WriteRunMembers(w, *run);
+    WriteOptionalString(w, "blocked_reason", *blocked);
+    w.EndObject();
+    console.out << FinishJson(buffer);
+  } else {
+    console.out << EscapeText(fmt::format("run {} is {} again: it resumes from its failed step "
+                                          "(recorded steps are not run again)",
+                                          run->id, RunStatusName(run->status)))
+                << "\n";
+  }
+  if (*blocked) {
+    console.err << "kagzictl: " << EscapeText(fmt::format("note: {}", **blocked)) << "\n";
+  }
+  return ExitCode::kSuccess;
+}
+
 ExitCode WorkflowsCommand(const GlobalOptions& global, const TableOptions& o, Console& console) {
   Session session(global, console);
   if (auto failed = session.LoadConfig()) return *failed;
@@ -510,7 +907,7 @@ ExitCode WorkflowsCommand(const GlobalOptions& global, const TableOptions& o, Co
     w.EndObject();
     console.out << FinishJson(buffer);
   } else if (workflows->empty()) {
-    console.out << "no live kagzid has loaded a workflow\n";
+    console.out << "no live kagzid has loaded a workflow, and no open run needs one\n";
   } else {
     console.out << RenderWorkflowsTable(*workflows);
   }

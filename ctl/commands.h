@@ -46,11 +46,14 @@ struct StartOptions {
   std::optional<std::string> idempotency_key;
   bool allow_unknown = false;
   bool wait = false;
-  std::optional<std::string> timeout;  // with wait: "30", "1.5", "500ms", "2m"
+  // The run's deadline ("30", "1.5", "500ms", "2m"); also bounds --wait
+  // (until the deadline plus kDeadlineGrace) unless wait_timeout is given.
+  std::optional<std::string> timeout;
+  std::optional<std::string> wait_timeout;  // with wait: how long to wait
   bool json = false;
 };
 
-// status, show, result.
+// status, show, result, retry.
 struct RunOptions {
   std::string run_id;
   bool json = false;
@@ -65,7 +68,24 @@ struct WaitOptions {
 struct ListOptions {
   std::optional<std::string> status;
   std::optional<std::string> workflow;
+  std::optional<int> version;
+  std::optional<std::string> since;  // RFC 3339 time or a duration ago ("10m", "2h", "1d")
+  std::optional<std::string> until;  // same forms; exclusive
+  std::optional<std::string> parent;
   int limit = 50;
+  bool json = false;
+};
+
+struct CancelOptions {
+  std::string run_id;
+  std::optional<std::string> reason;
+  bool json = false;
+};
+
+struct SignalOptions {
+  std::string run_id;
+  std::string name;
+  std::optional<std::string> data;  // JSON; default null
   bool json = false;
 };
 
@@ -80,6 +100,9 @@ ExitCode ShowCommand(const GlobalOptions& global, const RunOptions& options, Con
 ExitCode ListCommand(const GlobalOptions& global, const ListOptions& options, Console& console);
 ExitCode ResultCommand(const GlobalOptions& global, const RunOptions& options, Console& console);
 ExitCode WaitCommand(const GlobalOptions& global, const WaitOptions& options, Console& console);
+ExitCode CancelCommand(const GlobalOptions& global, const CancelOptions& options, Console& console);
+ExitCode SignalCommand(const GlobalOptions& global, const SignalOptions& options, Console& console);
+ExitCode RetryCommand(const GlobalOptions& global, const RunOptions& options, Console& console);
 ExitCode WorkflowsCommand(const GlobalOptions& global, const TableOptions& options,
                           Console& console);
 ExitCode WorkersCommand(const GlobalOptions& global, const TableOptions& options, Console& console);

@@ -70,7 +70,12 @@ std::string RunDuration(const RunRecord& run) {
   return FormatElapsed(*run.finished_at - run.started_at.value_or(run.created_at));
 }
 
+bool IsPending(const StepRecord& step) {
+  return step.status == StepStatus::kRetrying || step.status == StepStatus::kWaiting;
+}
+
 std::string StepDuration(const StepRecord& step) {
+  if (IsPending(step)) return "-";
   if (step.kind == StepKind::kSleep && step.wake_at) {
     // A sleep's interesting span is how long it parks the run.
     return FormatElapsed(*step.wake_at - step.started_at.value_or(step.finished_at));
@@ -79,17 +84,45 @@ std::string StepDuration(const StepRecord& step) {
   return FormatElapsed(step.finished_at - *step.started_at);
 }
 
+std::string ErrorText(const StepRecord& step) {
+  return fmt::format("{} error: {}", ErrorKindName(step.error_kind), step.error.value_or(""));
+}
+
+// What the step is about: its wait, its error, its child or its result.
 std::string StepDetail(const StepRecord& step) {
-  if (step.status == StepStatus::kFailed) {
-    return fmt::format("{} error: {}",
-                       step.error_kind == ErrorKind::kRetryable ? "retryable" : "permanent",
-                       step.error.value_or(""));
+  std::string what;
+  if (step.event_name) what = fmt::format("event \"{}\"", *step.event_name);
+  if (step.child_run_id) what = "child " + *step.child_run_id;
+  auto join = [](std::string a, const std::string& b) {
+    if (a.empty()) return b;
+    if (b.empty()) return a;
+    return a + ": " + b;
+  };
+  switch (step.status) {
+    case StepStatus::kFailed:
+      return join(what, ErrorText(step));
+    case StepStatus::kRetrying: {
+      std::string next = step.wake_at ? "next attempt " + FormatTime(*step.wake_at)
+                                      : std::string("next attempt pending");
+      if (step.error) next += " after " + ErrorText(step);
+      return join(what, next);
+    }
+    case StepStatus::kWaiting: {
+      std::string waiting = "waiting";
+      if (step.kind == StepKind::kEvent) {
+        waiting += step.wake_at ? " until " + FormatTime(*step.wake_at) : " (no timeout)";
+      } else if (step.wake_at) {
+        waiting += " until " + FormatTime(*step.wake_at);
+      }
+      return join(what, waiting);
+    }
+    case StepStatus::kCompleted:
+      break;
   }
   if (step.kind == StepKind::kSleep && step.wake_at) {
-    return "wakes " + FormatTime(*step.wake_at);
+    return join(what, "wakes " + FormatTime(*step.wake_at));
   }
-  if (step.output) return Preview(*step.output);
-  return "";
+  return join(what, step.output ? Preview(*step.output) : "");
 }
 
 // The Reader -> Writer pipe of CompactJson. RapidJSON 1.1's
@@ -268,7 +301,7 @@ std::string FieldList::Render() const {
   return out;
 }
 
-std::string RenderRunFields(const RunRecord& run) {
+std::string RenderRunFields(const RunRecord& run, const std::optional<std::string>& waiting) {
   FieldList f;
   f.Add("id", run.id);
   f.Add("workflow", run.workflow);
@@ -280,20 +313,42 @@ std::string RenderRunFields(const RunRecord& run) {
   std::string finished = TimeOrDash(run.finished_at);
   if (run.finished_at) finished += " (took " + RunDuration(run) + ")";
   f.Add("finished", finished);
-  if (run.status == RunStatus::kSleeping) f.Add("wakes", FormatTime(run.available_at));
+  if (run.status == RunStatus::kSleeping) {
+    // Parked until woken (an event wait or a child call without a timeout):
+    // available_at is infinite, which reads as 0.
+    f.Add("wakes", run.available_at > 0 ? FormatTime(run.available_at)
+                                        : "when woken (an event arrives or a child run finishes)");
+  }
+  if (run.deadline_at) f.Add("deadline", FormatTime(*run.deadline_at));
+  if (run.cancel_requested) {
+    std::string cancel = run.status == RunStatus::kCancelled ? "requested" : "requested, pending";
+    if (run.cancel_reason) cancel += ": " + *run.cancel_reason;
+    f.Add("cancel", cancel);
+  }
   if (run.idempotency_key) f.Add("key", *run.idempotency_key);
   if (run.parent_run_id) f.Add("parent", *run.parent_run_id);
   if (run.error) f.Add("error", *run.error);
+  if (waiting) f.Add("waiting", *waiting);
   return f.Render();
 }
 
 std::string RenderStepsTable(const std::vector<StepRecord>& steps) {
-  Table t({"SEQ", "STEP", "KIND", "STATUS", "ATTEMPTS", "STARTED", "FINISHED", "DURATION",
-           "OUTPUT / ERROR"});
+  Table t(
+      {"SEQ", "STEP", "KIND", "STATUS", "ATTEMPTS", "STARTED", "FINISHED", "DURATION", "DETAIL"});
   for (const auto& s : steps) {
     t.AddRow({std::to_string(s.seq), s.step_id, std::string(StepKindName(s.kind)),
-              s.status == StepStatus::kFailed ? "FAILED" : "COMPLETED", std::to_string(s.attempts),
-              TimeOrDash(s.started_at), FormatTime(s.finished_at), StepDuration(s), StepDetail(s)});
+              std::string(StepStatusName(s.status)), std::to_string(s.attempts),
+              TimeOrDash(s.started_at), IsPending(s) ? "-" : FormatTime(s.finished_at),
+              StepDuration(s), StepDetail(s)});
+  }
+  return t.Render();
+}
+
+std::string RenderChildrenTable(const std::vector<RunRecord>& children) {
+  Table t({"CHILD", "WORKFLOW", "STATUS", "CREATED", "DURATION"});
+  for (const auto& r : children) {
+    t.AddRow({r.id, r.workflow, std::string(RunStatusName(r.status)), FormatTime(r.created_at),
+              RunDuration(r)});
   }
   return t.Render();
 }
@@ -310,8 +365,9 @@ std::string RenderRunsTable(const std::vector<RunRecord>& runs) {
 std::string RenderWorkflowsTable(const std::vector<WorkflowRecord>& workflows) {
   Table t({"WORKFLOW", "VERSION", "DAEMONS", "OPEN RUNS", "PLUGIN"});
   for (const auto& w : workflows) {
-    t.AddRow({w.key.name, std::to_string(w.key.version), std::to_string(w.daemons.size()),
-              std::to_string(w.open_runs), w.plugin_path});
+    t.AddRow({w.key.name, w.key.version == 0 ? "unpinned" : std::to_string(w.key.version),
+              std::to_string(w.daemons.size()), std::to_string(w.open_runs),
+              w.plugin_path.empty() ? "-" : w.plugin_path});
   }
   return t.Render();
 }
@@ -406,28 +462,33 @@ void WriteRunMembers(JsonWriter& w, const RunRecord& run) {
   WriteTimeMember(w, "finished_at", run.finished_at);
   WriteOptionalMember(w, "parent_run_id", run.parent_run_id);
   WriteOptionalMember(w, "idempotency_key", run.idempotency_key);
+  WriteTimeMember(w, "deadline_at", run.deadline_at);
+  WriteString(w, "cancel_requested");
+  w.Bool(run.cancel_requested);
+  WriteOptionalMember(w, "cancel_reason", run.cancel_reason);
 }
 
 void WriteStep(JsonWriter& w, const StepRecord& s) {
-  const bool failed = s.status == StepStatus::kFailed;
+  // A FAILED entry has an error; a RETRYING one may carry its last one.
+  const bool has_error = s.status == StepStatus::kFailed || s.error.has_value();
   w.StartObject();
   WriteMember(w, "step_id", s.step_id);
   WriteString(w, "seq");
   w.Int(s.seq);
   WriteMember(w, "kind", StepKindName(s.kind));
-  WriteMember(w, "status", failed ? "FAILED" : "COMPLETED");
+  WriteMember(w, "status", StepStatusName(s.status));
   WriteJsonMember(w, "output", s.output);
   WriteOptionalMember(w, "error", s.error);
   WriteOptionalMember(
       w, "error_kind",
-      failed ? std::optional<std::string>(s.error_kind == ErrorKind::kRetryable ? "retryable"
-                                                                                : "permanent")
-             : std::nullopt);
+      has_error ? std::optional<std::string>(ErrorKindName(s.error_kind)) : std::nullopt);
   WriteString(w, "attempts");
   w.Int(s.attempts);
   WriteTimeMember(w, "wake_at", s.wake_at);
   WriteTimeMember(w, "started_at", s.started_at);
   WriteTimeMember(w, "finished_at", s.finished_at);
+  WriteOptionalMember(w, "event_name", s.event_name);
+  WriteOptionalMember(w, "child_run_id", s.child_run_id);
   w.EndObject();
 }
 
@@ -435,14 +496,20 @@ void WriteWorkflow(JsonWriter& w, const WorkflowRecord& wf) {
   w.StartObject();
   WriteMember(w, "workflow", wf.key.name);
   WriteString(w, "version");
-  w.Int(wf.key.version);
+  if (wf.key.version == 0) {
+    w.Null();  // open runs not pinned to a version yet
+  } else {
+    w.Int(wf.key.version);
+  }
   WriteString(w, "daemons");
   w.StartArray();
   for (const auto& id : wf.daemons) WriteString(w, id);
   w.EndArray();
   WriteString(w, "open_runs");
   w.Int(wf.open_runs);
-  WriteMember(w, "plugin_path", wf.plugin_path);
+  WriteOptionalMember(
+      w, "plugin_path",
+      wf.plugin_path.empty() ? std::nullopt : std::optional<std::string>(wf.plugin_path));
   w.EndObject();
 }
 

@@ -88,13 +88,20 @@ class FieldList {
 };
 
 // The fields of a run (status, show): id, workflow, version, status,
-// attempts, times, error.
-std::string RenderRunFields(const RunRecord& run);
-// The journal of a run as a table (show).
+// attempts, times, deadline, cancel request, parent, error, and `waiting`
+// (why nothing runs it) when given.
+std::string RenderRunFields(const RunRecord& run,
+                            const std::optional<std::string>& waiting = std::nullopt);
+// The journal of a run as a table (show): seq, id, kind, status, attempts,
+// times, duration, and a detail column (wake or wait deadline, next attempt,
+// error with its kind, event name, child run id, or the result).
 std::string RenderStepsTable(const std::vector<StepRecord>& steps);
+// The child runs of a run as a table (show).
+std::string RenderChildrenTable(const std::vector<RunRecord>& children);
 // Runs as a table (list).
 std::string RenderRunsTable(const std::vector<RunRecord>& runs);
-// Loaded workflows as a table (workflows).
+// Workflow versions as a table (workflows); version 0 is the row of open
+// runs not pinned to a version yet ("unpinned").
 std::string RenderWorkflowsTable(const std::vector<WorkflowRecord>& workflows);
 // Daemons as a table (workers); `now` is the database clock.
 std::string RenderDaemonsTable(const std::vector<DaemonRecord>& daemons, Micros now);
@@ -117,13 +124,16 @@ void WriteJsonMember(JsonWriter& w, std::string_view key, const std::optional<st
 
 // The members of a run object (without the braces), documented in --help:
 // id, workflow, version, status, input, output, error, attempts, created_at,
-// started_at, finished_at, parent_run_id, idempotency_key.
+// started_at, finished_at, parent_run_id, idempotency_key, deadline_at,
+// cancel_requested, cancel_reason.
 void WriteRunMembers(JsonWriter& w, const RunRecord& run);
 // One journal entry as an object: step_id, seq, kind, status, output, error,
-// error_kind, attempts, wake_at, started_at, finished_at.
+// error_kind, attempts, wake_at, started_at, finished_at, event_name,
+// child_run_id.
 void WriteStep(JsonWriter& w, const StepRecord& step);
-// One loaded workflow as an object: workflow, version, daemons (ids),
-// open_runs, plugin_path.
+// One workflow version as an object: workflow, version (null: open runs not
+// pinned yet), daemons (ids of live daemons that have it), open_runs,
+// plugin_path (null when no live daemon has it).
 void WriteWorkflow(JsonWriter& w, const WorkflowRecord& workflow);
 // One daemon as an object: id, hostname, pid, version, concurrency,
 // lease_ttl_ms, running, started_at, heartbeat_at, heartbeat_age_ms, alive.

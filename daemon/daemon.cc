@@ -51,8 +51,11 @@ Status Daemon::Start(const std::atomic<bool>& stop_requested) {
     if (!report.status().IsUnavailable()) {
       return report.status().WithContext("database migration failed");
     }
-    std::string msg = fmt::format("waiting for the database (database_url): {}; retrying in {} ms",
-                                  report.status().message(), backoff.count());
+    std::string msg = fmt::format(
+        "waiting for the database (database_url): {}; retrying in {} ms. Check database_url "
+        "(config file, KAGZI_DATABASE_URL or --database-url), that PostgreSQL is running, and "
+        "that the role and database exist",
+        report.status().message(), backoff.count());
     log->warn("{}", msg);
     notifier_->Status(msg);
     auto until = std::chrono::steady_clock::now() + backoff;
@@ -79,6 +82,10 @@ Status Daemon::Start(const std::atomic<bool>& stop_requested) {
   exec_options.threads = config_.concurrency;
   exec_options.run.max_payload_bytes = config_.max_payload_bytes;
   exec_options.run.write_retry_budget = config_.lease_ttl / 2;
+  exec_options.run.default_retry =
+      RetryPolicy{config_.retry_max_attempts, config_.retry_initial_interval,
+                  config_.retry_max_interval, config_.retry_multiplier, config_.retry_jitter};
+  exec_options.run.parallel_limit = config_.parallel_limit;
   executors_ = std::make_unique<ExecutorPool>(
       *store_, registry_, in_flight_, exec_options,
       [this] {

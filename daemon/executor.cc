@@ -92,12 +92,31 @@ void ExecutorPool::Execute(Job& job) {
     (void)store_.ReleaseRun(job.control->lease);
     return;
   }
+  ScopedLogContext log_ctx(
+      {.run_id = run.id, .workflow = run.workflow, .version = key.version, .step = {}});
+  // A workflow's default deadline applies to runs started without their own.
+  if (!run.deadline_at && workflow->timeout_ms > 0) {
+    Micros deadline = run.created_at + static_cast<Micros>(workflow->timeout_ms) * 1000;
+    if (Status st = store_.SetDeadline(job.control->lease, deadline); !st.ok()) {
+      log->warn("run {}: could not set its default deadline: {}", run.id, st.message());
+    }
+    job.claim.run.deadline_at = deadline;
+  }
   log->debug("run {} ({} v{}): replaying, attempt {}, {} journal entries", run.id, key.name,
              key.version, run.attempts, job.claim.journal.size());
+  if (run.deadline_at && job.db_now >= *run.deadline_at) {
+    // Claimed at or after its deadline (parked runs wake at it): fail it
+    // without running any workflow code.
+    Status st =
+        store_.FailRun(job.control->lease, "deadline exceeded: the run did not finish in time");
+    log->warn("run {} ({} v{}): failed: deadline exceeded{}", run.id, key.name, key.version,
+              st.ok() ? "" : " (not recorded: " + st.message() + ")");
+    return;
+  }
   RunContext ctx(store_, job.claim, job.db_now, job.control, options_.run, on_park_);
-  const kagzi_workflow* wf = workflow->descriptor;
   kagzi_status status = KAGZI_ERR_PERMANENT;
   std::optional<std::string> exception;
+  const kagzi_workflow* wf = workflow->descriptor;
   try {
     status = wf->run(RunContext::HostTable(), ctx.handle(), wf->user_data);
   } catch (const std::exception& e) {
@@ -119,6 +138,13 @@ void ExecutorPool::Execute(Job& job) {
     case RunOutcome::kReleased:
       log->info("run {} ({} v{}): released for another daemon ({})", run.id, key.name, key.version,
                 ctx.outcome_detail());
+      break;
+    case RunOutcome::kCancelled:
+      log->info("run {} ({} v{}): cancelled: {}", run.id, key.name, key.version,
+                ctx.outcome_detail());
+      break;
+    case RunOutcome::kTimedOut:
+      log->warn("run {} ({} v{}): failed: {}", run.id, key.name, key.version, ctx.outcome_detail());
       break;
     case RunOutcome::kAbandoned:
       log->warn("run {} ({} v{}): abandoned, nothing more written: {}", run.id, key.name,

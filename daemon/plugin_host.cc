@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstddef>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -180,10 +181,24 @@ std::optional<std::string> PluginRegistry::LoadOne(const std::string& path, bool
                        plugin->workflow_count);
   }
 
+  // ABI 1.0 workflow descriptors end at user_data; later minors append
+  // fields. Step through the array by the plugin's own struct_size, so a
+  // plugin built against an older minor loads unchanged.
+  constexpr std::size_t kWorkflowSize10 = offsetof(kagzi_workflow, timeout_ms);
+  const std::uint32_t stride = plugin->workflows[0].struct_size;
+  if (stride < kWorkflowSize10 || stride % alignof(kagzi_workflow) != 0 || stride > 4096) {
+    return fmt::format("workflow #0: struct_size {} is not a valid size (ABI 1.0's is {})", stride,
+                       kWorkflowSize10);
+  }
+  const auto* base = reinterpret_cast<const char*>(plugin->workflows);
   std::vector<LoadedWorkflowEntry> entries;
   for (std::uint32_t i = 0; i < plugin->workflow_count; ++i) {
-    const kagzi_workflow& wf = plugin->workflows[i];
+    const auto& wf = *reinterpret_cast<const kagzi_workflow*>(base + std::size_t{i} * stride);
     std::string where = fmt::format("workflow #{}", i);
+    if (wf.struct_size != stride) {
+      return fmt::format("{}: struct_size {} differs from workflow #0's {}", where, wf.struct_size,
+                         stride);
+    }
     if (wf.abi_major != KAGZI_ABI_MAJOR) {
       return fmt::format("{}: ABI {}.{}, host speaks {}.x", where, wf.abi_major, wf.abi_minor,
                          KAGZI_ABI_MAJOR);
@@ -192,9 +207,9 @@ std::optional<std::string> PluginRegistry::LoadOne(const std::string& path, bool
       return fmt::format("{}: ABI {}.{} is newer than this host's ABI {}.{}", where, wf.abi_major,
                          wf.abi_minor, KAGZI_ABI_MAJOR, KAGZI_ABI_MINOR);
     }
-    if (wf.struct_size < sizeof(kagzi_workflow)) {
-      return fmt::format("{}: struct_size {} is smaller than {}", where, wf.struct_size,
-                         sizeof(kagzi_workflow));
+    if (wf.abi_minor >= 1 && wf.struct_size < sizeof(kagzi_workflow)) {
+      return fmt::format("{}: struct_size {} is smaller than ABI {}.{}'s {}", where, wf.struct_size,
+                         wf.abi_major, wf.abi_minor, sizeof(kagzi_workflow));
     }
     if (auto bad = CheckString(wf.name, where + " name")) return bad;
     where = fmt::format("workflow \"{}\"", wf.name);
@@ -213,7 +228,8 @@ std::optional<std::string> PluginRegistry::LoadOne(const std::string& path, bool
         return fmt::format("{} version {} is declared twice", where, wf.version);
       }
     }
-    entries.push_back({key, &wf, path, plugin_name});
+    const std::uint64_t timeout_ms = wf.struct_size >= sizeof(kagzi_workflow) ? wf.timeout_ms : 0;
+    entries.push_back({key, &wf, timeout_ms, path, plugin_name});
   }
   {
     std::lock_guard lock(mu_);

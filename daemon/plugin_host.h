@@ -30,6 +30,7 @@ namespace kagzi::daemon {
 struct LoadedWorkflowEntry {
   WorkflowKey key;
   const kagzi_workflow* descriptor = nullptr;  // owned by the plugin, static
+  std::uint64_t timeout_ms = 0;                // ABI 1.1 default deadline (0: none)
   std::string plugin_path;
   std::string plugin_name;
 };

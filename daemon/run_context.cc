@@ -5,6 +5,9 @@
 #include "run_context.h"
 
 #include <algorithm>
+#include <charconv>
+#include <cmath>
+#include <mutex>
 
 #include "kagzi/core/log.h"
 #include "kagzi/core/validation.h"
@@ -15,6 +18,7 @@ namespace {
 constexpr std::uint64_t kContextMagic = 0x6b61677a69637478ULL;  // "kagzictx"
 constexpr std::size_t kMaxMessageBytes = 64 * 1024;
 constexpr std::uint64_t kMaxSleepMs = 100ULL * 365 * 24 * 3600 * 1000;  // 100 years
+std::mutex g_rng_mu;  // guards every RunContext::rng_ use (parallel workers)
 
 struct StepWriter {
   std::string buffer;
@@ -44,7 +48,7 @@ kagzi_status HostGetInput(kagzi_context* ctx, const char** data, std::size_t* le
 kagzi_status HostStep(kagzi_context* ctx, const char* id, kagzi_step_fn fn, void* user,
                       const char** out, std::size_t* out_len) {
   auto* rc = Ctx(ctx);
-  return rc ? rc->Step(id, fn, user, out, out_len) : KAGZI_ERR_MISUSE;
+  return rc ? rc->Step(id, fn, user, nullptr, out, out_len) : KAGZI_ERR_MISUSE;
 }
 kagzi_status HostSleep(kagzi_context* ctx, const char* id, std::uint64_t ms) {
   auto* rc = Ctx(ctx);
@@ -66,13 +70,63 @@ kagzi_status HostGetRunId(kagzi_context* ctx, const char** id, std::size_t* len)
   auto* rc = Ctx(ctx);
   return rc ? rc->GetRunId(id, len) : KAGZI_ERR_MISUSE;
 }
+kagzi_status HostStepWithPolicy(kagzi_context* ctx, const char* id, kagzi_step_fn fn, void* user,
+                                const kagzi_retry_policy* policy, const char** out,
+                                std::size_t* out_len) {
+  auto* rc = Ctx(ctx);
+  return rc ? rc->Step(id, fn, user, policy, out, out_len) : KAGZI_ERR_MISUSE;
+}
+kagzi_status HostWaitForEvent(kagzi_context* ctx, const char* id, const char* name,
+                              std::int64_t timeout_ms, const char** payload, std::size_t* len) {
+  auto* rc = Ctx(ctx);
+  return rc ? rc->WaitForEvent(id, name, timeout_ms, payload, len) : KAGZI_ERR_MISUSE;
+}
+kagzi_status HostCallChild(kagzi_context* ctx, const char* id, const char* workflow,
+                           const char* input, std::size_t input_len, const char** out,
+                           std::size_t* out_len) {
+  auto* rc = Ctx(ctx);
+  return rc ? rc->CallChild(id, workflow, input, input_len, out, out_len) : KAGZI_ERR_MISUSE;
+}
+kagzi_status HostParallel(kagzi_context* ctx, kagzi_parallel_step* steps, std::size_t count,
+                          std::uint32_t max_concurrency) {
+  auto* rc = Ctx(ctx);
+  return rc ? rc->Parallel(steps, count, max_concurrency) : KAGZI_ERR_MISUSE;
+}
+kagzi_status HostNowMs(kagzi_context* ctx, const char* id, std::int64_t* unix_ms) {
+  auto* rc = Ctx(ctx);
+  return rc ? rc->NowMs(id, unix_ms) : KAGZI_ERR_MISUSE;
+}
+kagzi_status HostRandomU64(kagzi_context* ctx, const char* id, std::uint64_t* value) {
+  auto* rc = Ctx(ctx);
+  return rc ? rc->RandomU64(id, value) : KAGZI_ERR_MISUSE;
+}
 
 const kagzi_host kHostTable = {
-    sizeof(kagzi_host), KAGZI_ABI_MAJOR, KAGZI_ABI_MINOR, HostGetInput,     HostStep,     HostSleep,
-    HostSetOutput,      HostSetError,    HostLog,         HostGetExtension, HostGetRunId,
+    sizeof(kagzi_host),
+    KAGZI_ABI_MAJOR,
+    KAGZI_ABI_MINOR,
+    HostGetInput,
+    HostStep,
+    HostSleep,
+    HostSetOutput,
+    HostSetError,
+    HostLog,
+    HostGetExtension,
+    HostGetRunId,
+    // ABI 1.1
+    HostStepWithPolicy,
+    HostWaitForEvent,
+    HostCallChild,
+    HostParallel,
+    HostNowMs,
+    HostRandomU64,
 };
 
 std::string_view KindName(StepKind k) { return StepKindName(k); }
+
+bool IsFinal(const StepRecord& r) {
+  return r.status == StepStatus::kCompleted || r.status == StepStatus::kFailed;
+}
 
 }  // namespace
 
@@ -82,6 +136,10 @@ std::string_view RunOutcomeName(RunOutcome o) {
       return "completed";
     case RunOutcome::kFailed:
       return "failed";
+    case RunOutcome::kCancelled:
+      return "cancelled";
+    case RunOutcome::kTimedOut:
+      return "timed out";
     case RunOutcome::kParked:
       return "parked";
     case RunOutcome::kReleased:
@@ -105,12 +163,13 @@ RunContext::RunContext(Store& store, const ClaimedRun& claim, Micros db_now,
     : store_(store),
       claim_(claim),
       control_(std::move(control)),
-      options_(options),
+      options_(std::move(options)),
       on_park_(std::move(on_park)),
       handle_{kContextMagic, this},
       thread_(std::this_thread::get_id()),
       db_now_at_claim_(db_now),
-      claimed_at_(std::chrono::steady_clock::now()) {
+      claimed_at_(std::chrono::steady_clock::now()),
+      rng_(std::random_device{}()) {
   for (const auto& step : claim_.journal) {
     journal_by_id_[step.step_id] = &step;
     if (step.seq >= 0) {
@@ -120,11 +179,23 @@ RunContext::RunContext(Store& store, const ClaimedRun& claim, Micros db_now,
       journal_by_seq_[step.seq] = &step;
     }
   }
+  cancel_requested_ = claim_.run.cancel_requested;
+  cancel_reason_ = claim_.run.cancel_reason.value_or("cancelled");
 }
 
 Micros RunContext::DbNow() const {
   auto elapsed = std::chrono::steady_clock::now() - claimed_at_;
   return db_now_at_claim_ + std::chrono::duration_cast<std::chrono::microseconds>(elapsed).count();
+}
+
+bool RunContext::DeadlinePassed() const {
+  return claim_.run.deadline_at && DbNow() >= *claim_.run.deadline_at;
+}
+
+bool RunContext::CheckThread() {
+  if (OnRunThread()) return true;
+  foreign_call_ = true;
+  return false;
 }
 
 const char* RunContext::Keep(std::string s, std::size_t* len) {
@@ -149,6 +220,12 @@ kagzi_status RunContext::Suspend(RunOutcome why, std::string detail) {
   return KAGZI_SUSPEND;
 }
 
+kagzi_status RunContext::WriteFailed(const Status& st) {
+  if (st.IsConflict() || st.IsUnavailable()) return Suspend(RunOutcome::kAbandoned, st.message());
+  if (st.code() == StatusCode::kPermanent) return Suspend(RunOutcome::kTimedOut, st.message());
+  return HostError(KAGZI_ERR_NONDETERMINISM, st.message());
+}
+
 Status RunContext::Write(const std::function<Status()>& write) {
   auto deadline = std::chrono::steady_clock::now() + options_.write_retry_budget;
   auto backoff = std::chrono::milliseconds(50);
@@ -164,14 +241,38 @@ Status RunContext::Write(const std::function<Status()>& write) {
   }
 }
 
+Status RunContext::Record(const StepRecord& record) {
+  WriteFeedback feedback;
+  Status st = Write([&] { return store_.RecordStep(control_->lease, record, &feedback); });
+  if (st.ok() && feedback.cancel_requested && !cancel_requested_) {
+    cancel_requested_ = true;
+    cancel_reason_ = feedback.cancel_reason.value_or("cancelled");
+  }
+  return st;
+}
+
+kagzi_status RunContext::Park(const std::optional<StepRecord>& step, const ParkOptions& options,
+                              std::string detail) {
+  std::optional<Micros> wake;
+  Status w = Write([&] {
+    auto parked = store_.ParkRun(control_->lease, step, options);
+    if (!parked.ok()) return parked.status();
+    wake = *parked;
+    return Status::Ok();
+  });
+  if (!w.ok()) return WriteFailed(w);
+  if (wake && on_park_) on_park_(*wake);
+  return Suspend(RunOutcome::kParked, std::move(detail));
+}
+
 kagzi_status RunContext::BeginCall(const char* step_id, StepKind kind, const StepRecord** recorded,
-                                   std::string* id_out) {
+                                   std::string* id_out, int* seq_out) {
   *recorded = nullptr;
   if (in_step_) {
-    return HostError(KAGZI_ERR_MISUSE,
-                     fmt::format("{} \"{}\" called from inside the step function of \"{}\"",
-                                 kind == StepKind::kSleep ? "sleep" : "step",
-                                 SanitizeText(step_id ? step_id : "(null)", 80), current_step_));
+    return HostError(
+        KAGZI_ERR_MISUSE,
+        fmt::format("{} \"{}\" called from inside the step function of \"{}\"", KindName(kind),
+                    SanitizeText(step_id ? step_id : "(null)", 80), current_step_));
   }
   if (suspended_) {
     return HostError(KAGZI_ERR_MISUSE, "context called after the host returned KAGZI_SUSPEND");
@@ -217,14 +318,173 @@ kagzi_status RunContext::BeginCall(const char* step_id, StepKind kind, const Ste
     *recorded = r;
   }
   *id_out = std::move(id);
+  *seq_out = seq;
   return KAGZI_OK;
 }
 
-kagzi_status RunContext::GetInput(const char** data, std::size_t* len) {
-  if (!OnRunThread()) {
-    foreign_call_ = true;
-    return KAGZI_ERR_MISUSE;
+kagzi_status RunContext::CheckInterrupts(const std::string& id, int seq, StepKind kind) {
+  if (control_->lease_lost) return Suspend(RunOutcome::kAbandoned, "lease lost");
+  if (DeadlinePassed()) return Suspend(RunOutcome::kTimedOut, "deadline exceeded");
+  if (cancel_requested_ && !cancel_delivered_) {
+    // Journaled, so a replay delivers the cancellation at the same call.
+    StepRecord rec;
+    rec.step_id = id;
+    rec.seq = seq;
+    rec.kind = kind;
+    rec.status = StepStatus::kFailed;
+    rec.error = cancel_reason_;
+    rec.error_kind = ErrorKind::kCancelled;
+    rec.started_at = DbNow();
+    if (Status w = Record(rec); !w.ok()) return WriteFailed(w);
+    cancel_delivered_ = true;
+    Logger("executor")
+        ->info("run {}: cancellation delivered at {} \"{}\": {}", claim_.run.id, KindName(kind), id,
+               cancel_reason_);
+    return KAGZI_ERR_CANCELLED;
   }
+  if (control_->drain) return Suspend(RunOutcome::kReleased, "daemon is draining");
+  return KAGZI_OK;
+}
+
+kagzi_status RunContext::RecordedStatus(const StepRecord& r) {
+  if (r.status == StepStatus::kCompleted) return KAGZI_OK;
+  switch (r.error_kind) {
+    case ErrorKind::kRetryable:
+      return KAGZI_ERR_RETRYABLE;
+    case ErrorKind::kPermanent:
+      return KAGZI_ERR_PERMANENT;
+    case ErrorKind::kTimeout:
+      return KAGZI_ERR_TIMEOUT;
+    case ErrorKind::kCancelled:
+      cancel_requested_ = true;
+      cancel_delivered_ = true;
+      cancel_reason_ = r.error.value_or(cancel_reason_);
+      return KAGZI_ERR_CANCELLED;
+  }
+  return KAGZI_ERR_PERMANENT;
+}
+
+Status RunContext::ParsePolicy(const kagzi_retry_policy* p, RetryPolicy* out) const {
+  if (p == nullptr) {
+    *out = options_.default_retry;
+    return Status::Ok();
+  }
+  if (p->struct_size < sizeof(kagzi_retry_policy)) {
+    return Status::InvalidArgument("retry policy struct_size {} is smaller than {}", p->struct_size,
+                                   sizeof(kagzi_retry_policy));
+  }
+  if (p->max_attempts < 1 || p->max_attempts > 1000) {
+    return Status::InvalidArgument("retry policy max_attempts {} is not 1..1000", p->max_attempts);
+  }
+  if (p->initial_interval_ms < 1 || p->max_interval_ms < p->initial_interval_ms ||
+      p->max_interval_ms > kMaxSleepMs) {
+    return Status::InvalidArgument(
+        "retry policy intervals {} ms .. {} ms are not 1 <= initial <= max", p->initial_interval_ms,
+        p->max_interval_ms);
+  }
+  if (!(p->multiplier >= 1.0 && p->multiplier <= 100.0) ||
+      !(p->jitter >= 0.0 && p->jitter <= 1.0)) {
+    return Status::InvalidArgument(
+        "retry policy multiplier {} (1..100) or jitter {} (0..1) is out of range", p->multiplier,
+        p->jitter);
+  }
+  out->max_attempts = static_cast<int>(p->max_attempts);
+  out->initial_interval = std::chrono::milliseconds(p->initial_interval_ms);
+  out->max_interval = std::chrono::milliseconds(p->max_interval_ms);
+  out->multiplier = p->multiplier;
+  out->jitter = p->jitter;
+  return Status::Ok();
+}
+
+std::chrono::milliseconds RunContext::Backoff(const RetryPolicy& policy, int attempt) const {
+  double base = static_cast<double>(policy.initial_interval.count()) *
+                std::pow(policy.multiplier, std::max(0, attempt - 1));
+  base = std::min(base, static_cast<double>(policy.max_interval.count()));
+  double factor = 1.0;
+  if (policy.jitter > 0) {
+    std::lock_guard lock(g_rng_mu);
+    std::uniform_real_distribution<double> d(1.0 - policy.jitter, 1.0 + policy.jitter);
+    factor = d(rng_);
+  }
+  return std::chrono::milliseconds(std::max<std::int64_t>(1, std::llround(base * factor)));
+}
+
+RunContext::Attempt RunContext::RunStepFunction(kagzi_step_fn fn, void* user,
+                                                const std::string& id) const {
+  ScopedLogContext log_ctx({.step = id});
+  StepWriter sink;
+  sink.limit = static_cast<std::size_t>(options_.max_payload_bytes);
+  kagzi_writer writer{sizeof(kagzi_writer), KAGZI_ABI_MAJOR, KAGZI_ABI_MINOR, &sink, WriterWrite};
+  Attempt a;
+  try {
+    a.status = fn(user, &writer);
+  } catch (const std::exception& e) {
+    a.status = KAGZI_ERR_PERMANENT;
+    sink.buffer = fmt::format("step function threw a C++ exception across the C ABI: {}", e.what());
+  } catch (...) {
+    a.status = KAGZI_ERR_PERMANENT;
+    sink.buffer = "step function threw a C++ exception across the C ABI";
+  }
+  a.overflow = sink.overflow;
+  a.text = std::move(sink.buffer);
+  return a;
+}
+
+RunContext::StepPlan RunContext::PlanStep(const std::string& id, int seq, int attempt,
+                                          const RetryPolicy& policy, Attempt a,
+                                          Micros started) const {
+  StepPlan plan;
+  StepRecord& rec = plan.record;
+  rec.step_id = id;
+  rec.seq = seq;
+  rec.kind = StepKind::kStep;
+  rec.started_at = started;
+  rec.attempts = attempt;
+  if (a.overflow) {
+    rec.status = StepStatus::kFailed;
+    rec.error = fmt::format("step result is larger than max_payload_bytes ({} bytes)",
+                            options_.max_payload_bytes);
+    plan.result = KAGZI_ERR_PERMANENT;
+  } else if (a.status == KAGZI_OK) {
+    std::string text = a.text.empty() ? std::string("null") : std::move(a.text);
+    if (Status v = ValidateJson(text, fmt::format("result of step \"{}\"", id),
+                                options_.max_payload_bytes);
+        !v.ok()) {
+      plan.result = KAGZI_ERR_MISUSE;
+      plan.text = v.message();
+      return plan;
+    }
+    rec.status = StepStatus::kCompleted;
+    rec.output = std::move(text);
+    plan.result = KAGZI_OK;
+  } else if (a.status == KAGZI_ERR_RETRYABLE || a.status == KAGZI_ERR_PERMANENT) {
+    std::string msg = a.text.empty() ? fmt::format("step \"{}\" failed (status {})", id, a.status)
+                                     : SanitizeText(a.text, kMaxMessageBytes);
+    rec.status = StepStatus::kFailed;
+    rec.error_kind =
+        a.status == KAGZI_ERR_RETRYABLE ? ErrorKind::kRetryable : ErrorKind::kPermanent;
+    if (a.status == KAGZI_ERR_RETRYABLE && attempt < policy.max_attempts) {
+      rec.status = StepStatus::kRetrying;
+      plan.retry_in = Backoff(policy, attempt);
+      plan.result = KAGZI_SUSPEND;
+    } else {
+      if (a.status == KAGZI_ERR_RETRYABLE && attempt > 1) {
+        msg = fmt::format("{} (gave up after {} attempts)", msg, attempt);
+      }
+      plan.result = a.status;
+    }
+    rec.error = msg;
+  } else {
+    rec.status = StepStatus::kFailed;
+    rec.error = fmt::format("step function returned invalid status {}", a.status);
+    plan.result = KAGZI_ERR_PERMANENT;
+  }
+  plan.text = rec.status == StepStatus::kCompleted ? *rec.output : *rec.error;
+  return plan;
+}
+
+kagzi_status RunContext::GetInput(const char** data, std::size_t* len) {
+  if (!CheckThread()) return KAGZI_ERR_MISUSE;
   if (in_step_) return HostError(KAGZI_ERR_MISUSE, "get_input called from inside a step");
   if (suspended_) return HostError(KAGZI_ERR_MISUSE, "get_input called after KAGZI_SUSPEND");
   if (data == nullptr) return KAGZI_ERR_MISUSE;
@@ -240,12 +500,10 @@ kagzi_status RunContext::GetRunId(const char** id, std::size_t* len) {
   return KAGZI_OK;
 }
 
-kagzi_status RunContext::Step(const char* step_id, kagzi_step_fn fn, void* user, const char** out,
+kagzi_status RunContext::Step(const char* step_id, kagzi_step_fn fn, void* user,
+                              const kagzi_retry_policy* policy, const char** out,
                               std::size_t* out_len) {
-  if (!OnRunThread()) {
-    foreign_call_ = true;
-    return KAGZI_ERR_MISUSE;
-  }
+  if (!CheckThread()) return KAGZI_ERR_MISUSE;
   auto give = [&](std::string text) {
     std::size_t n = 0;
     const char* p = Keep(std::move(text), &n);
@@ -254,100 +512,80 @@ kagzi_status RunContext::Step(const char* step_id, kagzi_step_fn fn, void* user,
   };
   const StepRecord* recorded = nullptr;
   std::string id;
-  if (kagzi_status st = BeginCall(step_id, StepKind::kStep, &recorded, &id); st != KAGZI_OK) {
+  int seq = 0;
+  if (kagzi_status st = BeginCall(step_id, StepKind::kStep, &recorded, &id, &seq); st != KAGZI_OK) {
     give(host_error_ ? host_error_->second : std::string());
     return st;
   }
+  RetryPolicy retry;
+  if (Status p = ParsePolicy(policy, &retry); !p.ok()) {
+    give(p.message());
+    return HostError(KAGZI_ERR_MISUSE, fmt::format("step \"{}\": {}", id, p.message()));
+  }
+  int attempt = 1;
   if (recorded != nullptr) {
-    if (recorded->status == StepStatus::kCompleted) {
-      give(recorded->output.value_or("null"));
-      return KAGZI_OK;
+    if (IsFinal(*recorded)) {
+      give(recorded->status == StepStatus::kCompleted ? recorded->output.value_or("null")
+                                                      : recorded->error.value_or("step failed"));
+      return RecordedStatus(*recorded);
     }
-    give(recorded->error.value_or("step failed"));
-    return recorded->error_kind == ErrorKind::kRetryable ? KAGZI_ERR_RETRYABLE
-                                                         : KAGZI_ERR_PERMANENT;
+    if (recorded->status != StepStatus::kRetrying) {
+      return HostError(KAGZI_ERR_NONDETERMINISM, fmt::format("step \"{}\" has a {} journal entry",
+                                                             id, StepStatusName(recorded->status)));
+    }
+    Micros due = recorded->wake_at.value_or(0);
+    if (due > DbNow()) {
+      return Park(std::nullopt, ParkOptions{std::nullopt, due, std::nullopt},
+                  fmt::format("step \"{}\": attempt {} is due later", id, recorded->attempts + 1));
+    }
+    attempt = recorded->attempts + 1;
   }
   if (fn == nullptr) {
     give("step function is NULL");
     return HostError(KAGZI_ERR_MISUSE, fmt::format("step \"{}\": step function is NULL", id));
   }
-  if (control_->lease_lost) return Suspend(RunOutcome::kAbandoned, "lease lost");
-  if (control_->drain) return Suspend(RunOutcome::kReleased, "daemon is draining");
+  if (kagzi_status st = CheckInterrupts(id, seq, StepKind::kStep); st != KAGZI_OK) {
+    if (st == KAGZI_ERR_CANCELLED) give(cancel_reason_);
+    return st;
+  }
 
-  StepWriter sink;
-  sink.limit = static_cast<std::size_t>(options_.max_payload_bytes);
-  kagzi_writer writer{sizeof(kagzi_writer), KAGZI_ABI_MAJOR, KAGZI_ABI_MINOR, &sink, WriterWrite};
   const Micros started = DbNow();
-  kagzi_status st = KAGZI_ERR_PERMANENT;
   in_step_ = true;
   current_step_ = id;
-  try {
-    st = fn(user, &writer);
-  } catch (const std::exception& e) {
-    st = KAGZI_ERR_PERMANENT;
-    sink.buffer = fmt::format("step function threw a C++ exception across the C ABI: {}", e.what());
-  } catch (...) {
-    st = KAGZI_ERR_PERMANENT;
-    sink.buffer = "step function threw a C++ exception across the C ABI";
-  }
+  Attempt a = RunStepFunction(fn, user, id);
   in_step_ = false;
   if (host_error_) {
     give(host_error_->second);
     return host_error_->first;  // the step function misused the context
   }
-
-  StepRecord rec;
-  rec.step_id = id;
-  rec.seq = next_seq_ - 1;
-  rec.kind = StepKind::kStep;
-  rec.started_at = started;
-  kagzi_status result = st;
-  if (sink.overflow) {
-    rec.status = StepStatus::kFailed;
-    rec.error = fmt::format("step result is larger than max_payload_bytes ({} bytes)",
-                            options_.max_payload_bytes);
-    result = KAGZI_ERR_PERMANENT;
-  } else if (st == KAGZI_OK) {
-    std::string text = sink.buffer.empty() ? std::string("null") : std::move(sink.buffer);
-    if (Status v = ValidateJson(text, fmt::format("result of step \"{}\"", id),
-                                options_.max_payload_bytes);
-        !v.ok()) {
-      give(v.message());
-      return HostError(KAGZI_ERR_MISUSE, v.message());
-    }
-    rec.status = StepStatus::kCompleted;
-    rec.output = std::move(text);
-  } else if (st == KAGZI_ERR_RETRYABLE || st == KAGZI_ERR_PERMANENT) {
-    rec.status = StepStatus::kFailed;
-    rec.error_kind = st == KAGZI_ERR_RETRYABLE ? ErrorKind::kRetryable : ErrorKind::kPermanent;
-    rec.error = sink.buffer.empty() ? fmt::format("step \"{}\" failed (status {})", id, st)
-                                    : SanitizeText(sink.buffer, kMaxMessageBytes);
-  } else {
-    rec.status = StepStatus::kFailed;
-    rec.error = fmt::format("step function returned invalid status {}", st);
-    result = KAGZI_ERR_PERMANENT;
+  StepPlan plan = PlanStep(id, seq, attempt, retry, std::move(a), started);
+  if (plan.result == KAGZI_ERR_MISUSE) {
+    give(plan.text);
+    return HostError(KAGZI_ERR_MISUSE, plan.text);
   }
-
-  Status w = Write([&] { return store_.RecordStep(control_->lease, rec); });
-  if (w.IsConflict() || w.IsUnavailable()) {
-    return Suspend(RunOutcome::kAbandoned, w.message());
+  if (plan.retry_in) {
+    Logger("executor")
+        ->info("run {}: step \"{}\" attempt {}/{} failed, retrying in {} ms: {}", claim_.run.id, id,
+               attempt, retry.max_attempts, plan.retry_in->count(), *plan.record.error);
+    return Park(plan.record, ParkOptions{*plan.retry_in, std::nullopt, std::nullopt},
+                fmt::format("step \"{}\" attempt {} failed; retry in {} ms", id, attempt,
+                            plan.retry_in->count()));
   }
-  if (!w.ok()) {
+  if (Status w = Record(plan.record); !w.ok()) {
     give(w.message());
-    return HostError(KAGZI_ERR_NONDETERMINISM, w.message());
+    return WriteFailed(w);
   }
-  give(rec.status == StepStatus::kCompleted ? *rec.output : *rec.error);
-  return result;
+  give(std::move(plan.text));
+  return plan.result;
 }
 
 kagzi_status RunContext::Sleep(const char* step_id, std::uint64_t duration_ms) {
-  if (!OnRunThread()) {
-    foreign_call_ = true;
-    return KAGZI_ERR_MISUSE;
-  }
+  if (!CheckThread()) return KAGZI_ERR_MISUSE;
   const StepRecord* recorded = nullptr;
   std::string id;
-  if (kagzi_status st = BeginCall(step_id, StepKind::kSleep, &recorded, &id); st != KAGZI_OK) {
+  int seq = 0;
+  if (kagzi_status st = BeginCall(step_id, StepKind::kSleep, &recorded, &id, &seq);
+      st != KAGZI_OK) {
     return st;
   }
   if (duration_ms > kMaxSleepMs) {
@@ -355,51 +593,429 @@ kagzi_status RunContext::Sleep(const char* step_id, std::uint64_t duration_ms) {
                      fmt::format("sleep \"{}\": {} ms is longer than 100 years", id, duration_ms));
   }
   if (recorded != nullptr) {
+    if (recorded->status == StepStatus::kFailed) return RecordedStatus(*recorded);
     Micros wake = recorded->wake_at.value_or(0);
-    Micros now = DbNow();
-    if (wake <= now) return KAGZI_OK;
-    // Woken early (e.g. resumed by hand): park again until the recorded time.
+    if (wake <= DbNow()) return KAGZI_OK;
+    // Woken early (an event for another wait, a cancellation, a manual
+    // resume): deliver a pending cancellation, or park again until the
+    // recorded time. (The sleep's entry is final, so this delivery is not
+    // journaled; the run ends CANCELLED in this invocation.)
     if (control_->lease_lost) return Suspend(RunOutcome::kAbandoned, "lease lost");
-    auto delay = std::chrono::milliseconds((wake - now + 999) / 1000);
-    auto parked = store_.ParkRun(control_->lease, std::nullopt, delay);
-    if (!parked.ok()) return Suspend(RunOutcome::kAbandoned, parked.status().message());
-    if (on_park_) on_park_(*parked);
-    return Suspend(RunOutcome::kParked, fmt::format("sleep \"{}\"", id));
+    if (DeadlinePassed()) return Suspend(RunOutcome::kTimedOut, "deadline exceeded");
+    if (cancel_requested_ && !cancel_delivered_) {
+      cancel_delivered_ = true;
+      return KAGZI_ERR_CANCELLED;
+    }
+    return Park(std::nullopt, ParkOptions{std::nullopt, wake, std::nullopt},
+                fmt::format("sleep \"{}\"", id));
   }
-  if (control_->lease_lost) return Suspend(RunOutcome::kAbandoned, "lease lost");
-  if (control_->drain) return Suspend(RunOutcome::kReleased, "daemon is draining");
+  if (kagzi_status st = CheckInterrupts(id, seq, StepKind::kSleep); st != KAGZI_OK) return st;
 
   StepRecord rec;
   rec.step_id = id;
-  rec.seq = next_seq_ - 1;
+  rec.seq = seq;
   rec.kind = StepKind::kSleep;
   rec.started_at = DbNow();
   if (duration_ms == 0) {
     rec.wake_at = rec.started_at;
-    Status w = Write([&] { return store_.RecordStep(control_->lease, rec); });
-    if (w.IsConflict() || w.IsUnavailable()) return Suspend(RunOutcome::kAbandoned, w.message());
-    if (!w.ok()) return HostError(KAGZI_ERR_NONDETERMINISM, w.message());
+    if (Status w = Record(rec); !w.ok()) return WriteFailed(w);
     return KAGZI_OK;
   }
-  Micros wake = 0;
-  Status w = Write([&] {
-    auto parked = store_.ParkRun(control_->lease, rec,
-                                 std::chrono::milliseconds(static_cast<std::int64_t>(duration_ms)));
-    if (!parked.ok()) return parked.status();
-    wake = *parked;
+  return Park(rec,
+              ParkOptions{std::chrono::milliseconds(static_cast<std::int64_t>(duration_ms)),
+                          std::nullopt, std::nullopt},
+              fmt::format("sleep \"{}\" for {} ms", id, duration_ms));
+}
+
+kagzi_status RunContext::WaitForEvent(const char* step_id, const char* event_name,
+                                      std::int64_t timeout_ms, const char** payload,
+                                      std::size_t* payload_len) {
+  if (!CheckThread()) return KAGZI_ERR_MISUSE;
+  auto give = [&](std::string text) {
+    std::size_t n = 0;
+    const char* p = Keep(std::move(text), &n);
+    if (payload) *payload = p;
+    if (payload_len) *payload_len = n;
+  };
+  const StepRecord* recorded = nullptr;
+  std::string id;
+  int seq = 0;
+  if (kagzi_status st = BeginCall(step_id, StepKind::kEvent, &recorded, &id, &seq);
+      st != KAGZI_OK) {
+    return st;
+  }
+  std::string name(event_name ? event_name : "", event_name ? strnlen(event_name, 256) : 0);
+  if (Status v = ValidateName(name, "event name"); !v.ok()) {
+    return HostError(KAGZI_ERR_MISUSE, fmt::format("wait \"{}\": {}", id, v.message()));
+  }
+  if (recorded != nullptr) {
+    if (IsFinal(*recorded)) {
+      give(recorded->status == StepStatus::kCompleted ? recorded->output.value_or("null")
+                                                      : recorded->error.value_or(""));
+      return RecordedStatus(*recorded);
+    }
+    if (recorded->event_name.value_or("") != name) {
+      return HostError(KAGZI_ERR_NONDETERMINISM,
+                       fmt::format("non-determinism: wait \"{}\" was recorded for event \"{}\" "
+                                   "but is replayed for \"{}\"",
+                                   id, recorded->event_name.value_or(""), name));
+    }
+  }
+  if (kagzi_status st = CheckInterrupts(id, seq, StepKind::kEvent); st != KAGZI_OK) {
+    if (st == KAGZI_ERR_CANCELLED) give(cancel_reason_);
+    return st;
+  }
+
+  StepRecord wait;
+  wait.step_id = id;
+  wait.seq = seq;
+  wait.kind = StepKind::kEvent;
+  wait.status = StepStatus::kWaiting;
+  wait.event_name = name;
+  wait.started_at = recorded ? recorded->started_at : std::optional<Micros>(DbNow());
+  std::optional<std::string> got;
+  Status c = Write([&] {
+    auto r = store_.ConsumeEvent(control_->lease, wait);
+    if (!r.ok()) return r.status();
+    got = *r;
     return Status::Ok();
   });
-  if (w.IsConflict() || w.IsUnavailable()) return Suspend(RunOutcome::kAbandoned, w.message());
-  if (!w.ok()) return HostError(KAGZI_ERR_NONDETERMINISM, w.message());
-  if (on_park_) on_park_(wake);
-  return Suspend(RunOutcome::kParked, fmt::format("sleep \"{}\" for {} ms", id, duration_ms));
+  if (!c.ok()) return WriteFailed(c);
+  if (got) {
+    give(*got);
+    return KAGZI_OK;
+  }
+  // Nothing yet: time out, or park until an event or the timeout.
+  std::optional<Micros> due = recorded ? recorded->wake_at : std::nullopt;
+  bool timed_out = recorded ? (due && *due <= DbNow()) : timeout_ms == 0;
+  if (timed_out) {
+    StepRecord rec = wait;
+    rec.status = StepStatus::kFailed;
+    rec.error_kind = ErrorKind::kTimeout;
+    rec.error = fmt::format("no event \"{}\" arrived before the wait's timeout", name);
+    if (Status w = Record(rec); !w.ok()) return WriteFailed(w);
+    give(*rec.error);
+    return KAGZI_ERR_TIMEOUT;
+  }
+  ParkOptions park;
+  park.expected_wake_seq = claim_.run.wake_seq;
+  if (recorded) {
+    park.until = due;
+    return Park(std::nullopt, park, fmt::format("waiting for event \"{}\"", name));
+  }
+  if (timeout_ms > 0) park.delay = std::chrono::milliseconds(timeout_ms);
+  return Park(wait, park, fmt::format("waiting for event \"{}\"", name));
+}
+
+kagzi_status RunContext::CallChild(const char* step_id, const char* workflow, const char* input,
+                                   std::size_t input_len, const char** out, std::size_t* out_len) {
+  if (!CheckThread()) return KAGZI_ERR_MISUSE;
+  auto give = [&](std::string text) {
+    std::size_t n = 0;
+    const char* p = Keep(std::move(text), &n);
+    if (out) *out = p;
+    if (out_len) *out_len = n;
+  };
+  const StepRecord* recorded = nullptr;
+  std::string id;
+  int seq = 0;
+  if (kagzi_status st = BeginCall(step_id, StepKind::kChild, &recorded, &id, &seq);
+      st != KAGZI_OK) {
+    return st;
+  }
+  std::string wf(workflow ? workflow : "", workflow ? strnlen(workflow, kMaxNameBytes + 1) : 0);
+  if (Status v = ValidateName(wf, "child workflow name"); !v.ok()) {
+    return HostError(KAGZI_ERR_MISUSE, fmt::format("child call \"{}\": {}", id, v.message()));
+  }
+  if (recorded != nullptr) {
+    if (IsFinal(*recorded)) {
+      give(recorded->status == StepStatus::kCompleted ? recorded->output.value_or("null")
+                                                      : recorded->error.value_or(""));
+      return RecordedStatus(*recorded);
+    }
+    const std::string child_id = recorded->child_run_id.value_or("");
+    auto found = claim_.children.find(child_id);
+    if (found != claim_.children.end() && IsTerminal(found->second.status)) {
+      const ChildOutcome& child = found->second;
+      StepRecord rec = *recorded;
+      if (child.status == RunStatus::kCompleted) {
+        rec.status = StepStatus::kCompleted;
+        rec.output = child.output.value_or("null");
+      } else {
+        // Permanent even for a cancelled child: KAGZI_ERR_CANCELLED from a
+        // context call always means this run was cancelled.
+        rec.status = StepStatus::kFailed;
+        rec.error_kind = ErrorKind::kPermanent;
+        rec.error = fmt::format("child run {} ({}) {}: {}", child_id, wf,
+                                child.status == RunStatus::kCancelled ? "was cancelled" : "failed",
+                                child.error.value_or("no error message"));
+      }
+      if (Status w = Record(rec); !w.ok()) return WriteFailed(w);
+      give(rec.status == StepStatus::kCompleted ? *rec.output : *rec.error);
+      return rec.status == StepStatus::kCompleted ? KAGZI_OK : KAGZI_ERR_PERMANENT;
+    }
+    if (kagzi_status st = CheckInterrupts(id, seq, StepKind::kChild); st != KAGZI_OK) {
+      if (st == KAGZI_ERR_CANCELLED) give(cancel_reason_);
+      return st;
+    }
+    return Park(std::nullopt, ParkOptions{std::nullopt, std::nullopt, claim_.run.wake_seq},
+                fmt::format("waiting for child run {}", child_id));
+  }
+  std::string in = input_len == 0 ? std::string("null") : std::string(input, input_len);
+  if (input == nullptr && input_len > 0) {
+    return HostError(KAGZI_ERR_MISUSE, fmt::format("child call \"{}\": input is NULL", id));
+  }
+  if (Status v = ValidateJson(in, fmt::format("input of child call \"{}\"", id),
+                              options_.max_payload_bytes);
+      !v.ok()) {
+    return HostError(KAGZI_ERR_MISUSE, v.message());
+  }
+  if (kagzi_status st = CheckInterrupts(id, seq, StepKind::kChild); st != KAGZI_OK) {
+    if (st == KAGZI_ERR_CANCELLED) give(cancel_reason_);
+    return st;
+  }
+  StepRecord entry;
+  entry.step_id = id;
+  entry.seq = seq;
+  entry.kind = StepKind::kChild;
+  entry.status = StepStatus::kWaiting;
+  entry.started_at = DbNow();
+  StartRequest child;
+  child.workflow = wf;
+  child.input = std::move(in);
+  child.idempotency_key = fmt::format("kagzi:child:{}/{}", claim_.run.id, id);
+  std::string child_id;
+  Status w = Write([&] {
+    auto r = store_.StartChild(control_->lease, entry, child);
+    if (!r.ok()) return r.status();
+    child_id = *r;
+    return Status::Ok();
+  });
+  if (!w.ok()) return WriteFailed(w);
+  Logger("executor")
+      ->info("run {}: child call \"{}\" started run {} of \"{}\"", claim_.run.id, id, child_id, wf);
+  return Park(std::nullopt, ParkOptions{std::nullopt, std::nullopt, claim_.run.wake_seq},
+              fmt::format("waiting for child run {}", child_id));
+}
+
+kagzi_status RunContext::Parallel(kagzi_parallel_step* steps, std::size_t count,
+                                  std::uint32_t max_concurrency) {
+  if (!CheckThread()) return KAGZI_ERR_MISUSE;
+  if (count == 0) return KAGZI_OK;
+  if (steps == nullptr) return HostError(KAGZI_ERR_MISUSE, "parallel: steps is NULL");
+  if (count > 10'000) {
+    return HostError(KAGZI_ERR_MISUSE, fmt::format("parallel: {} steps is too many", count));
+  }
+  struct Slot {
+    kagzi_parallel_step* item;
+    std::string id;
+    int seq = 0;
+    int attempt = 1;
+    RetryPolicy policy;
+    bool run = false;
+    std::optional<Micros> retry_due;  // a retry not due yet
+    kagzi_status result = KAGZI_OK;
+    std::string text;
+    // Filled by the worker:
+    std::optional<StepPlan> plan;
+    Status write;
+    WriteFeedback feedback;
+  };
+  std::vector<Slot> slots(count);
+  // Phase 1, on the run thread: journal bookkeeping in item order.
+  for (std::size_t i = 0; i < count; ++i) {
+    Slot& s = slots[i];
+    s.item = &steps[i];
+    if (s.item->struct_size < sizeof(kagzi_parallel_step)) {
+      return HostError(KAGZI_ERR_MISUSE,
+                       fmt::format("parallel: step #{} has struct_size {}, smaller than {}", i,
+                                   s.item->struct_size, sizeof(kagzi_parallel_step)));
+    }
+    const StepRecord* recorded = nullptr;
+    if (kagzi_status st = BeginCall(s.item->step_id, StepKind::kStep, &recorded, &s.id, &s.seq);
+        st != KAGZI_OK) {
+      return st;
+    }
+    if (Status p = ParsePolicy(s.item->policy, &s.policy); !p.ok()) {
+      return HostError(KAGZI_ERR_MISUSE, fmt::format("step \"{}\": {}", s.id, p.message()));
+    }
+    if (recorded != nullptr && IsFinal(*recorded)) {
+      s.result = RecordedStatus(*recorded);
+      s.text = recorded->status == StepStatus::kCompleted ? recorded->output.value_or("null")
+                                                          : recorded->error.value_or("");
+      continue;
+    }
+    if (recorded != nullptr) {
+      if (recorded->wake_at.value_or(0) > DbNow()) {
+        s.retry_due = recorded->wake_at;
+        continue;
+      }
+      s.attempt = recorded->attempts + 1;
+    }
+    if (s.item->fn == nullptr) {
+      return HostError(KAGZI_ERR_MISUSE, fmt::format("step \"{}\": step function is NULL", s.id));
+    }
+    s.run = true;
+  }
+  std::vector<Slot*> to_run;
+  for (auto& s : slots) {
+    if (s.run) to_run.push_back(&s);
+  }
+  if (!to_run.empty()) {
+    kagzi_status st = CheckInterrupts(to_run[0]->id, to_run[0]->seq, StepKind::kStep);
+    if (st == KAGZI_ERR_CANCELLED) {
+      // Every unfinished member receives the cancellation, journaled.
+      for (std::size_t k = 0; k < slots.size(); ++k) {
+        Slot& s = slots[k];
+        if (!s.run && !s.retry_due) continue;
+        if (&s != to_run[0]) {
+          StepRecord rec;
+          rec.step_id = s.id;
+          rec.seq = s.seq;
+          rec.status = StepStatus::kFailed;
+          rec.error = cancel_reason_;
+          rec.error_kind = ErrorKind::kCancelled;
+          rec.started_at = DbNow();
+          if (Status w = Record(rec); !w.ok()) return WriteFailed(w);
+        }
+        s.result = KAGZI_ERR_CANCELLED;
+        s.text = cancel_reason_;
+      }
+      for (auto& s : slots) {
+        s.item->status = s.result;
+        s.item->out = Keep(s.text, &s.item->out_len);
+      }
+      return KAGZI_ERR_CANCELLED;
+    }
+    if (st != KAGZI_OK) return st;
+
+    // Phase 2: the step functions, on worker threads; each records its own
+    // outcome as soon as it has one.
+    std::size_t limit = static_cast<std::size_t>(options_.parallel_limit);
+    if (max_concurrency > 0) limit = std::min<std::size_t>(limit, max_concurrency);
+    limit = std::min(limit, to_run.size());
+    std::atomic<std::size_t> next{0};
+    in_step_ = true;
+    current_step_ = "parallel group";
+    auto worker = [&] {
+      ScopedLogContext log_ctx({.run_id = claim_.run.id, .workflow = claim_.run.workflow});
+      for (std::size_t k = next++; k < to_run.size(); k = next++) {
+        Slot& s = *to_run[k];
+        const Micros started = DbNow();
+        Attempt a = RunStepFunction(s.item->fn, s.item->user, s.id);
+        StepPlan plan = PlanStep(s.id, s.seq, s.attempt, s.policy, std::move(a), started);
+        if (plan.result != KAGZI_ERR_MISUSE) {
+          if (plan.retry_in) {
+            plan.record.wake_at =
+                DbNow() +
+                std::chrono::duration_cast<std::chrono::microseconds>(*plan.retry_in).count();
+          }
+          s.write =
+              Write([&] { return store_.RecordStep(control_->lease, plan.record, &s.feedback); });
+        }
+        s.plan = std::move(plan);
+      }
+    };
+    std::vector<std::thread> threads;
+    for (std::size_t t = 1; t < limit; ++t) threads.emplace_back(worker);
+    worker();  // the run thread works too
+    for (auto& t : threads) t.join();
+    in_step_ = false;
+    if (host_error_) return host_error_->first;  // a step function misused the context
+
+    // Phase 3, on the run thread: merge.
+    for (Slot* s : to_run) {
+      if (s->feedback.cancel_requested && !cancel_requested_) {
+        cancel_requested_ = true;
+        cancel_reason_ = s->feedback.cancel_reason.value_or("cancelled");
+      }
+    }
+    for (Slot* s : to_run) {
+      if (s->plan->result == KAGZI_ERR_MISUSE) return HostError(KAGZI_ERR_MISUSE, s->plan->text);
+      if (!s->write.ok()) return WriteFailed(s->write);
+      if (s->plan->retry_in) {
+        s->retry_due = s->plan->record.wake_at;
+      } else {
+        s->result = s->plan->result;
+        s->text = s->plan->text;
+      }
+    }
+  }
+  std::optional<Micros> earliest;
+  for (auto& s : slots) {
+    if (s.retry_due && (!earliest || *s.retry_due < *earliest)) earliest = s.retry_due;
+  }
+  if (earliest) {
+    return Park(std::nullopt, ParkOptions{std::nullopt, *earliest, std::nullopt},
+                "parallel group: a retry is pending");
+  }
+  for (auto& s : slots) {
+    s.item->status = s.result;
+    s.item->out = Keep(s.text, &s.item->out_len);
+  }
+  return KAGZI_OK;
+}
+
+kagzi_status RunContext::RecordHelper(const char* step_id, const std::function<std::string()>& make,
+                                      std::string* value) {
+  if (!CheckThread()) return KAGZI_ERR_MISUSE;
+  const StepRecord* recorded = nullptr;
+  std::string id;
+  int seq = 0;
+  if (kagzi_status st = BeginCall(step_id, StepKind::kHelper, &recorded, &id, &seq);
+      st != KAGZI_OK) {
+    return st;
+  }
+  if (recorded != nullptr) {
+    if (recorded->status != StepStatus::kCompleted) return RecordedStatus(*recorded);
+    *value = recorded->output.value_or("0");
+    return KAGZI_OK;
+  }
+  if (kagzi_status st = CheckInterrupts(id, seq, StepKind::kHelper); st != KAGZI_OK) return st;
+  StepRecord rec;
+  rec.step_id = id;
+  rec.seq = seq;
+  rec.kind = StepKind::kHelper;
+  rec.started_at = DbNow();
+  rec.output = make();
+  if (Status w = Record(rec); !w.ok()) return WriteFailed(w);
+  *value = *rec.output;
+  return KAGZI_OK;
+}
+
+kagzi_status RunContext::NowMs(const char* step_id, std::int64_t* unix_ms) {
+  if (unix_ms == nullptr) return HostError(KAGZI_ERR_MISUSE, "now_ms: unix_ms is NULL");
+  std::string text;
+  kagzi_status st = RecordHelper(
+      step_id,
+      [] {
+        return std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                  std::chrono::system_clock::now().time_since_epoch())
+                                  .count());
+      },
+      &text);
+  if (st != KAGZI_OK) return st;
+  std::from_chars(text.data(), text.data() + text.size(), *unix_ms);
+  return KAGZI_OK;
+}
+
+kagzi_status RunContext::RandomU64(const char* step_id, std::uint64_t* value) {
+  if (value == nullptr) return HostError(KAGZI_ERR_MISUSE, "random_u64: value is NULL");
+  std::string text;
+  kagzi_status st = RecordHelper(
+      step_id,
+      [this] {
+        std::lock_guard lock(g_rng_mu);
+        return std::to_string(rng_());
+      },
+      &text);
+  if (st != KAGZI_OK) return st;
+  std::from_chars(text.data(), text.data() + text.size(), *value);
+  return KAGZI_OK;
 }
 
 kagzi_status RunContext::SetOutput(const char* json, std::size_t len) {
-  if (!OnRunThread()) {
-    foreign_call_ = true;
-    return KAGZI_ERR_MISUSE;
-  }
+  if (!CheckThread()) return KAGZI_ERR_MISUSE;
   if (in_step_) return HostError(KAGZI_ERR_MISUSE, "set_output called from inside a step");
   if (suspended_) return HostError(KAGZI_ERR_MISUSE, "set_output called after KAGZI_SUSPEND");
   if (json == nullptr && len > 0) return HostError(KAGZI_ERR_MISUSE, "set_output: json is NULL");
@@ -412,10 +1028,7 @@ kagzi_status RunContext::SetOutput(const char* json, std::size_t len) {
 }
 
 kagzi_status RunContext::SetError(const char* message, std::size_t len) {
-  if (!OnRunThread()) {
-    foreign_call_ = true;
-    return KAGZI_ERR_MISUSE;
-  }
+  if (!CheckThread()) return KAGZI_ERR_MISUSE;
   if (in_step_) return HostError(KAGZI_ERR_MISUSE, "set_error called from inside a step");
   if (message == nullptr && len > 0) return HostError(KAGZI_ERR_MISUSE, "set_error: NULL");
   error_ = SanitizeText(std::string_view(message ? message : "", len), kMaxMessageBytes);
@@ -454,9 +1067,22 @@ RunOutcome RunContext::Finish(kagzi_status status, std::optional<std::string> ex
         Status st = Write([&] { return store_.ReleaseRun(control_->lease); });
         return st.ok() ? RunOutcome::kReleased : RunOutcome::kAbandoned;
       }
+      case RunOutcome::kTimedOut: {
+        std::string why = "deadline exceeded: the run did not finish in time";
+        Status st = Write([&] { return store_.FailRun(control_->lease, why); });
+        outcome_detail_ = why;
+        return st.ok() ? RunOutcome::kTimedOut : RunOutcome::kAbandoned;
+      }
       default:
         return RunOutcome::kAbandoned;
     }
+  }
+  if (cancel_delivered_) {
+    // However run() ended (cleanup steps done, or the exception unhandled),
+    // a delivered cancellation ends the run CANCELLED.
+    Status st = Write([&] { return store_.CancelRun(control_->lease, cancel_reason_); });
+    outcome_detail_ = cancel_reason_;
+    return st.ok() ? RunOutcome::kCancelled : RunOutcome::kAbandoned;
   }
   if (foreign_call_ && !host_error_) {
     HostError(KAGZI_ERR_MISUSE, "the context was called from a thread other than the run's");
@@ -474,9 +1100,14 @@ RunOutcome RunContext::Finish(kagzi_status status, std::optional<std::string> ex
     return RunOutcome::kAbandoned;
   } else if (status == KAGZI_SUSPEND) {
     failure = "workflow returned KAGZI_SUSPEND although the host never suspended it";
-  } else if (status == KAGZI_ERR_RETRYABLE || status == KAGZI_ERR_PERMANENT) {
+  } else if (status == KAGZI_ERR_RETRYABLE || status == KAGZI_ERR_PERMANENT ||
+             status == KAGZI_ERR_TIMEOUT || status == KAGZI_ERR_NONDETERMINISM ||
+             status == KAGZI_ERR_MISUSE) {
     failure =
         error_.value_or(fmt::format("workflow failed with status {} and no error message", status));
+  } else if (status == KAGZI_ERR_CANCELLED) {
+    failure =
+        error_.value_or("workflow returned KAGZI_ERR_CANCELLED although the run was not cancelled");
   } else {
     failure = fmt::format("workflow returned unknown status {}", status);
   }

@@ -1,15 +1,20 @@
 // RunContext: one invocation of a workflow's run() -- the replay engine.
 //
-// It implements the host table of plugin.h for one claimed run: step()
-// returns journaled results or runs the step function and records its
-// result under the run's lease; sleep() parks the run durably; both check
-// that calls replay in journal order (non-determinism otherwise) and that
-// the plugin follows the ABI's rules (misuse otherwise). Every database
-// write is fenced by the run's Lease; a refused write means the lease was
-// lost, and the run is abandoned without writing anything more.
+// It implements the host table of plugin.h for one claimed run. Every
+// context call that the journal records (step, sleep, event wait, child
+// call, helper value, each member of a parallel group) takes the next
+// sequence number; on replay the n-th call must have the id and kind the
+// journal recorded as the n-th (non-determinism otherwise). Recorded
+// outcomes are returned without running anything again; new work is
+// recorded under the run's Lease before its result reaches the workflow.
+// A refused (fenced) write means the lease was lost, and the run is
+// abandoned without writing anything more. Parking (sleep, retry backoff,
+// waits) releases the lease and returns KAGZI_SUSPEND to the plugin.
 //
 // Thread safety: a RunContext is used by the executor thread that created
-// it; calls from any other thread are refused as misuse.
+// it; calls from any other thread are refused as misuse. The step
+// functions of a parallel group run on worker threads that touch only
+// their own slot and the (thread-safe) Store.
 #pragma once
 
 #include <atomic>
@@ -18,6 +23,7 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <random>
 #include <string>
 #include <thread>
 #include <unordered_map>
@@ -44,20 +50,34 @@ namespace kagzi::daemon {
 enum class RunOutcome {
   kCompleted,  // output recorded
   kFailed,     // error recorded
-  kParked,     // sleeping; already recorded by sleep()
+  kCancelled,  // cancelled (kagzictl cancel), recorded
+  kTimedOut,   // deadline exceeded, recorded as FAILED
+  kParked,     // sleeping or waiting; already recorded
   kReleased,   // drained: lease given back for another daemon
   kAbandoned,  // lease lost or database unreachable: nothing more written
 };
 std::string_view RunOutcomeName(RunOutcome o);
+
+// A step retry policy, validated (plugin.h kagzi_retry_policy).
+struct RetryPolicy {
+  int max_attempts = 3;
+  std::chrono::milliseconds initial_interval{1'000};
+  std::chrono::milliseconds max_interval{60'000};
+  double multiplier = 2.0;
+  double jitter = 0.2;
+};
 
 struct RunContextOptions {
   std::int64_t max_payload_bytes = 16 * 1024 * 1024;
   // How long a fenced write is retried while the database is unreachable
   // before the run is abandoned (its lease then expires and it is resumed).
   std::chrono::milliseconds write_retry_budget{10'000};
+  RetryPolicy default_retry;
+  int parallel_limit = 8;
 };
 
-// Called when a run parks, with its wake time (database clock, micros).
+// Called when a run parks, with its wake time (database clock, micros), if
+// it has one.
 using ParkListener = std::function<void(Micros wake_at)>;
 
 class RunContext {
@@ -81,9 +101,17 @@ class RunContext {
 
   // --- host callbacks (called through HostTable) ---------------------------
   kagzi_status GetInput(const char** data, std::size_t* len);
-  kagzi_status Step(const char* step_id, kagzi_step_fn fn, void* user, const char** out,
-                    std::size_t* out_len);
+  kagzi_status Step(const char* step_id, kagzi_step_fn fn, void* user,
+                    const kagzi_retry_policy* policy, const char** out, std::size_t* out_len);
   kagzi_status Sleep(const char* step_id, std::uint64_t duration_ms);
+  kagzi_status WaitForEvent(const char* step_id, const char* event_name, std::int64_t timeout_ms,
+                            const char** payload, std::size_t* payload_len);
+  kagzi_status CallChild(const char* step_id, const char* workflow, const char* input,
+                         std::size_t input_len, const char** out, std::size_t* out_len);
+  kagzi_status Parallel(kagzi_parallel_step* steps, std::size_t count,
+                        std::uint32_t max_concurrency);
+  kagzi_status NowMs(const char* step_id, std::int64_t* unix_ms);
+  kagzi_status RandomU64(const char* step_id, std::uint64_t* value);
   kagzi_status SetOutput(const char* json, std::size_t len);
   kagzi_status SetError(const char* message, std::size_t len);
   void Log(std::int32_t level, const char* message, std::size_t len);
@@ -92,16 +120,54 @@ class RunContext {
   static RunContext* FromHandle(kagzi_context* ctx);
 
  private:
-  // Checks common to step/sleep; returns non-OK to hand back to the plugin.
+  // The result of running one step function (no context state touched:
+  // safe on a worker thread).
+  struct Attempt {
+    kagzi_status status = KAGZI_ERR_PERMANENT;
+    std::string text;  // JSON result or error message
+    bool overflow = false;
+  };
+  // A step call resolved to what must be written: its record, and the
+  // status/text handed back to the plugin once written.
+  struct StepPlan {
+    StepRecord record;
+    std::optional<std::chrono::milliseconds> retry_in;  // RETRYING: next attempt
+    kagzi_status result = KAGZI_OK;
+    std::string text;
+  };
+
+  // Checks common to every journaled call; assigns the call's seq and
+  // returns the recorded entry, if any.
   kagzi_status BeginCall(const char* step_id, StepKind kind, const StepRecord** recorded,
-                         std::string* id_out);
+                         std::string* id_out, int* seq_out);
+  // Before doing anything new: lease lost, deadline passed, cancellation
+  // pending, draining. Returns KAGZI_OK to go on; otherwise what to return
+  // to the plugin (a delivered cancellation is journaled under id/seq/kind).
+  kagzi_status CheckInterrupts(const std::string& id, int seq, StepKind kind);
+  // The outcome a recorded final entry stands for.
+  kagzi_status RecordedStatus(const StepRecord& r);
   kagzi_status HostError(kagzi_status code, std::string message);
   kagzi_status Suspend(RunOutcome why, std::string detail);
+  // Maps a failed store write to what the plugin gets back.
+  kagzi_status WriteFailed(const Status& st);
+  // Parks the run; returns KAGZI_SUSPEND (or a write failure's status).
+  kagzi_status Park(const std::optional<StepRecord>& step, const ParkOptions& options,
+                    std::string detail);
   // Runs a fenced write, retrying while the database is unreachable.
   Status Write(const std::function<Status()>& write);
+  Status Record(const StepRecord& record);
+  Attempt RunStepFunction(kagzi_step_fn fn, void* user, const std::string& id) const;
+  StepPlan PlanStep(const std::string& id, int seq, int attempt, const RetryPolicy& policy,
+                    Attempt attempt_result, Micros started) const;
+  std::chrono::milliseconds Backoff(const RetryPolicy& policy, int attempt) const;
+  Status ParsePolicy(const kagzi_retry_policy* p, RetryPolicy* out) const;
+  kagzi_status RecordHelper(const char* step_id, const std::function<std::string()>& make,
+                            std::string* value);
   const char* Keep(std::string s, std::size_t* len);
   Micros DbNow() const;
+  bool DeadlinePassed() const;
   bool OnRunThread() const { return std::this_thread::get_id() == thread_; }
+  bool CheckThread();
 
   Store& store_;
   const ClaimedRun& claim_;
@@ -113,6 +179,7 @@ class RunContext {
   std::thread::id thread_;
   Micros db_now_at_claim_;
   std::chrono::steady_clock::time_point claimed_at_;
+  mutable std::mt19937_64 rng_;
 
   std::unordered_map<std::string, const StepRecord*> journal_by_id_;
   std::vector<const StepRecord*> journal_by_seq_;
@@ -123,6 +190,11 @@ class RunContext {
   std::string current_step_;             // id of the step whose function is running
   std::optional<RunOutcome> suspended_;  // host returned SUSPEND for this reason
   std::optional<std::pair<kagzi_status, std::string>> host_error_;  // misuse/non-determinism
+  // Cancellation: requested (at claim, or learnt from a write) and whether
+  // it was delivered to the workflow yet.
+  bool cancel_requested_ = false;
+  std::string cancel_reason_;
+  bool cancel_delivered_ = false;
   std::optional<std::string> output_;
   std::optional<std::string> error_;
   std::deque<std::string> kept_;  // strings handed to the plugin (stable addresses)

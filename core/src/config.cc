@@ -39,6 +39,31 @@ struct KeySpec {
   Status (*set)(std::string_view value, Config* config);
 };
 
+Result<double> ParseDouble(std::string_view text) {
+  double v = 0;
+  auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+  if (ec != std::errc() || ptr != text.data() + text.size() || text.empty()) {
+    return Status::InvalidArgument("\"{}\" is not a number", text);
+  }
+  return v;
+}
+
+Status SetIntInRange(std::string_view value, int lo, int hi, int* out) {
+  auto n = ParseInt(value);
+  if (!n.ok()) return n.status();
+  if (*n < lo || *n > hi) return Status::InvalidArgument("must be {}..{}, got {}", lo, hi, *n);
+  *out = static_cast<int>(*n);
+  return Status::Ok();
+}
+
+Status SetDoubleInRange(std::string_view value, double lo, double hi, double* out) {
+  auto d = ParseDouble(value);
+  if (!d.ok()) return d.status();
+  if (!(*d >= lo && *d <= hi)) return Status::InvalidArgument("must be {}..{}, got {}", lo, hi, *d);
+  *out = *d;
+  return Status::Ok();
+}
+
 const std::vector<KeySpec>& Specs() {
   static const std::vector<KeySpec> kSpecs = {
       {"database_url",
@@ -89,6 +114,22 @@ const std::vector<KeySpec>& Specs() {
          c->max_payload_bytes = *n;
          return Status::Ok();
        }},
+      {"retry_max_attempts",
+       [](std::string_view v, Config* c) {
+         return SetIntInRange(v, 1, 1000, &c->retry_max_attempts);
+       }},
+      {"retry_initial_interval",
+       [](std::string_view v, Config* c) { return SetDuration(v, &c->retry_initial_interval); }},
+      {"retry_max_interval",
+       [](std::string_view v, Config* c) { return SetDuration(v, &c->retry_max_interval); }},
+      {"retry_multiplier",
+       [](std::string_view v, Config* c) {
+         return SetDoubleInRange(v, 1.0, 100.0, &c->retry_multiplier);
+       }},
+      {"retry_jitter", [](std::string_view v,
+                          Config* c) { return SetDoubleInRange(v, 0.0, 1.0, &c->retry_jitter); }},
+      {"parallel_limit",
+       [](std::string_view v, Config* c) { return SetIntInRange(v, 1, 256, &c->parallel_limit); }},
   };
   return kSpecs;
 }
@@ -193,6 +234,8 @@ Status ApplyToml(std::string_view toml_text, std::string_view origin, Config* co
     std::string text;
     if (auto s = node.value<std::string>(); s && node.is_string()) {
       text = *s;
+    } else if (node.is_floating_point()) {
+      text = fmt::format("{}", *node.value<double>());
     } else if (node.is_integer()) {
       text = std::to_string(*node.value<std::int64_t>());
     } else {
@@ -209,6 +252,11 @@ Status ValidateConfig(const Config& config) {
         "heartbeat_interval ({}) must be shorter than lease_ttl ({}), or leases expire between "
         "heartbeats",
         FormatDuration(config.heartbeat_interval), FormatDuration(config.lease_ttl));
+  }
+  if (config.retry_max_interval < config.retry_initial_interval) {
+    return Status::InvalidArgument(
+        "retry_max_interval ({}) must not be shorter than retry_initial_interval ({})",
+        FormatDuration(config.retry_max_interval), FormatDuration(config.retry_initial_interval));
   }
   return Status::Ok();
 }
@@ -320,17 +368,30 @@ std::string TomlString(std::string_view v) {
 
 }  // namespace
 
+namespace {
+// A TOML float: always with a decimal point ("2.0", not "2").
+std::string TomlFloat(double v) {
+  std::string s = fmt::format("{}", v);
+  if (s.find_first_of(".eE") == std::string::npos) s += ".0";
+  return s;
+}
+}  // namespace
+
 std::string DescribeConfig(const Config& c) {
   return fmt::format(
       "# effective configuration{}\n"
       "database_url = {}\nplugin_dir = {}\nconcurrency = {}\nlease_ttl = \"{}\"\n"
       "heartbeat_interval = \"{}\"\npoll_interval = \"{}\"\ndrain_timeout = \"{}\"\n"
-      "log_level = \"{}\"\nmax_payload_bytes = {}\n",
+      "log_level = \"{}\"\nmax_payload_bytes = {}\nretry_max_attempts = {}\n"
+      "retry_initial_interval = \"{}\"\nretry_max_interval = \"{}\"\nretry_multiplier = {}\n"
+      "retry_jitter = {}\nparallel_limit = {}\n",
       c.source_file.empty() ? " (no config file read)" : " (file: " + c.source_file + ")",
       TomlString(RedactDatabaseUrl(c.database_url)), TomlString(c.plugin_dir), c.concurrency,
       FormatDuration(c.lease_ttl), FormatDuration(c.heartbeat_interval),
       FormatDuration(c.poll_interval), FormatDuration(c.drain_timeout), c.log_level,
-      c.max_payload_bytes);
+      c.max_payload_bytes, c.retry_max_attempts, FormatDuration(c.retry_initial_interval),
+      FormatDuration(c.retry_max_interval), TomlFloat(c.retry_multiplier),
+      TomlFloat(c.retry_jitter), c.parallel_limit);
 }
 
 }  // namespace kagzi

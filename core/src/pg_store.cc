@@ -9,21 +9,12 @@
 
 #include "kagzi/core/store.h"
 #include "kagzi/core/validation.h"
+#include "pg_store_internal.h"
 
 namespace kagzi {
 namespace {
 
-#define KAGZI_RUN_COLUMNS                                                                     \
-  "r.id::text, r.workflow, r.version, r.status, r.input::text, r.output::text, r.error, "     \
-  "r.priority, kagzi_us(r.available_at), r.lease_owner::text, kagzi_us(r.lease_expires_at), " \
-  "r.lease_epoch, r.attempts, r.parent_run_id::text, r.idempotency_key, "                     \
-  "kagzi_us(r.created_at), kagzi_us(r.started_at), kagzi_us(r.updated_at), "                  \
-  "kagzi_us(r.finished_at)"
-constexpr int kRunColumnCount = 19;
-
-#define KAGZI_STEP_COLUMNS                                                                  \
-  "s.step_id, s.seq, s.kind, s.status, s.output::text, s.error, s.error_kind, s.attempts, " \
-  "kagzi_us(s.wake_at), kagzi_us(s.started_at), kagzi_us(s.finished_at)"
+using namespace pg_internal;  // NOLINT(google-build-using-namespace)
 
 #define KAGZI_LEASE_MATCHES \
   "id = $1::uuid AND lease_owner = $2::uuid AND lease_epoch = $3 AND status = 'RUNNING'"
@@ -60,9 +51,10 @@ const Statement kClaim = {
 // The journals of the runs just claimed, read by a second statement of the
 // claim's transaction (see ClaimRuns for why not by the claim itself).
 const Statement kClaimJournal = {
-    "kagzi_claim_journal",
-    "SELECT s.run_id::text, " KAGZI_STEP_COLUMNS
-    " FROM kagzi_steps s WHERE s.run_id = ANY($1::uuid[]) ORDER BY s.run_id, s.seq"};
+    "kagzi_claim_journal", "SELECT s.run_id::text, " KAGZI_STEP_COLUMNS
+                           ", c.status, c.output::text, c.error"
+                           " FROM kagzi_steps s LEFT JOIN kagzi_runs c ON c.id = s.child_run_id"
+                           " WHERE s.run_id = ANY($1::uuid[]) ORDER BY s.run_id, s.seq"};
 
 const Statement kHeartbeat = {
     "kagzi_heartbeat",
@@ -74,34 +66,119 @@ const Statement kNextWake = {
     "kagzi_next_wake",
     "SELECT kagzi_us(min(t)) FROM ("
     "  SELECT min(r.available_at) AS t FROM kagzi_runs r"
-    "  WHERE r.status IN ('PENDING', 'SLEEPING') AND " KAGZI_LOADED_FILTER("$1", "$2")
+    "  WHERE r.available_at < 'infinity' AND r.status IN ('PENDING', 'SLEEPING') AND " KAGZI_LOADED_FILTER("$1", "$2")
     "  UNION ALL"
     "  SELECT min(r.lease_expires_at) FROM kagzi_runs r"
     "  WHERE r.status = 'RUNNING' AND " KAGZI_LOADED_FILTER("$1", "$2") ") x"};
 
+// Upserts one journal entry: a new one, or a pending one (RETRYING or
+// WAITING) with the same id and seq; a final entry is never changed. Only
+// under the lease, and only before the run's deadline.
+#define KAGZI_UPSERT_STEP_CONFLICT                                                          \
+  " ON CONFLICT (run_id, step_id) DO UPDATE SET status = EXCLUDED.status,"                  \
+  " output = EXCLUDED.output, error = EXCLUDED.error, error_kind = EXCLUDED.error_kind,"    \
+  " attempts = EXCLUDED.attempts, wake_at = EXCLUDED.wake_at, finished_at = now(),"         \
+  " child_run_id = COALESCE(EXCLUDED.child_run_id, kagzi_steps.child_run_id)"               \
+  " WHERE kagzi_steps.status IN ('RETRYING', 'WAITING') AND kagzi_steps.seq = EXCLUDED.seq" \
+  " RETURNING 1"
+
 const Statement kRecordStep = {
     "kagzi_record_step",
-    "WITH lease AS (SELECT id FROM kagzi_runs WHERE " KAGZI_LEASE_MATCHES
-    " FOR NO KEY UPDATE) "
-    "INSERT INTO kagzi_steps (run_id, step_id, seq, kind, status, output, error, error_kind,"
-    "  attempts, wake_at, started_at) "
-    "SELECT lease.id, $4, $5, $6, $7, $8::json, $9, $10, $11, kagzi_ts($12), kagzi_ts($13) "
-    "FROM lease ON CONFLICT DO NOTHING"};
-
-const Statement kLeaseStillHeld = {"kagzi_lease_still_held",
-                                   "SELECT count(*) FROM kagzi_runs WHERE " KAGZI_LEASE_MATCHES};
+    "WITH lease AS (SELECT id, cancel_requested, cancel_reason,"
+    "    (deadline_at IS NULL OR deadline_at > now()) AS in_time"
+    "  FROM kagzi_runs WHERE " KAGZI_LEASE_MATCHES
+    " FOR NO KEY UPDATE), "
+    "ins AS (INSERT INTO kagzi_steps (run_id, step_id, seq, kind, status, output, error,"
+    "    error_kind, attempts, wake_at, started_at, event_name, child_run_id)"
+    "  SELECT lease.id, $4, $5, $6, $7, $8::json, $9, $10, $11, kagzi_ts($12), kagzi_ts($13),"
+    "    $14, $15::uuid FROM lease WHERE lease.in_time" KAGZI_UPSERT_STEP_CONFLICT
+    ") "
+    "SELECT (SELECT count(*) FROM ins), cancel_requested, cancel_reason, in_time FROM lease"};
 
 const Statement kPark = {
     "kagzi_park",
-    "WITH lease AS (UPDATE kagzi_runs SET status = 'SLEEPING',"
-    "    available_at = now() + $4::bigint * interval '1 millisecond',"
+    // $4 delay ms, $5 until (us), $6 expected wake_seq, then the optional
+    // journal entry: $7 step id, $8 seq, $9 kind, $10 status, $11 error,
+    // $12 error_kind, $13 attempts, $14 started_at, $15 event name.
+    "WITH params AS (SELECT CASE WHEN $4::bigint IS NOT NULL"
+    "    THEN now() + $4::bigint * interval '1 millisecond' ELSE kagzi_ts($5::bigint) END AS "
+    "wake), "
+    "lease AS (UPDATE kagzi_runs SET status = 'SLEEPING',"
+    // A run asked to cancel while it ran must not sleep through it.
+    "    available_at = CASE WHEN cancel_requested THEN now()"
+    "      WHEN $6::bigint IS NOT NULL AND wake_seq <> $6::bigint THEN now()"
+    "      ELSE least(COALESCE((SELECT wake FROM params), 'infinity'),"
+    "                 COALESCE(deadline_at, 'infinity')) END,"
     "    lease_owner = NULL, lease_expires_at = NULL, updated_at = now()"
     "  WHERE " KAGZI_LEASE_MATCHES
     " RETURNING id, available_at), "
-    "ins AS (INSERT INTO kagzi_steps (run_id, step_id, seq, kind, status, wake_at, started_at)"
-    "  SELECT lease.id, $5, $6, 'sleep', 'COMPLETED', lease.available_at, kagzi_ts($7)"
-    "  FROM lease WHERE $5::text IS NOT NULL RETURNING 1) "
-    "SELECT kagzi_us(available_at), (SELECT count(*) FROM ins) FROM lease"};
+    "ins AS (INSERT INTO kagzi_steps (run_id, step_id, seq, kind, status, error, error_kind,"
+    "    attempts, wake_at, started_at, event_name)"
+    "  SELECT lease.id, $7, $8, $9, $10, $11, $12, $13, params.wake, kagzi_ts($14), $15"
+    "  FROM lease, params WHERE $7::text IS NOT NULL" KAGZI_UPSERT_STEP_CONFLICT
+    ") "
+    "SELECT kagzi_us(available_at), kagzi_us((SELECT wake FROM params)),"
+    "  CASE WHEN $7::text IS NOT NULL AND (SELECT count(*) FROM ins) = 0"
+    "    THEN kagzi_journal_conflict(id, $7) END FROM lease"};
+
+const Statement kConsumeEvent = {
+    "kagzi_consume_event",
+    // $4 event name, $5 step id, $6 seq, $7 started_at
+    "WITH lease AS (SELECT id FROM kagzi_runs WHERE " KAGZI_LEASE_MATCHES
+    "    AND (deadline_at IS NULL OR deadline_at > now()) FOR NO KEY UPDATE), "
+    "ev AS (SELECT e.id, e.payload FROM kagzi_events e JOIN lease ON e.run_id = lease.id"
+    "  WHERE e.name = $4 AND e.consumed_at IS NULL ORDER BY e.id LIMIT 1"
+    "  FOR UPDATE OF e SKIP LOCKED), "
+    "used AS (UPDATE kagzi_events e SET consumed_at = now(), consumed_by = $5"
+    "  FROM ev WHERE e.id = ev.id RETURNING e.id), "
+    "ins AS (INSERT INTO kagzi_steps (run_id, step_id, seq, kind, status, output, attempts,"
+    "    started_at, event_name)"
+    "  SELECT lease.id, $5, $6, 'event', 'COMPLETED', ev.payload, 1, kagzi_ts($7), $4"
+    "  FROM lease, ev" KAGZI_UPSERT_STEP_CONFLICT
+    ") "
+    "SELECT (SELECT count(*) FROM lease), (SELECT payload::text FROM ev),"
+    "  CASE WHEN EXISTS (SELECT 1 FROM ev) AND NOT EXISTS (SELECT 1 FROM ins)"
+    "    THEN kagzi_journal_conflict($1::uuid, $5) END"};
+
+const Statement kStartChild = {
+    "kagzi_start_child",
+    // $4 step id, $5 seq, $6 started_at, $7 workflow, $8 input, $9 key
+    "WITH lease AS (SELECT id FROM kagzi_runs WHERE " KAGZI_LEASE_MATCHES
+    "    AND (deadline_at IS NULL OR deadline_at > now()) FOR NO KEY UPDATE), "
+    "child AS (INSERT INTO kagzi_runs (id, workflow, input, idempotency_key, parent_run_id)"
+    "  SELECT gen_random_uuid(), $7, $8::json, $9, lease.id FROM lease"
+    "  ON CONFLICT (idempotency_key) DO NOTHING RETURNING id), "
+    "kid AS (SELECT id FROM child UNION ALL"
+    "  SELECT r.id FROM kagzi_runs r, lease WHERE r.idempotency_key = $9 LIMIT 1), "
+    "ins AS (INSERT INTO kagzi_steps (run_id, step_id, seq, kind, status, attempts, started_at,"
+    "    child_run_id)"
+    "  SELECT lease.id, $4, $5, 'child', 'WAITING', 1, kagzi_ts($6), kid.id FROM lease, kid"
+    "  ON CONFLICT (run_id, step_id) DO NOTHING RETURNING 1) "
+    "SELECT (SELECT count(*) FROM lease), (SELECT id::text FROM kid),"
+    "  CASE WHEN EXISTS (SELECT 1 FROM lease) AND NOT EXISTS (SELECT 1 FROM ins)"
+    "    THEN kagzi_journal_conflict($1::uuid, $4) END"};
+
+const Statement kSetDeadline = {
+    "kagzi_set_deadline",
+    "UPDATE kagzi_runs SET deadline_at = kagzi_ts($4::bigint), updated_at = now()"
+    " WHERE " KAGZI_LEASE_MATCHES " AND deadline_at IS NULL"};
+
+const Statement kCancelRun = {
+    "kagzi_cancel_run",
+    "WITH lease AS (UPDATE kagzi_runs SET status = 'CANCELLED', error = $4,"
+    "    cancel_requested = true, cancel_reason = COALESCE(cancel_reason, $4),"
+    "    lease_owner = NULL, lease_expires_at = NULL, finished_at = now(), updated_at = now()"
+    "  WHERE " KAGZI_LEASE_MATCHES
+    " RETURNING id) "
+    "SELECT (SELECT count(*) FROM lease),"
+    "  (SELECT COALESCE(sum(kagzi_cancel(c.id, $4)), 0) FROM kagzi_runs c JOIN lease"
+    "     ON c.parent_run_id = lease.id"
+    "   WHERE c.status NOT IN ('COMPLETED', 'FAILED', 'CANCELLED'))"};
+
+const Statement kLeaseStillHeld = {
+    "kagzi_lease_still_held",
+    "SELECT count(*), bool_and(deadline_at IS NULL OR deadline_at > now())"
+    " FROM kagzi_runs WHERE " KAGZI_LEASE_MATCHES};
 
 const Statement kComplete = {
     "kagzi_complete",
@@ -120,48 +197,6 @@ const Statement kRelease = {
     "UPDATE kagzi_runs SET status = 'PENDING', available_at = now(), lease_owner = NULL,"
     " lease_expires_at = NULL, lease_epoch = lease_epoch + 1, updated_at = now() "
     "WHERE " KAGZI_LEASE_MATCHES};
-
-const Statement kStart = {"kagzi_start",
-                          "INSERT INTO kagzi_runs (id, workflow, input, idempotency_key, priority) "
-                          "VALUES (gen_random_uuid(), $1, $2::json, $3, $4) "
-                          "ON CONFLICT (idempotency_key) DO NOTHING RETURNING id::text"};
-
-const Statement kFindByKey = {
-    "kagzi_find_by_key", "SELECT id::text, workflow FROM kagzi_runs WHERE idempotency_key = $1"};
-
-const Statement kWorkflowKnown = {
-    "kagzi_workflow_known", "SELECT EXISTS (SELECT 1 FROM kagzi_workflows WHERE workflow = $1)"};
-
-const Statement kGetRun = {"kagzi_get_run",
-                           "SELECT " KAGZI_RUN_COLUMNS " FROM kagzi_runs r WHERE r.id = $1::uuid"};
-
-const Statement kGetSteps = {"kagzi_get_steps",
-                             "SELECT " KAGZI_STEP_COLUMNS
-                             " FROM kagzi_steps s WHERE s.run_id = $1::uuid ORDER BY s.seq"};
-
-const Statement kListRuns = {
-    "kagzi_list_runs",
-    "SELECT " KAGZI_RUN_COLUMNS
-    " FROM kagzi_runs r "
-    "WHERE ($1::text IS NULL OR r.status = $1) AND ($2::text IS NULL OR r.workflow = $2) "
-    "ORDER BY r.created_at DESC, r.id LIMIT $3"};
-
-const Statement kListWorkflows = {
-    "kagzi_list_workflows",
-    "SELECT w.workflow, w.version, string_agg(d.id::text, ',' ORDER BY d.id), min(w.plugin_path),"
-    " (SELECT count(*) FROM kagzi_runs r WHERE r.workflow = w.workflow AND r.version = w.version"
-    "    AND r.status NOT IN ('COMPLETED', 'FAILED', 'CANCELLED')) "
-    "FROM kagzi_daemon_workflows w JOIN kagzi_daemons d ON d.id = w.daemon_id "
-    "WHERE d.heartbeat_at + d.lease_ttl_ms * interval '1 millisecond' > now() "
-    "GROUP BY w.workflow, w.version ORDER BY w.workflow, w.version"};
-
-const Statement kListDaemons = {
-    "kagzi_list_daemons",
-    "SELECT d.id::text, d.hostname, d.pid, d.version, d.concurrency, d.lease_ttl_ms,"
-    " kagzi_us(d.started_at), kagzi_us(d.heartbeat_at),"
-    " d.heartbeat_at + d.lease_ttl_ms * interval '1 millisecond' > now(),"
-    " (SELECT count(*) FROM kagzi_runs r WHERE r.lease_owner = d.id AND r.status = 'RUNNING') "
-    "FROM kagzi_daemons d ORDER BY d.started_at, d.id"};
 
 const Statement kNow = {"kagzi_now", "SELECT kagzi_us(now())"};
 
@@ -194,46 +229,6 @@ const Statement kRememberWorkflows = {
 const Statement kDeleteDaemon = {"kagzi_delete_daemon",
                                  "DELETE FROM kagzi_daemons WHERE id = $1::uuid"};
 
-RunRecord ParseRun(const PgResult& r, int row) {
-  RunRecord run;
-  run.id = r.GetString(row, 0);
-  run.workflow = r.GetString(row, 1);
-  if (auto v = r.GetOptionalInt(row, 2)) run.version = static_cast<int>(*v);
-  run.status = ParseRunStatus(r.Get(row, 3)).value_or(RunStatus::kPending);
-  run.input = r.GetString(row, 4);
-  run.output = r.GetOptional(row, 5);
-  run.error = r.GetOptional(row, 6);
-  run.priority = static_cast<int>(r.GetInt(row, 7));
-  run.available_at = r.GetInt(row, 8);
-  run.lease_owner = r.GetOptional(row, 9);
-  run.lease_expires_at = r.GetOptionalInt(row, 10);
-  run.lease_epoch = r.GetInt(row, 11);
-  run.attempts = static_cast<int>(r.GetInt(row, 12));
-  run.parent_run_id = r.GetOptional(row, 13);
-  run.idempotency_key = r.GetOptional(row, 14);
-  run.created_at = r.GetInt(row, 15);
-  run.started_at = r.GetOptionalInt(row, 16);
-  run.updated_at = r.GetInt(row, 17);
-  run.finished_at = r.GetOptionalInt(row, 18);
-  return run;
-}
-
-StepRecord ParseStep(const PgResult& r, int row, int c) {
-  StepRecord s;
-  s.step_id = r.GetString(row, c + 0);
-  s.seq = static_cast<int>(r.GetInt(row, c + 1));
-  s.kind = ParseStepKind(r.Get(row, c + 2)).value_or(StepKind::kStep);
-  s.status = r.Get(row, c + 3) == "FAILED" ? StepStatus::kFailed : StepStatus::kCompleted;
-  s.output = r.GetOptional(row, c + 4);
-  s.error = r.GetOptional(row, c + 5);
-  s.error_kind = r.Get(row, c + 6) == "retryable" ? ErrorKind::kRetryable : ErrorKind::kPermanent;
-  s.attempts = static_cast<int>(r.GetInt(row, c + 7));
-  s.wake_at = r.GetOptionalInt(row, c + 8);
-  s.started_at = r.GetOptionalInt(row, c + 9);
-  s.finished_at = r.GetInt(row, c + 10);
-  return s;
-}
-
 std::pair<std::string, std::string> LoadedArrays(const std::vector<WorkflowKey>& loaded) {
   std::vector<std::string> names;
   std::vector<std::int64_t> versions;
@@ -242,16 +237,6 @@ std::pair<std::string, std::string> LoadedArrays(const std::vector<WorkflowKey>&
     versions.push_back(k.version);
   }
   return {PgTextArray(names), PgIntArray(versions)};
-}
-
-std::optional<std::string> OptMicros(const std::optional<Micros>& v) {
-  if (!v) return std::nullopt;
-  return std::to_string(*v);
-}
-
-Status CheckRunId(std::string_view id) {
-  if (!IsUuid(id)) return Status::InvalidArgument("\"{}\" is not a run id (a UUID)", id);
-  return Status::Ok();
 }
 
 }  // namespace
@@ -294,12 +279,15 @@ std::string_view StepKindName(StepKind k) {
       return "event";
     case StepKind::kChild:
       return "child";
+    case StepKind::kHelper:
+      return "helper";
   }
   return "unknown";
 }
 
 std::optional<StepKind> ParseStepKind(std::string_view s) {
-  for (auto k : {StepKind::kStep, StepKind::kSleep, StepKind::kEvent, StepKind::kChild}) {
+  for (auto k :
+       {StepKind::kStep, StepKind::kSleep, StepKind::kEvent, StepKind::kChild, StepKind::kHelper}) {
     if (StepKindName(k) == s) return k;
   }
   return std::nullopt;
@@ -387,7 +375,7 @@ Result<ClaimBatch> PgStore::ClaimRuns(const ClaimRequest& req) {
     std::vector<std::string> ids;
     for (int i = 0; i < r->rows(); ++i) {
       batch.db_now = r->GetInt(i, kRunColumnCount);
-      batch.runs.push_back(ClaimedRun{ParseRun(*r, i), {}});
+      batch.runs.push_back(ClaimedRun{ParseRun(*r, i), {}, {}});
       ids.push_back(batch.runs.back().run.id);
     }
     if (!ids.empty()) {
@@ -400,7 +388,16 @@ Result<ClaimBatch> PgStore::ClaimRuns(const ClaimRequest& req) {
         if (k == batch.runs.size()) {
           return Status::Internal("claim: journal row for run {} that was not claimed", run_id);
         }
-        batch.runs[k].journal.push_back(ParseStep(*steps, i, 1));
+        StepRecord step = ParseStep(*steps, i, 1);
+        const int child_col = 1 + kStepColumnCount;
+        if (step.child_run_id && !steps->IsNull(i, child_col)) {
+          ChildOutcome outcome;
+          outcome.status = ParseRunStatus(steps->Get(i, child_col)).value_or(RunStatus::kPending);
+          outcome.output = steps->GetOptional(i, child_col + 1);
+          outcome.error = steps->GetOptional(i, child_col + 2);
+          batch.runs[k].children[*step.child_run_id] = std::move(outcome);
+        }
+        batch.runs[k].journal.push_back(std::move(step));
       }
     }
     if (auto cm = c.Exec("COMMIT"); !cm.ok()) return cm.status();
@@ -431,50 +428,136 @@ Result<std::optional<Micros>> PgStore::NextWakeTime(const std::vector<WorkflowKe
   return r->GetOptionalInt(0, 0);
 }
 
-Status PgStore::RecordStep(const Lease& lease, const StepRecord& s) {
+namespace {
+
+std::vector<PgParam> LeaseParams(const Lease& lease) {
+  return {lease.run_id, lease.owner, lease.epoch};
+}
+
+// Why a fenced statement matched no run: the lease is gone (kConflict), or
+// the run's deadline passed (kPermanent), or neither (kInternal: a journal
+// conflict).
+Status WhyNothingWritten(PgConnection& conn, const Lease& lease, std::string_view what) {
+  auto held = conn.ExecPrepared(kLeaseStillHeld, LeaseParams(lease));
+  if (!held.ok()) return held.status();
+  if (held->GetInt(0, 0) == 0) {
+    return Status::Conflict("run {}: lease lost (epoch {}) before {}", lease.run_id, lease.epoch,
+                            what);
+  }
+  if (!held->GetBool(0, 1)) {
+    return Status::Permanent("run {}: deadline exceeded before {}", lease.run_id, what);
+  }
+  return Status::Internal("run {}: {} conflicts with the recorded journal", lease.run_id, what);
+}
+
+PgParam OptInt(const std::optional<std::int64_t>& v) {
+  return v ? PgParam(*v) : PgParam(std::nullopt);
+}
+
+}  // namespace
+
+std::string_view StepStatusName(StepStatus s) {
+  switch (s) {
+    case StepStatus::kCompleted:
+      return "COMPLETED";
+    case StepStatus::kFailed:
+      return "FAILED";
+    case StepStatus::kRetrying:
+      return "RETRYING";
+    case StepStatus::kWaiting:
+      return "WAITING";
+  }
+  return "UNKNOWN";
+}
+
+std::optional<StepStatus> ParseStepStatus(std::string_view s) {
+  for (auto st :
+       {StepStatus::kCompleted, StepStatus::kFailed, StepStatus::kRetrying, StepStatus::kWaiting}) {
+    if (StepStatusName(st) == s) return st;
+  }
+  return std::nullopt;
+}
+
+std::string_view ErrorKindName(ErrorKind k) {
+  switch (k) {
+    case ErrorKind::kRetryable:
+      return "retryable";
+    case ErrorKind::kPermanent:
+      return "permanent";
+    case ErrorKind::kTimeout:
+      return "timeout";
+    case ErrorKind::kCancelled:
+      return "cancelled";
+  }
+  return "unknown";
+}
+
+std::optional<ErrorKind> ParseErrorKind(std::string_view s) {
+  for (auto k :
+       {ErrorKind::kRetryable, ErrorKind::kPermanent, ErrorKind::kTimeout, ErrorKind::kCancelled}) {
+    if (ErrorKindName(k) == s) return k;
+  }
+  return std::nullopt;
+}
+
+Status PgStore::RecordStep(const Lease& lease, const StepRecord& s, WriteFeedback* feedback) {
   auto conn = pool_.Acquire();
   if (!conn.ok()) return conn.status();
-  bool failed = s.status == StepStatus::kFailed;
+  bool failed = s.status == StepStatus::kFailed || s.status == StepStatus::kRetrying;
   auto r = (*conn)->ExecPrepared(
       kRecordStep,
       {lease.run_id, lease.owner, lease.epoch, s.step_id, s.seq, StepKindName(s.kind),
-       failed ? "FAILED" : "COMPLETED", s.output, s.error,
-       failed ? PgParam(s.error_kind == ErrorKind::kRetryable ? "retryable" : "permanent")
-              : PgParam(std::nullopt),
-       s.attempts, OptMicros(s.wake_at), OptMicros(s.started_at)});
-  if (!r.ok()) return r.status();
-  if (r->Affected() == 1) return Status::Ok();
-  // Nothing written: the lease is gone, or the journal already has this id
-  // or seq (which replay should have prevented).
-  auto held = (*conn)->ExecPrepared(kLeaseStillHeld, {lease.run_id, lease.owner, lease.epoch});
-  if (!held.ok()) return held.status();
-  if (held->GetInt(0, 0) == 0) {
-    return Status::Conflict("run {}: lease lost (epoch {}) before step \"{}\" was recorded",
-                            lease.run_id, lease.epoch, s.step_id);
+       StepStatusName(s.status), s.output, s.error,
+       failed ? PgParam(ErrorKindName(s.error_kind)) : PgParam(std::nullopt), s.attempts,
+       OptMicros(s.wake_at), OptMicros(s.started_at), s.event_name, s.child_run_id});
+  if (!r.ok()) {
+    // A unique violation can only come from the journal (a seq taken by
+    // another id): the statement rolled back and the lease is intact.
+    if (r.status().IsConflict()) {
+      return Status::Internal(
+          "run {}: step \"{}\" (seq {}) conflicts with the recorded journal: {}", lease.run_id,
+          s.step_id, s.seq, r.status().message());
+    }
+    return r.status();
   }
-  return Status::Internal("run {}: step \"{}\" (seq {}) conflicts with the recorded journal",
-                          lease.run_id, s.step_id, s.seq);
+  if (r->rows() == 1) {
+    if (feedback) {
+      feedback->cancel_requested = r->GetBool(0, 1);
+      feedback->cancel_reason = r->GetOptional(0, 2);
+    }
+    if (r->GetInt(0, 0) == 1) return Status::Ok();
+  }
+  return WhyNothingWritten(**conn, lease, fmt::format("step \"{}\" was recorded", s.step_id));
 }
 
-Result<Micros> PgStore::ParkRun(const Lease& lease, const std::optional<StepRecord>& step,
-                                std::chrono::milliseconds delay) {
+Result<std::optional<Micros>> PgStore::ParkRun(const Lease& lease,
+                                               const std::optional<StepRecord>& step,
+                                               const ParkOptions& o) {
   auto conn = pool_.Acquire();
   if (!conn.ok()) return conn.status();
-  auto r = (*conn)->ExecPrepared(
-      kPark, {lease.run_id, lease.owner, lease.epoch,
-              static_cast<std::int64_t>(std::max<std::int64_t>(0, delay.count())),
-              step ? PgParam(step->step_id) : PgParam(std::nullopt),
-              step ? PgParam(step->seq) : PgParam(std::nullopt),
-              step ? OptMicros(step->started_at) : std::nullopt});
+  std::vector<PgParam> p = LeaseParams(lease);
+  p.push_back(o.delay
+                  ? PgParam(static_cast<std::int64_t>(std::max<std::int64_t>(0, o.delay->count())))
+                  : PgParam(std::nullopt));
+  p.push_back(OptInt(o.until));
+  p.push_back(OptInt(o.expected_wake_seq));
+  if (step) {
+    bool failed = step->status == StepStatus::kFailed || step->status == StepStatus::kRetrying;
+    p.insert(p.end(), {step->step_id, step->seq, StepKindName(step->kind),
+                       StepStatusName(step->status), step->error,
+                       failed ? PgParam(ErrorKindName(step->error_kind)) : PgParam(std::nullopt),
+                       step->attempts, OptMicros(step->started_at), step->event_name});
+  } else {
+    for (int i = 0; i < 9; ++i) p.push_back(std::nullopt);
+  }
+  auto r = (*conn)->ExecPrepared(kPark, p);
   if (!r.ok()) {
-    // A unique violation can only come from the journal insert, which runs
-    // only when the lease matched: the lease is intact (the statement rolled
-    // back), the journal already has this step id or seq. Not kConflict,
-    // which means "lease lost".
-    if (r.status().IsConflict() && step) {
-      return Status::Internal(
-          "run {}: sleep \"{}\" (seq {}) conflicts with the recorded journal: {}", lease.run_id,
-          step->step_id, step->seq, r.status().message());
+    // A journal conflict aborts the whole statement: the run is still ours
+    // and unchanged. Not kConflict, which means "lease lost".
+    if (step && !(*conn)->broken() && !r.status().IsUnavailable()) {
+      return Status::Internal("run {}: {} \"{}\" (seq {}) cannot be parked: {}", lease.run_id,
+                              StepKindName(step->kind), step->step_id, step->seq,
+                              r.status().message());
     }
     return r.status();
   }
@@ -482,7 +565,63 @@ Result<Micros> PgStore::ParkRun(const Lease& lease, const std::optional<StepReco
     return Status::Conflict("run {}: lease lost (epoch {}) before it could be parked", lease.run_id,
                             lease.epoch);
   }
-  return r->GetInt(0, 0);
+  return r->GetOptionalInt(0, 0);
+}
+
+Result<std::optional<std::string>> PgStore::ConsumeEvent(const Lease& lease,
+                                                         const StepRecord& wait) {
+  auto conn = pool_.Acquire();
+  if (!conn.ok()) return conn.status();
+  auto r = (*conn)->ExecPrepared(
+      kConsumeEvent, {lease.run_id, lease.owner, lease.epoch, wait.event_name.value_or(""),
+                      wait.step_id, wait.seq, OptMicros(wait.started_at)});
+  if (!r.ok()) return r.status();
+  if (r->GetInt(0, 0) == 0) {
+    return WhyNothingWritten(**conn, lease,
+                             fmt::format("event wait \"{}\" was recorded", wait.step_id));
+  }
+  return r->GetOptional(0, 1);
+}
+
+Result<std::string> PgStore::StartChild(const Lease& lease, const StepRecord& entry,
+                                        const StartRequest& child) {
+  auto conn = pool_.Acquire();
+  if (!conn.ok()) return conn.status();
+  auto r = (*conn)->ExecPrepared(
+      kStartChild,
+      {lease.run_id, lease.owner, lease.epoch, entry.step_id, entry.seq,
+       OptMicros(entry.started_at), child.workflow, child.input,
+       child.idempotency_key ? PgParam(*child.idempotency_key) : PgParam(std::nullopt)});
+  if (!r.ok()) return r.status();
+  if (r->GetInt(0, 0) == 0) {
+    return WhyNothingWritten(**conn, lease,
+                             fmt::format("child call \"{}\" was recorded", entry.step_id));
+  }
+  if (r->IsNull(0, 1)) {
+    return Status::Internal("run {}: child of \"{}\" was neither created nor found", lease.run_id,
+                            entry.step_id);
+  }
+  return r->GetString(0, 1);
+}
+
+Status PgStore::SetDeadline(const Lease& lease, Micros deadline_at) {
+  auto conn = pool_.Acquire();
+  if (!conn.ok()) return conn.status();
+  auto r =
+      (*conn)->ExecPrepared(kSetDeadline, {lease.run_id, lease.owner, lease.epoch, deadline_at});
+  return r.ok() ? Status::Ok() : r.status();
+}
+
+Status PgStore::CancelRun(const Lease& lease, std::string_view reason) {
+  auto conn = pool_.Acquire();
+  if (!conn.ok()) return conn.status();
+  auto r = (*conn)->ExecPrepared(kCancelRun, {lease.run_id, lease.owner, lease.epoch, reason});
+  if (!r.ok()) return r.status();
+  if (r->GetInt(0, 0) == 0) {
+    return Status::Conflict("run {}: lease lost (epoch {}) before it could be cancelled",
+                            lease.run_id, lease.epoch);
+  }
+  return Status::Ok();
 }
 
 namespace {
@@ -513,150 +652,12 @@ Status PgStore::ReleaseRun(const Lease& lease) {
   return FencedUpdate(pool_, kRelease, lease, std::nullopt, "released");
 }
 
-Result<StartResult> PgStore::StartRun(const StartRequest& req) {
-  auto conn = pool_.Acquire();
-  if (!conn.ok()) return conn.status();
-  auto r = (*conn)->ExecPrepared(
-      kStart,
-      {req.workflow, req.input,
-       req.idempotency_key ? PgParam(*req.idempotency_key) : PgParam(std::nullopt), req.priority});
-  if (!r.ok()) return r.status();
-  if (r->rows() == 1) return StartResult{r->GetString(0, 0), true};
-  auto existing = (*conn)->ExecPrepared(kFindByKey, {*req.idempotency_key});
-  if (!existing.ok()) return existing.status();
-  if (existing->rows() == 0) {
-    return Status::Conflict("idempotency key \"{}\" is in use by a run being started",
-                            *req.idempotency_key);
-  }
-  if (existing->Get(0, 1) != req.workflow) {
-    return Status::Conflict("idempotency key \"{}\" already belongs to run {} of workflow \"{}\"",
-                            *req.idempotency_key, existing->Get(0, 0), existing->Get(0, 1));
-  }
-  return StartResult{existing->GetString(0, 0), false};
-}
-
-Result<bool> PgStore::WorkflowKnown(std::string_view workflow) {
-  auto conn = pool_.Acquire();
-  if (!conn.ok()) return conn.status();
-  auto r = (*conn)->ExecPrepared(kWorkflowKnown, {workflow});
-  if (!r.ok()) return r.status();
-  return r->GetBool(0, 0);
-}
-
-Result<RunRecord> PgStore::GetRun(std::string_view run_id) {
-  KAGZI_RETURN_IF_ERROR(CheckRunId(run_id));
-  auto conn = pool_.Acquire();
-  if (!conn.ok()) return conn.status();
-  auto r = (*conn)->ExecPrepared(kGetRun, {run_id});
-  if (!r.ok()) return r.status();
-  if (r->rows() == 0) return Status::NotFound("run {} does not exist", run_id);
-  return ParseRun(*r, 0);
-}
-
-Result<std::vector<StepRecord>> PgStore::GetSteps(std::string_view run_id) {
-  KAGZI_RETURN_IF_ERROR(CheckRunId(run_id));
-  auto conn = pool_.Acquire();
-  if (!conn.ok()) return conn.status();
-  auto r = (*conn)->ExecPrepared(kGetSteps, {run_id});
-  if (!r.ok()) return r.status();
-  std::vector<StepRecord> steps;
-  for (int i = 0; i < r->rows(); ++i) steps.push_back(ParseStep(*r, i, 0));
-  return steps;
-}
-
-Result<std::vector<RunRecord>> PgStore::ListRuns(const ListFilter& f) {
-  auto conn = pool_.Acquire();
-  if (!conn.ok()) return conn.status();
-  auto r = (*conn)->ExecPrepared(
-      kListRuns, {f.status ? PgParam(RunStatusName(*f.status)) : PgParam(std::nullopt),
-                  f.workflow ? PgParam(*f.workflow) : PgParam(std::nullopt), f.limit});
-  if (!r.ok()) return r.status();
-  std::vector<RunRecord> runs;
-  for (int i = 0; i < r->rows(); ++i) runs.push_back(ParseRun(*r, i));
-  return runs;
-}
-
-Result<std::vector<WorkflowRecord>> PgStore::ListWorkflows() {
-  auto conn = pool_.Acquire();
-  if (!conn.ok()) return conn.status();
-  auto r = (*conn)->ExecPrepared(kListWorkflows, {});
-  if (!r.ok()) return r.status();
-  std::vector<WorkflowRecord> out;
-  for (int i = 0; i < r->rows(); ++i) {
-    WorkflowRecord w;
-    w.key = {r->GetString(i, 0), static_cast<int>(r->GetInt(i, 1))};
-    std::string ids = r->GetString(i, 2);
-    for (std::size_t pos = 0; pos < ids.size();) {
-      auto comma = ids.find(',', pos);
-      if (comma == std::string::npos) comma = ids.size();
-      w.daemons.push_back(ids.substr(pos, comma - pos));
-      pos = comma + 1;
-    }
-    w.plugin_path = r->GetString(i, 3);
-    w.open_runs = static_cast<int>(r->GetInt(i, 4));
-    out.push_back(std::move(w));
-  }
-  return out;
-}
-
-Result<std::vector<DaemonRecord>> PgStore::ListDaemons() {
-  auto conn = pool_.Acquire();
-  if (!conn.ok()) return conn.status();
-  auto r = (*conn)->ExecPrepared(kListDaemons, {});
-  if (!r.ok()) return r.status();
-  std::vector<DaemonRecord> out;
-  for (int i = 0; i < r->rows(); ++i) {
-    DaemonRecord d;
-    d.info.id = r->GetString(i, 0);
-    d.info.hostname = r->GetString(i, 1);
-    d.info.pid = static_cast<int>(r->GetInt(i, 2));
-    d.info.version = r->GetString(i, 3);
-    d.info.concurrency = static_cast<int>(r->GetInt(i, 4));
-    d.info.lease_ttl = std::chrono::milliseconds(r->GetInt(i, 5));
-    d.started_at = r->GetInt(i, 6);
-    d.heartbeat_at = r->GetInt(i, 7);
-    d.alive = r->GetBool(i, 8);
-    d.running = static_cast<int>(r->GetInt(i, 9));
-    out.push_back(std::move(d));
-  }
-  return out;
-}
-
 Result<Micros> PgStore::Now() {
   auto conn = pool_.Acquire();
   if (!conn.ok()) return conn.status();
   auto r = (*conn)->ExecPrepared(kNow, {});
   if (!r.ok()) return r.status();
   return r->GetInt(0, 0);
-}
-
-Result<RunRecord> PgStore::WaitForRun(std::string_view run_id,
-                                      std::optional<std::chrono::milliseconds> timeout) {
-  KAGZI_RETURN_IF_ERROR(CheckRunId(run_id));
-  const bool has_deadline = timeout.has_value();
-  const auto deadline =
-      std::chrono::steady_clock::now() + timeout.value_or(std::chrono::milliseconds(0));
-  // A dedicated connection: it LISTENs, so it must not go back to the pool.
-  auto conn = PgConnection::Connect(options_.database_url, options_.application_name);
-  if (!conn.ok()) return conn.status();
-  PgConnection& c = **conn;
-  KAGZI_RETURN_IF_ERROR(c.Listen("kagzi_run_finished"));
-  while (true) {
-    auto r = c.ExecPrepared(kGetRun, {run_id});
-    if (!r.ok()) return r.status();
-    if (r->rows() == 0) return Status::NotFound("run {} does not exist", run_id);
-    RunRecord run = ParseRun(*r, 0);
-    if (IsTerminal(run.status)) return run;
-    auto wait = std::chrono::milliseconds(1000);  // polling is only the safety net
-    if (has_deadline) {
-      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-          deadline - std::chrono::steady_clock::now());
-      if (left.count() <= 0) return run;
-      wait = std::min(wait, left);
-    }
-    auto n = c.WaitForNotifications(wait);
-    if (!n.ok()) return n.status();
-  }
 }
 
 }  // namespace kagzi

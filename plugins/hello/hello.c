@@ -350,31 +350,28 @@ static kagzi_status hello_run(const kagzi_host *host, kagzi_context *ctx, void *
 /* Descriptor and entry point                                               */
 /* ------------------------------------------------------------------------ */
 
+/* Designated initializers: fields that later ABI minors append (such as
+ * kagzi_workflow.timeout_ms in 1.1) start zeroed, so this file keeps
+ * compiling warning-free as the header grows. */
 static const kagzi_workflow hello_workflows[] = {
     {
-        sizeof(kagzi_workflow), /* struct_size */
-        KAGZI_ABI_MAJOR,        /* abi_major */
-        KAGZI_ABI_MINOR,        /* abi_minor */
-        "hello",                /* name */
-        1,                      /* version */
-        0,                      /* reserved0 */
-        hello_run,              /* run */
-        NULL,                   /* user_data */
+        .struct_size = sizeof(kagzi_workflow),
+        .abi_major = KAGZI_ABI_MAJOR,
+        .abi_minor = KAGZI_ABI_MINOR,
+        .name = "hello",
+        .version = 1,
+        .run = hello_run,
     },
 };
 
 static const kagzi_plugin hello_plugin = {
-    sizeof(kagzi_plugin),                               /* struct_size */
-    KAGZI_ABI_MAJOR,                                    /* abi_major */
-    KAGZI_ABI_MINOR,                                    /* abi_minor */
-    "hello",                                            /* name */
-    "1.0.0",                                            /* version */
-    sizeof hello_workflows / sizeof hello_workflows[0], /* workflow_count */
-    0,                                                  /* reserved0 */
-    hello_workflows,                                    /* workflows */
-    NULL,                                               /* init */
-    NULL,                                               /* deinit */
-    NULL,                                               /* get_extension */
+    .struct_size = sizeof(kagzi_plugin),
+    .abi_major = KAGZI_ABI_MAJOR,
+    .abi_minor = KAGZI_ABI_MINOR,
+    .name = "hello",
+    .version = "1.0.0",
+    .workflow_count = sizeof hello_workflows / sizeof hello_workflows[0],
+    .workflows = hello_workflows,
 };
 
 KAGZI_EXPORT const kagzi_plugin *kagzi_plugin_entry(uint16_t host_abi_major,

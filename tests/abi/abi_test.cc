@@ -55,7 +55,9 @@ std::vector<ExpectedRefusal> ExpectedRefusals(const std::string& dir) {
   return {
       {"bogus.so", {"not an ELF shared object"}},
       {"broken_abi_major.so", {"ABI 2.0, host speaks 1.x"}},
-      {"broken_abi_minor.so", {"ABI 1.7 is newer than this host's ABI 1.0; upgrade kagzid"}},
+      {"broken_abi_minor.so",
+       {"ABI 1.7 is newer than this host's ABI 1." + std::to_string(KAGZI_ABI_MINOR) +
+        "; upgrade kagzid"}},
       {"broken_already_loaded.so",
        {"workflow \"abi_good\" version 1 is already loaded from \"" + dir + "/abi_good.so\""}},
       {"broken_bad_workflow_name.so", {"workflow #0 name contains a control character (0x0a)"}},
@@ -75,7 +77,9 @@ std::vector<ExpectedRefusal> ExpectedRefusals(const std::string& dir) {
       {"broken_null_workflow_array.so", {"declares 2 workflows but the workflow array is NULL"}},
       {"broken_null_workflow_name.so", {"workflow #0 name is NULL"}},
       {"broken_partial.so", {"workflow \"abi_partial_bad\" version 1: run function is NULL"}},
-      {"broken_struct_size.so", {"plugin descriptor struct_size 8 is smaller than ABI 1.0's"}},
+      {"broken_struct_size.so",
+       {"plugin descriptor struct_size 8 is smaller than ABI 1." + std::to_string(KAGZI_ABI_MINOR) +
+        "'s"}},
       {"broken_undefined_symbol.so",
        {"dlopen failed: ", "undefined symbol: abi_symbol_nobody_defines"}},
       {"broken_reserved.so", {"workflow \"abi_reserved\": reserved0 is not 0"}},

@@ -8,10 +8,12 @@
 #include <fstream>
 #include <map>
 #include <memory>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 #include <rapidjson/document.h>
 
@@ -31,12 +33,13 @@ constexpr char kUnreachableUrl[] = "postgresql://nobody@/x?host=/nonexistent&por
 
 // The members every run object in --json output has.
 const std::vector<std::string> kRunMembers = {
-    "id",          "workflow",      "version",        "status",     "input",
-    "output",      "error",         "attempts",       "created_at", "started_at",
-    "finished_at", "parent_run_id", "idempotency_key"};
-const std::vector<std::string> kStepMembers = {"step_id",    "seq",        "kind",     "status",
-                                               "output",     "error",      "attempts", "wake_at",
-                                               "started_at", "finished_at"};
+    "id",           "workflow",      "version",         "status",      "input",
+    "output",       "error",         "attempts",        "created_at",  "started_at",
+    "finished_at",  "parent_run_id", "idempotency_key", "deadline_at", "cancel_requested",
+    "cancel_reason"};
+const std::vector<std::string> kStepMembers = {
+    "step_id", "seq",        "kind",        "status",     "output",     "error",       "attempts",
+    "wake_at", "started_at", "finished_at", "error_kind", "event_name", "child_run_id"};
 
 void WriteFile(const std::string& path, const std::string& text) {
   std::ofstream out(path, std::ios::binary | std::ios::trunc);
@@ -200,6 +203,37 @@ class CtlTest : public ::testing::Test {
     Status st = store_->FailRun(lease, error);
     EXPECT_TRUE(st.ok()) << st.message();
     return id;
+  }
+
+  // A child run of `parent` as StartChild leaves it (status PENDING unless
+  // given), created `ago` before now; returns its id.
+  std::string InsertChild(const std::string& parent, const std::string& status = "PENDING",
+                          const std::string& ago = "0 seconds") {
+    std::string id = db_->Query("SELECT gen_random_uuid()::text");
+    db_->Query(
+        "INSERT INTO kagzi_runs (id, workflow, input, parent_run_id, status, finished_at,"
+        " created_at) VALUES ('" +
+        id + "', 'child', '{}', '" + parent + "', '" + status + "', " +
+        (status == "PENDING" || status == "SLEEPING" ? "NULL" : "now()") + ", now() - interval '" +
+        ago + "')");
+    return id;
+  }
+
+  std::string RunColumn(const std::string& id, const std::string& expr) {
+    return db_->Query("SELECT " + expr + " FROM kagzi_runs WHERE id = '" + id + "'");
+  }
+
+  // A live daemon (kDaemonId unless given) with these workflows loaded.
+  void RegisterLive(const std::vector<LoadedWorkflow>& loaded, const std::string& id = kDaemonId) {
+    DaemonInfo info;
+    info.id = id;
+    info.hostname = "test-host";
+    info.pid = 4242;
+    info.version = "0.1.0";
+    info.concurrency = 8;
+    info.lease_ttl = std::chrono::seconds(30);
+    Status st = store_->RegisterDaemon(info, loaded);
+    ASSERT_TRUE(st.ok()) << st.message();
   }
 
   std::string kagzictl_;
@@ -393,7 +427,7 @@ TEST_F(CtlTest, WaitTimesOutWithExit4OnAPendingRun) {
   ExpectMembers(doc, kRunMembers);
   EXPECT_EQ(Str(doc["status"]), "PENDING");
 
-  auto started = Ctl({"start", "hello", "--allow-unknown", "--wait", "--timeout", "500ms"});
+  auto started = Ctl({"start", "hello", "--allow-unknown", "--wait", "--wait-timeout", "500ms"});
   EXPECT_EQ(started.exit_code, 4) << started.err;
   auto lines = Lines(started.out);
   ASSERT_EQ(lines.size(), 1u) << started.out;
@@ -404,8 +438,15 @@ TEST_F(CtlTest, WaitTimesOutWithExit4OnAPendingRun) {
   auto bad = Ctl({"wait", id, "--timeout", "soon"});
   EXPECT_EQ(bad.exit_code, 2) << bad.err;
   EXPECT_TRUE(Contains(bad.err, "--timeout"));
-  auto needs_wait = Ctl({"start", "hello", "--timeout", "1"});
+  // --wait-timeout only bounds a wait (--timeout, the run's deadline, does
+  // not need --wait any more: see StartTimeoutSetsTheRunsDeadline).
+  auto needs_wait = Ctl({"start", "hello", "--wait-timeout", "1"});
   EXPECT_EQ(needs_wait.exit_code, 2) << needs_wait.err;
+  EXPECT_TRUE(Contains(needs_wait.err, "--wait"));
+  auto bad_wait = Ctl({"start", "hello", "--wait", "--wait-timeout", "soon"});
+  EXPECT_EQ(bad_wait.exit_code, 2) << bad_wait.err;
+  EXPECT_TRUE(Contains(bad_wait.err, "--wait-timeout \"soon\""));
+  EXPECT_EQ(db_->Query("SELECT count(*) FROM kagzi_runs WHERE deadline_at IS NOT NULL"), "0");
 }
 
 // --- a completed run -------------------------------------------------------------------
@@ -740,6 +781,480 @@ TEST_F(CtlTest, WorkflowsAndWorkersShowRegisteredDaemons) {
   }
 }
 
+// --- cancel ----------------------------------------------------------------------------------
+
+TEST_F(CtlTest, CancelOfAPendingRunCancelsItAtOnce) {
+  std::string id = Start("hello");
+  auto r = Ctl({"cancel", id, "--reason", "changed my mind"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, "run " + id + " cancelled\n");
+  EXPECT_EQ(RunColumn(id, "concat_ws('|', status, error, cancel_requested, cancel_reason)"),
+            "CANCELLED|changed my mind|t|changed my mind");
+
+  auto result = Ctl({"result", id});
+  EXPECT_EQ(result.exit_code, 1) << result.err;
+  EXPECT_TRUE(Contains(result.err, "CANCELLED: changed my mind"));
+
+  // Cancelling a finished run is refused, naming its status.
+  auto again = Ctl({"cancel", id});
+  EXPECT_EQ(again.exit_code, 2) << again.err;
+  EXPECT_TRUE(Contains(again.err, "run " + id + " is already CANCELLED"));
+  EXPECT_EQ(again.out, "");
+}
+
+TEST_F(CtlTest, CancelOfARunningRunStopsItAtItsNextStepAndCancelsItsChildren) {
+  std::string id = Start("order");
+  Lease lease = Claim(id, "order");
+  std::string pending = InsertChild(id, "PENDING");
+  std::string sleeping = InsertChild(id, "SLEEPING");
+  std::string done = InsertChild(id, "COMPLETED");
+
+  auto r = Ctl({"cancel", id, "--json"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  auto doc = ParseJson(r.out);
+  ExpectMembers(doc, {"id", "status", "cancelled", "cancel_pending", "children", "reason"});
+  EXPECT_EQ(Str(doc["id"]), id);
+  EXPECT_EQ(Str(doc["status"]), "RUNNING");
+  EXPECT_FALSE(doc["cancelled"].GetBool());
+  EXPECT_TRUE(doc["cancel_pending"].GetBool());
+  EXPECT_EQ(doc["children"].GetInt(), 2);
+  EXPECT_EQ(Str(doc["reason"]), "cancelled with kagzictl cancel");
+
+  // The run stays the daemon's (same owner and epoch) with the request set;
+  // its open children are cancelled at once, the finished one untouched.
+  EXPECT_EQ(RunColumn(id, "concat_ws('|', status, lease_owner, lease_epoch, cancel_requested)"),
+            fmt::format("RUNNING|{}|{}|t", kDaemonId, lease.epoch));
+  EXPECT_EQ(RunColumn(pending, "status"), "CANCELLED");
+  EXPECT_EQ(RunColumn(sleeping, "status"), "CANCELLED");
+  EXPECT_EQ(RunColumn(done, "status"), "COMPLETED");
+
+  // The daemon learns it at its next write.
+  WriteFeedback feedback;
+  StepRecord step;
+  step.step_id = "reserve";
+  step.output = "1";
+  ASSERT_TRUE(store_->RecordStep(lease, step, &feedback).ok());
+  EXPECT_TRUE(feedback.cancel_requested);
+
+  auto status = Ctl({"status", id});
+  EXPECT_EQ(status.exit_code, 0) << status.err;
+  EXPECT_TRUE(Contains(status.out, "requested, pending: cancelled with kagzictl cancel"));
+
+  // Human output, for a second running run with one child.
+  std::string other = Start("order");
+  Claim(other, "order");
+  InsertChild(other);
+  auto human = Ctl({"cancel", other, "--reason", "stop"});
+  ASSERT_EQ(human.exit_code, 0) << human.err;
+  EXPECT_TRUE(Contains(human.out, "run " + other + " is RUNNING: cancel requested"));
+  EXPECT_TRUE(Contains(human.out, "next step boundary"));
+  EXPECT_TRUE(Contains(human.out, "1 descendant run cancelled too"));
+}
+
+TEST_F(CtlTest, CancelRefusesFinishedUnknownAndMalformedRuns) {
+  std::string done = StartAndComplete(R"({"ok":true})");
+  auto finished = Ctl({"cancel", done});
+  EXPECT_EQ(finished.exit_code, 2) << finished.err;
+  EXPECT_TRUE(Contains(finished.err, "is already COMPLETED"));
+  EXPECT_EQ(RunColumn(done, "cancel_requested"), "f");
+
+  const std::string missing = "00000000-0000-4000-8000-000000000000";
+  auto unknown = Ctl({"cancel", missing});
+  EXPECT_EQ(unknown.exit_code, 2) << unknown.err;
+  EXPECT_TRUE(Contains(unknown.err, "run " + missing + " does not exist"));
+
+  auto malformed = CtlRaw({"--database-url", kUnreachableUrl, "cancel", "not-a-uuid"});
+  EXPECT_EQ(malformed.exit_code, 2) << malformed.err;
+  EXPECT_TRUE(Contains(malformed.err, "\"not-a-uuid\" is not a run id"));
+  auto empty_reason =
+      CtlRaw({"--database-url", kUnreachableUrl, "cancel", missing, "--reason", ""});
+  EXPECT_EQ(empty_reason.exit_code, 2) << empty_reason.err;
+  EXPECT_TRUE(Contains(empty_reason.err, "--reason"));
+}
+
+// --- signal ----------------------------------------------------------------------------------
+
+TEST_F(CtlTest, SignalStoresTheEventAndWakesTheParkedRun) {
+  std::string id = Start("approval");
+  Lease lease = Claim(id, "approval");
+  auto parked = store_->ParkRun(lease, std::nullopt, std::chrono::hours(1));
+  ASSERT_TRUE(parked.ok()) << parked.status().message();
+  ASSERT_EQ(RunColumn(id, "available_at > now() + interval '30 minutes'"), "t");
+
+  auto r = Ctl({"signal", id, "approved", "--data", R"({"by": "alice"})"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, "event \"approved\" sent to run " + id + "\n");
+  EXPECT_EQ(db_->Query("SELECT concat_ws('|', name, payload::text, consumed_at IS NULL) FROM "
+                       "kagzi_events WHERE run_id = '" +
+                       id + "'"),
+            R"(approved|{"by": "alice"}|t)");
+  // Woken: runnable now, wake_seq bumped.
+  EXPECT_EQ(RunColumn(id, "concat_ws('|', status, available_at <= now(), wake_seq)"),
+            "SLEEPING|t|1");
+
+  auto json = Ctl({"signal", id, "approved", "--json"});
+  ASSERT_EQ(json.exit_code, 0) << json.err;
+  auto doc = ParseJson(json.out);
+  ExpectMembers(doc, {"id", "event", "data", "sent"});
+  EXPECT_EQ(Str(doc["event"]), "approved");
+  EXPECT_TRUE(doc["data"].IsNull());
+  EXPECT_TRUE(doc["sent"].GetBool());
+  EXPECT_EQ(db_->Query("SELECT count(*) FROM kagzi_events"), "2");
+}
+
+TEST_F(CtlTest, SignalRefusesMalformedDataBeforeConnectingAndFinishedRuns) {
+  const std::string some_run = "00000000-0000-4000-8000-000000000000";
+  auto malformed = CtlRaw(
+      {"--database-url", kUnreachableUrl, "signal", some_run, "approved", "--data", R"({"a":)"});
+  EXPECT_EQ(malformed.exit_code, 2) << malformed.err;
+  EXPECT_TRUE(Contains(malformed.err, "JSON"));
+  EXPECT_TRUE(Contains(malformed.err, "--data"));
+  auto bad_name = CtlRaw({"--database-url", kUnreachableUrl, "signal", some_run, "bad\x01name"});
+  EXPECT_EQ(bad_name.exit_code, 2) << bad_name.err;
+  EXPECT_TRUE(Contains(bad_name.err, "event name"));
+  auto bad_id = CtlRaw({"--database-url", kUnreachableUrl, "signal", "nope", "go"});
+  EXPECT_EQ(bad_id.exit_code, 2) << bad_id.err;
+
+  std::string failed = StartAndFail("payment", "charge", "declined");
+  auto terminal = Ctl({"signal", failed, "go"});
+  EXPECT_EQ(terminal.exit_code, 2) << terminal.err;
+  EXPECT_TRUE(Contains(terminal.err, "is already FAILED"));
+  auto unknown = Ctl({"signal", some_run, "go"});
+  EXPECT_EQ(unknown.exit_code, 2) << unknown.err;
+  EXPECT_TRUE(Contains(unknown.err, "does not exist"));
+  EXPECT_EQ(db_->Query("SELECT count(*) FROM kagzi_events"), "0");
+}
+
+// --- retry -----------------------------------------------------------------------------------
+
+TEST_F(CtlTest, RetryResumesAFailedRunFromItsFailedStep) {
+  std::string id = Start("payment");
+  Lease lease = Claim(id, "payment");
+  StepRecord fetch;
+  fetch.step_id = "fetch";
+  fetch.seq = 0;
+  fetch.output = R"({"user": 7})";
+  ASSERT_TRUE(store_->RecordStep(lease, fetch).ok());
+  StepRecord charge;
+  charge.step_id = "charge";
+  charge.seq = 1;
+  charge.status = StepStatus::kFailed;
+  charge.error = "card declined";
+  ASSERT_TRUE(store_->RecordStep(lease, charge).ok());
+  ASSERT_TRUE(store_->FailRun(lease, "card declined").ok());
+
+  auto r = Ctl({"retry", id});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_TRUE(Contains(r.out, "run " + id + " is PENDING again"));
+  // Nothing has payment v1 loaded: said on stderr, not an error.
+  EXPECT_TRUE(Contains(r.err, "no live kagzid has workflow \"payment\" version 1 loaded"));
+  EXPECT_EQ(RunColumn(id,
+                      "concat_ws('|', status, error IS NULL, finished_at IS NULL, "
+                      "lease_epoch, version)"),
+            fmt::format("PENDING|t|t|{}|1", lease.epoch + 1));
+  EXPECT_EQ(db_->Query("SELECT string_agg(step_id, ',' ORDER BY seq) FROM kagzi_steps WHERE "
+                       "run_id = '" +
+                       id + "'"),
+            "fetch");
+
+  // Only FAILED runs: this one is PENDING now.
+  auto again = Ctl({"retry", id});
+  EXPECT_EQ(again.exit_code, 2) << again.err;
+  EXPECT_TRUE(Contains(again.err, "is PENDING: only a FAILED run can be retried"));
+  std::string done = StartAndComplete("1");
+  auto completed = Ctl({"retry", done});
+  EXPECT_EQ(completed.exit_code, 2) << completed.err;
+  EXPECT_TRUE(Contains(completed.err, "is COMPLETED"));
+  auto unknown = Ctl({"retry", "00000000-0000-4000-8000-000000000000"});
+  EXPECT_EQ(unknown.exit_code, 2) << unknown.err;
+
+  std::string other = StartAndFail("billing", "charge", "declined");
+  auto json = Ctl({"retry", other, "--json"});
+  ASSERT_EQ(json.exit_code, 0) << json.err;
+  auto doc = ParseJson(json.out);
+  ExpectMembers(doc, kRunMembers);
+  EXPECT_EQ(Str(doc["status"]), "PENDING");
+  EXPECT_TRUE(doc["error"].IsNull());
+  EXPECT_TRUE(Contains(Str(doc["blocked_reason"]), "no live kagzid"));
+}
+
+// --- start --timeout: the run's deadline ------------------------------------------------------
+
+TEST_F(CtlTest, StartTimeoutSetsTheRunsDeadline) {
+  KnowWorkflow("hello");
+  auto r = Ctl({"start", "hello", "--timeout", "90"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  std::string id = r.out.substr(0, r.out.find('\n'));
+  ASSERT_TRUE(IsUuid(id)) << r.out;
+  // now() is the same in the whole insert: exactly 90 s after created_at.
+  EXPECT_EQ(RunColumn(id, "extract(epoch FROM deadline_at - created_at)::int"), "90");
+  auto status = Ctl({"status", id, "--json"});
+  ASSERT_EQ(status.exit_code, 0) << status.err;
+  EXPECT_TRUE(ParseJson(status.out)["deadline_at"].IsString());
+  EXPECT_TRUE(Contains(Ctl({"status", id}).out, "deadline:"));
+
+  auto minutes = Ctl({"start", "hello", "--timeout", "2m"});
+  ASSERT_EQ(minutes.exit_code, 0) << minutes.err;
+  std::string id2 = minutes.out.substr(0, minutes.out.find('\n'));
+  EXPECT_EQ(RunColumn(id2, "extract(epoch FROM deadline_at - created_at)::int"), "120");
+
+  auto none = Ctl({"start", "hello"});
+  ASSERT_EQ(none.exit_code, 0) << none.err;
+  EXPECT_EQ(RunColumn(none.out.substr(0, none.out.find('\n')), "deadline_at IS NULL"), "t");
+
+  // With --wait the deadline bounds the wait too (plus a 2 s grace for the
+  // daemon to record the timeout); no daemon runs here, so it ends in exit 4.
+  auto begin = std::chrono::steady_clock::now();
+  auto waited = Ctl({"start", "hello", "--wait", "--timeout", "1"});
+  auto took = std::chrono::steady_clock::now() - begin;
+  EXPECT_EQ(waited.exit_code, 4) << waited.err;
+  EXPECT_GE(took, std::chrono::milliseconds(2900));
+  EXPECT_LT(took, std::chrono::seconds(30));
+  EXPECT_TRUE(Contains(waited.err, "timed out after 3.000s"));
+  EXPECT_TRUE(Contains(waited.err, "its deadline is"));
+
+  // --wait-timeout takes precedence for the wait and sets no deadline.
+  auto short_wait = Ctl({"start", "hello", "--wait", "--timeout", "60", "--wait-timeout", "0.2"});
+  EXPECT_EQ(short_wait.exit_code, 4) << short_wait.err;
+  std::string id3 = Lines(short_wait.out)[0];
+  EXPECT_EQ(RunColumn(id3, "extract(epoch FROM deadline_at - created_at)::int"), "60");
+
+  for (const auto& bad : {"soon", "0", "-1"}) {
+    auto refused = CtlRaw({"--database-url", kUnreachableUrl, "start", "hello", "--timeout", bad});
+    EXPECT_EQ(refused.exit_code, 2) << bad << ": " << refused.err;
+    EXPECT_TRUE(Contains(refused.err, "--timeout")) << bad;
+  }
+}
+
+// --- list: version, time and parent filters -------------------------------------------------
+
+TEST_F(CtlTest, ListFiltersByVersionTimeAndParent) {
+  std::string v1 = Start("orders");
+  Claim(v1, "orders");  // pinned to version 1
+  std::string v2 = Start("orders");
+  db_->Query(
+      "UPDATE kagzi_runs SET version = 2, created_at = now() - interval '3 hours' "
+      "WHERE id = '" +
+      v2 + "'");
+  std::string child = InsertChild(v1);
+  auto ids = [&](const std::vector<std::string>& args) {
+    std::vector<std::string> all = {"list", "--json"};
+    all.insert(all.end(), args.begin(), args.end());
+    auto r = Ctl(all);
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    std::vector<std::string> out;
+    if (r.exit_code != 0) return out;
+    auto doc = ParseJson(r.out);
+    for (const auto& run : doc["runs"].GetArray()) out.push_back(Str(run["id"]));
+    return out;
+  };
+  EXPECT_EQ(ids({"--version", "2"}), std::vector<std::string>{v2});
+  EXPECT_EQ(ids({"--version", "1", "--workflow", "orders"}), std::vector<std::string>{v1});
+  EXPECT_EQ(ids({"--since", "1h"}), (std::vector<std::string>{child, v1}));
+  EXPECT_EQ(ids({"--until", "2h"}), std::vector<std::string>{v2});
+  EXPECT_EQ(ids({"--since", "1d", "--until", "90m"}), std::vector<std::string>{v2});
+  EXPECT_EQ(ids({"--parent", v1}), std::vector<std::string>{child});
+  EXPECT_TRUE(ids({"--parent", v2}).empty());
+
+  // RFC 3339, in UTC and with an offset.
+  const std::string four_hours_ago = db_->Query(
+      "SELECT to_char(now() AT TIME ZONE 'UTC' - interval '4 hours', "
+      "'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')");
+  const std::string two_hours_ago_plus_one = db_->Query(
+      "SELECT to_char(now() AT TIME ZONE 'UTC' - interval '1 hour', "
+      "'YYYY-MM-DD\"T\"HH24:MI:SS.US\"+01:00\"')");
+  EXPECT_EQ(ids({"--since", four_hours_ago, "--until", two_hours_ago_plus_one}),
+            std::vector<std::string>{v2});
+
+  for (const auto& [flag, value] :
+       std::vector<std::pair<std::string, std::string>>{{"--since", "yesterday"},
+                                                        {"--until", "5x"},
+                                                        {"--since", "2026-02-30T00:00:00Z"},
+                                                        {"--until", "2026-11-26T10:00:00"},
+                                                        {"--version", "abc"},
+                                                        {"--version", "0"},
+                                                        {"--parent", "nope"}}) {
+    auto r = CtlRaw({"--database-url", kUnreachableUrl, "list", flag, value});
+    EXPECT_EQ(r.exit_code, 2) << flag << " " << value << ": " << r.err;
+    EXPECT_TRUE(Contains(r.err, flag)) << flag << " " << value;
+  }
+}
+
+// --- show: the timeline ------------------------------------------------------------------------
+
+TEST_F(CtlTest, ShowPrintsTheTimelineWithPendingEntriesAndChildren) {
+  std::string id = Start("order", R"({"order": 1})");
+  Claim(id, "order");
+  db_->Query(
+      "UPDATE kagzi_runs SET deadline_at = now() + interval '1 hour',"
+      " cancel_requested = true, cancel_reason = 'stop soon' WHERE id = '" +
+      id + "'");
+  std::string older = InsertChild(id, "COMPLETED", "1 minute");
+  std::string newer = InsertChild(id, "PENDING");
+  // A journal with every kind of entry, as the daemon records them.
+  db_->Query(
+      "INSERT INTO kagzi_steps (run_id, step_id, seq, kind, status, output, error, error_kind,"
+      " attempts, wake_at, started_at, finished_at, event_name, child_run_id) VALUES "
+      "('" +
+      id +
+      "', 'fetch', 0, 'step', 'COMPLETED', '{\"user\": 7}', NULL, NULL, 1, NULL,"
+      "  now() - interval '2 seconds', now() - interval '500 milliseconds', NULL, NULL),"
+      "('" +
+      id +
+      "', 'charge', 1, 'step', 'RETRYING', NULL, 'gateway timeout', 'retryable', 2,"
+      "  now() + interval '30 seconds', now(), now(), NULL, NULL),"
+      "('" +
+      id +
+      "', 'approval', 2, 'event', 'WAITING', NULL, NULL, NULL, 1,"
+      "  now() + interval '1 hour', now(), now(), 'approved', NULL),"
+      "('" +
+      id +
+      "', 'ship', 3, 'child', 'WAITING', NULL, NULL, NULL, 1, NULL, now(), now(),"
+      "  NULL, '" +
+      newer +
+      "'),"
+      "('" +
+      id +
+      "', 'audit', 4, 'step', 'FAILED', NULL, 'too slow', 'timeout', 1, NULL,"
+      "  now(), now(), NULL, NULL)");
+
+  auto show = Ctl({"show", id});
+  ASSERT_EQ(show.exit_code, 0) << show.err;
+  for (const auto& part :
+       {"deadline:", "cancel:", "requested, pending: stop soon", "DETAIL", "COMPLETED", "RETRYING",
+        "WAITING", "FAILED", "1.500s", "next attempt ", "after retryable error: gateway timeout",
+        "event \"approved\": waiting until ", "timeout error: too slow", "CHILD"}) {
+    EXPECT_TRUE(Contains(show.out, part));
+  }
+  EXPECT_TRUE(Contains(show.out, "child " + newer + ": waiting"));
+  EXPECT_TRUE(Contains(show.out, older));
+  // The children table comes after the journal, oldest first.
+  EXPECT_LT(show.out.find(older), show.out.find(newer, show.out.find("CHILD")));
+
+  auto json = Ctl({"show", id, "--json"});
+  ASSERT_EQ(json.exit_code, 0) << json.err;
+  auto doc = ParseJson(json.out);
+  ExpectMembers(doc, kRunMembers);
+  EXPECT_TRUE(doc["deadline_at"].IsString());
+  EXPECT_TRUE(doc["cancel_requested"].GetBool());
+  EXPECT_EQ(Str(doc["cancel_reason"]), "stop soon");
+  EXPECT_TRUE(doc["parent_run_id"].IsNull());
+  ASSERT_TRUE(doc["children"].IsArray());
+  ASSERT_EQ(doc["children"].Size(), 2u);
+  EXPECT_EQ(Str(doc["children"][0]), older);
+  EXPECT_EQ(Str(doc["children"][1]), newer);
+  const auto& steps = doc["steps"];
+  ASSERT_EQ(steps.Size(), 5u);
+  for (const auto& step : steps.GetArray()) ExpectMembers(step, kStepMembers);
+  EXPECT_EQ(Str(steps[0]["status"]), "COMPLETED");
+  EXPECT_TRUE(steps[0]["error_kind"].IsNull());
+  EXPECT_EQ(Str(steps[1]["status"]), "RETRYING");
+  EXPECT_EQ(steps[1]["attempts"].GetInt(), 2);
+  EXPECT_EQ(Str(steps[1]["error_kind"]), "retryable");
+  EXPECT_TRUE(steps[1]["wake_at"].IsString());
+  EXPECT_EQ(Str(steps[2]["status"]), "WAITING");
+  EXPECT_EQ(Str(steps[2]["kind"]), "event");
+  EXPECT_EQ(Str(steps[2]["event_name"]), "approved");
+  EXPECT_EQ(Str(steps[3]["child_run_id"]), newer);
+  EXPECT_TRUE(steps[3]["event_name"].IsNull());
+  EXPECT_EQ(Str(steps[4]["error_kind"]), "timeout");
+  EXPECT_EQ(Str(steps[4]["error"]), "too slow");
+
+  // The child links back to its parent.
+  auto child = Ctl({"show", newer, "--json"});
+  ASSERT_EQ(child.exit_code, 0) << child.err;
+  auto child_doc = ParseJson(child.out);
+  EXPECT_EQ(Str(child_doc["parent_run_id"]), id);
+  EXPECT_EQ(child_doc["children"].Size(), 0u);
+  EXPECT_TRUE(Contains(Ctl({"show", newer}).out, "parent:"));
+}
+
+// --- status: runs no live daemon can run --------------------------------------------------------
+
+TEST_F(CtlTest, StatusSaysWhenNoLiveDaemonHasTheRunsWorkflowVersion) {
+  std::string unpinned = Start("report");
+  auto r = Ctl({"status", unpinned});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_TRUE(Contains(r.out, "waiting:"));
+  EXPECT_TRUE(Contains(r.out, "no live kagzid has workflow \"report\" loaded"));
+  auto json = Ctl({"status", unpinned, "--json"});
+  ASSERT_EQ(json.exit_code, 0) << json.err;
+  auto doc = ParseJson(json.out);
+  ExpectMembers(doc, kRunMembers);
+  EXPECT_EQ(Str(doc["blocked_reason"]), "no live kagzid has workflow \"report\" loaded");
+
+  // A live daemon with version 2: the unpinned run is not blocked (it will
+  // take version 2), but a run pinned to version 1 is.
+  RegisterLive({LoadedWorkflow{{"report", 2}, "/plugins/report-v2.so", "report"}});
+  std::string pinned = Start("report");
+  db_->Query("UPDATE kagzi_runs SET version = 1 WHERE id = '" + pinned + "'");
+  auto unblocked = Ctl({"status", unpinned, "--json"});
+  ASSERT_EQ(unblocked.exit_code, 0) << unblocked.err;
+  EXPECT_TRUE(ParseJson(unblocked.out)["blocked_reason"].IsNull());
+  EXPECT_TRUE(Lacks(Ctl({"status", unpinned}).out, "waiting:"));
+
+  auto stuck = Ctl({"status", pinned});
+  ASSERT_EQ(stuck.exit_code, 0) << stuck.err;
+  EXPECT_TRUE(Contains(stuck.out, "waiting:"));
+  EXPECT_TRUE(Contains(stuck.out, "no live kagzid has workflow \"report\" version 1 loaded"));
+  EXPECT_TRUE(Contains(stuck.out, "live daemons have version 2"));
+  auto stuck_json = Ctl({"status", pinned, "--json"});
+  EXPECT_TRUE(Contains(Str(ParseJson(stuck_json.out)["blocked_reason"]),
+                       "no live kagzid has workflow \"report\" version 1 loaded"));
+
+  // A finished run waits for nothing.
+  std::string failed = StartAndFail("payment", "charge", "declined");
+  auto done = Ctl({"status", failed, "--json"});
+  EXPECT_TRUE(ParseJson(done.out)["blocked_reason"].IsNull());
+}
+
+// --- workflows: versions with open runs --------------------------------------------------------
+
+TEST_F(CtlTest, WorkflowsListsEachVersionWithItsOpenRunsEvenWithoutADaemon) {
+  RegisterLive({LoadedWorkflow{{"orders", 2}, "/plugins/orders-v2.so", "orders"}});
+  std::string old_run = Start("orders");
+  db_->Query("UPDATE kagzi_runs SET version = 1 WHERE id = '" + old_run + "'");
+  Start("orders");  // not pinned yet
+
+  auto r = Ctl({"workflows", "--json"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  auto doc = ParseJson(r.out);
+  ASSERT_EQ(doc["workflows"].Size(), 3u);
+  const auto& unpinned = doc["workflows"][0];
+  ExpectMembers(unpinned, {"workflow", "version", "daemons", "open_runs", "plugin_path"});
+  EXPECT_TRUE(unpinned["version"].IsNull());
+  EXPECT_EQ(unpinned["open_runs"].GetInt(), 1);
+  EXPECT_EQ(unpinned["daemons"].Size(), 1u);
+  EXPECT_TRUE(unpinned["plugin_path"].IsNull());
+  const auto& v1 = doc["workflows"][1];
+  EXPECT_EQ(v1["version"].GetInt(), 1);
+  EXPECT_EQ(v1["open_runs"].GetInt(), 1);
+  EXPECT_EQ(v1["daemons"].Size(), 0u);
+  EXPECT_TRUE(v1["plugin_path"].IsNull());
+  const auto& v2 = doc["workflows"][2];
+  EXPECT_EQ(v2["version"].GetInt(), 2);
+  EXPECT_EQ(v2["open_runs"].GetInt(), 0);
+  ASSERT_EQ(v2["daemons"].Size(), 1u);
+  EXPECT_EQ(Str(v2["daemons"][0]), kDaemonId);
+  EXPECT_EQ(Str(v2["plugin_path"]), "/plugins/orders-v2.so");
+
+  auto human = Ctl({"workflows"});
+  ASSERT_EQ(human.exit_code, 0) << human.err;
+  std::vector<std::vector<std::string>> rows;
+  for (const auto& line : Lines(human.out)) {
+    std::istringstream in(line);
+    std::vector<std::string> cells;
+    for (std::string cell; in >> cell;) cells.push_back(cell);
+    rows.push_back(cells);
+  }
+  ASSERT_EQ(rows.size(), 4u) << human.out;
+  EXPECT_EQ(rows[0],
+            (std::vector<std::string>{"WORKFLOW", "VERSION", "DAEMONS", "OPEN", "RUNS", "PLUGIN"}));
+  EXPECT_EQ(rows[1], (std::vector<std::string>{"orders", "unpinned", "1", "1", "-"}));
+  EXPECT_EQ(rows[2], (std::vector<std::string>{"orders", "1", "0", "1", "-"}));
+  EXPECT_EQ(rows[3], (std::vector<std::string>{"orders", "2", "1", "0", "/plugins/orders-v2.so"}));
+}
+
 // --- configuration, help and usage ------------------------------------------------------------
 
 TEST_F(CtlTest, ReadsTheDaemonConfigFile) {
@@ -773,8 +1288,8 @@ TEST_F(CtlTest, HelpDocumentsExitCodesAndUsageErrorsExit2) {
                            "  3  cannot reach", "  4  the run has not finished"}) {
     EXPECT_TRUE(Contains(help.out, line));
   }
-  for (const auto& command :
-       {"start", "status", "show", "list", "result", "wait", "workflows", "workers"}) {
+  for (const auto& command : {"start", "status", "show", "list", "result", "wait", "cancel",
+                              "signal", "retry", "workflows", "workers"}) {
     auto r = CtlRaw({command, "--help"});
     EXPECT_EQ(r.exit_code, 0) << command << ": " << r.err;
     EXPECT_TRUE(Contains(r.out, "Exit codes:")) << command;

@@ -58,8 +58,8 @@ class DaemonE2E : public ::testing::Test {
 TEST_F(DaemonE2E, HelloCompletesThroughKagzictl) {
   FillPluginDir(plugin_dir_, {PluginPath("hello.so"), PluginPath("welcome_email.so")});
   auto d = StartReadyDaemon(db_->url(), plugin_dir_, Log("kagzid"));
-  auto r = Ctl(db_->url(),
-               {"start", "hello", "--input", R"({"name":"world"})", "--wait", "--timeout", "30"});
+  auto r = Ctl(db_->url(), {"start", "hello", "--input", R"({"name":"world"})", "--wait",
+                            "--wait-timeout", "30"});
   ASSERT_EQ(r.exit_code, 0) << r.err << d->Log();
   EXPECT_NE(r.out.find("Hello, world!"), std::string::npos) << r.out;
   std::string id = FirstLine(r.out);

@@ -10,6 +10,7 @@
 
 #include <gtest/gtest.h>
 
+#include "kagzi/core/pg.h"
 #include "kagzi/core/validation.h"
 #include "store_fixture.h"
 #include "support/process.h"
@@ -205,7 +206,17 @@ TEST_F(ClientTest, RegistryListsLiveDaemonsAndTheirWorkflows) {
 
   auto workflows = store_->ListWorkflows();
   ASSERT_TRUE(workflows.ok()) << workflows.status().message();
-  ASSERT_EQ(workflows->size(), 3u);
+  // orders 1, orders 2, solo 1, and orders "version 0": the open run not
+  // pinned to a version yet, which any live daemon with orders would take.
+  ASSERT_EQ(workflows->size(), 4u);
+  const WorkflowRecord* unpinned = Find(*workflows, "orders", 0);
+  ASSERT_NE(unpinned, nullptr);
+  ASSERT_NE(unpinned, nullptr);
+  EXPECT_EQ(unpinned->open_runs, 1);
+  std::vector<std::string> live = {d1, d2};
+  std::sort(live.begin(), live.end());
+  EXPECT_EQ(unpinned->daemons, live);
+  EXPECT_EQ(unpinned->plugin_path, "");
   const WorkflowRecord* o1 = Find(*workflows, "orders", 1);
   const WorkflowRecord* o2 = Find(*workflows, "orders", 2);
   const WorkflowRecord* solo = Find(*workflows, "solo", 1);
@@ -244,8 +255,10 @@ TEST_F(ClientTest, RegistryListsLiveDaemonsAndTheirWorkflows) {
   for (const auto& d : *daemons) EXPECT_EQ(d.alive, d.info.id == d1) << d.info.id;
   workflows = store_->ListWorkflows();
   ASSERT_TRUE(workflows.ok());
-  EXPECT_EQ(workflows->size(), 2u);
+  EXPECT_EQ(workflows->size(), 3u);  // orders 0 (unpinned), 1, 2
   EXPECT_EQ(Find(*workflows, "solo", 1), nullptr);
+  ASSERT_NE(Find(*workflows, "orders", 0), nullptr);
+  EXPECT_EQ(Find(*workflows, "orders", 0)->daemons, std::vector<std::string>{d1});
   ASSERT_NE(Find(*workflows, "orders", 2), nullptr);
   EXPECT_EQ(Find(*workflows, "orders", 2)->daemons, std::vector<std::string>{d1});
 }
@@ -292,6 +305,460 @@ TEST_F(ClientTest, WorkflowKnownCountsPastDaemons) {
   auto still = store_->WorkflowKnown("hello");
   ASSERT_TRUE(still.ok());
   EXPECT_TRUE(*still);
+}
+
+// --- issue 4: deadlines, cancellation, events, retry, filters, versions ----------
+
+std::string Quoted(const std::string& id) { return "'" + id + "'"; }
+
+TEST_F(ClientTest, StartRunWithATimeoutSetsTheDeadline) {
+  StartRequest req;
+  req.workflow = "wf";
+  req.timeout = std::chrono::seconds(90);
+  auto started = store_->StartRun(req);
+  ASSERT_TRUE(started.ok()) << started.status().message();
+  RunRecord run = Get(started->run_id);
+  ASSERT_TRUE(run.deadline_at.has_value());
+  // On the database clock: created_at + 90 s, give or take the statement.
+  EXPECT_GE(*run.deadline_at, run.created_at + 90'000'000);
+  EXPECT_LT(*run.deadline_at, run.created_at + 91'000'000);
+
+  // Without a timeout there is no deadline.
+  EXPECT_FALSE(Get(Start("wf")).deadline_at.has_value());
+
+  // A non-positive timeout is refused; nothing is inserted.
+  for (auto bad : {milliseconds(0), milliseconds(-5)}) {
+    StartRequest r;
+    r.workflow = "wf";
+    r.timeout = bad;
+    auto refused = store_->StartRun(r);
+    ASSERT_FALSE(refused.ok());
+    EXPECT_EQ(refused.status().code(), StatusCode::kInvalidArgument);
+  }
+  EXPECT_EQ(Count("SELECT count(*) FROM kagzi_runs"), 2);
+}
+
+TEST_F(ClientTest, CancelOfAPendingRunCancelsItAtOnce) {
+  std::string id = Start("wf");
+  std::int64_t epoch = Get(id).lease_epoch;
+  auto n = store_->RequestCancel(id, "not needed any more");
+  ASSERT_TRUE(n.ok()) << n.status().message();
+  EXPECT_EQ(*n, 1);
+  RunRecord run = Get(id);
+  EXPECT_EQ(run.status, RunStatus::kCancelled);
+  EXPECT_TRUE(run.cancel_requested);
+  EXPECT_EQ(run.cancel_reason, "not needed any more");
+  EXPECT_EQ(run.error, "not needed any more");
+  EXPECT_TRUE(run.finished_at.has_value());
+  EXPECT_EQ(run.lease_epoch, epoch + 1);
+  // Nothing claims it any more, and a waiter sees it finished.
+  EXPECT_TRUE(Claim(NewUuid(), {{"wf", 1}}, 10).runs.empty());
+  auto waited = store_->WaitForRun(id, milliseconds(100));
+  ASSERT_TRUE(waited.ok());
+  EXPECT_EQ(waited->status, RunStatus::kCancelled);
+}
+
+TEST_F(ClientTest, CancelOfASleepingRunCancelsItAtOnce) {
+  std::string id = Start("wf");
+  auto batch = Claim(NewUuid(), {{"wf", 1}}, 1);
+  ASSERT_EQ(batch.runs.size(), 1u);
+  Lease lease = LeaseOf(batch.runs[0]);
+  StepRecord nap;
+  nap.step_id = "nap";
+  nap.seq = 0;
+  nap.kind = StepKind::kSleep;
+  auto parked = store_->ParkRun(lease, nap, std::chrono::hours(1));
+  ASSERT_TRUE(parked.ok()) << parked.status().message();
+  ASSERT_EQ(Get(id).status, RunStatus::kSleeping);
+
+  auto n = store_->RequestCancel(id, "");
+  ASSERT_TRUE(n.ok()) << n.status().message();
+  EXPECT_EQ(*n, 1);
+  RunRecord run = Get(id);
+  EXPECT_EQ(run.status, RunStatus::kCancelled);
+  EXPECT_EQ(run.error, "cancelled");  // the default reason
+  EXPECT_GT(run.lease_epoch, lease.epoch);
+  // Its journal is kept.
+  EXPECT_EQ(Count("SELECT count(*) FROM kagzi_steps WHERE run_id = " + Quoted(id)), 1);
+}
+
+TEST_F(ClientTest, CancelOfARunningRunIsRequestedForItsNextStepBoundary) {
+  std::string id = Start("wf");
+  auto batch = Claim(NewUuid(), {{"wf", 1}}, 1);
+  ASSERT_EQ(batch.runs.size(), 1u);
+  Lease lease = LeaseOf(batch.runs[0]);
+
+  auto n = store_->RequestCancel(id, "operator says stop");
+  ASSERT_TRUE(n.ok()) << n.status().message();
+  EXPECT_EQ(*n, 1);
+  RunRecord run = Get(id);
+  // Still the daemon's: its lease and epoch are untouched.
+  EXPECT_EQ(run.status, RunStatus::kRunning);
+  EXPECT_EQ(run.lease_owner, lease.owner);
+  EXPECT_EQ(run.lease_epoch, lease.epoch);
+  EXPECT_TRUE(run.cancel_requested);
+  EXPECT_EQ(run.cancel_reason, "operator says stop");
+  EXPECT_FALSE(run.finished_at.has_value());
+
+  // The daemon learns about it at its next write.
+  WriteFeedback feedback;
+  Status st = store_->RecordStep(lease, MakeStep("a", 0, "1"), &feedback);
+  ASSERT_TRUE(st.ok()) << st.message();
+  EXPECT_TRUE(feedback.cancel_requested);
+  EXPECT_EQ(feedback.cancel_reason, "operator says stop");
+
+  // Asking again is fine (still not terminal).
+  auto again = store_->RequestCancel(id, "operator says stop");
+  ASSERT_TRUE(again.ok()) << again.status().message();
+  EXPECT_EQ(*again, 1);
+}
+
+TEST_F(ClientTest, CancelOfAParentCancelsItsChildren) {
+  std::string parent = Start("parent");
+  auto batch = Claim(NewUuid(), {{"parent", 1}}, 1);
+  ASSERT_EQ(batch.runs.size(), 1u);
+  // Children as StartChild makes them: rows whose parent_run_id is the
+  // parent. One pending, one running, one already completed, and a
+  // grandchild under the pending one.
+  auto child = [&](const std::string& of, const std::string& status) {
+    std::string cid = NewUuid();
+    std::string owner = status == "RUNNING" ? Quoted(NewUuid()) : "NULL";
+    db_->Query(
+        "INSERT INTO kagzi_runs (id, workflow, input, parent_run_id, status, lease_owner,"
+        " lease_expires_at, finished_at) VALUES (" +
+        Quoted(cid) + ", 'child', 'null', " + Quoted(of) + ", '" + status + "', " + owner + ", " +
+        (status == "RUNNING" ? "now() + interval '30 seconds'" : "NULL") + ", " +
+        (status == "COMPLETED" ? "now()" : "NULL") + ")");
+    return cid;
+  };
+  std::string pending = child(parent, "PENDING");
+  std::string running = child(parent, "RUNNING");
+  std::string done = child(parent, "COMPLETED");
+  std::string grandchild = child(pending, "SLEEPING");
+
+  auto n = store_->RequestCancel(parent, "abandon the order");
+  ASSERT_TRUE(n.ok()) << n.status().message();
+  EXPECT_EQ(*n, 4);  // the parent, pending, running and the grandchild
+  EXPECT_EQ(Get(parent).status, RunStatus::kRunning);
+  EXPECT_TRUE(Get(parent).cancel_requested);
+  EXPECT_EQ(Get(pending).status, RunStatus::kCancelled);
+  EXPECT_EQ(Get(pending).error, "abandon the order");
+  EXPECT_EQ(Get(grandchild).status, RunStatus::kCancelled);
+  EXPECT_EQ(Get(running).status, RunStatus::kRunning);
+  EXPECT_TRUE(Get(running).cancel_requested);
+  EXPECT_EQ(Get(done).status, RunStatus::kCompleted);
+  EXPECT_FALSE(Get(done).cancel_requested);
+}
+
+TEST_F(ClientTest, CancelRefusesFinishedAndUnknownRuns) {
+  std::string id = Start("wf");
+  auto batch = Claim(NewUuid(), {{"wf", 1}}, 1);
+  ASSERT_EQ(batch.runs.size(), 1u);
+  ASSERT_TRUE(store_->CompleteRun(LeaseOf(batch.runs[0]), "1").ok());
+  // A finished parent's open child is not touched either.
+  std::string orphan = NewUuid();
+  db_->Query("INSERT INTO kagzi_runs (id, workflow, input, parent_run_id) VALUES (" +
+             Quoted(orphan) + ", 'child', 'null', " + Quoted(id) + ")");
+
+  auto refused = store_->RequestCancel(id, "too late");
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(refused.status().message().find("COMPLETED"), std::string::npos)
+      << refused.status().message();
+  EXPECT_EQ(Get(id).status, RunStatus::kCompleted);
+  EXPECT_FALSE(Get(id).cancel_requested);
+  EXPECT_EQ(Get(orphan).status, RunStatus::kPending);
+
+  std::string missing = NewUuid();
+  auto unknown = store_->RequestCancel(missing, "x");
+  ASSERT_FALSE(unknown.ok());
+  EXPECT_EQ(unknown.status().code(), StatusCode::kNotFound);
+  EXPECT_NE(unknown.status().message().find(missing), std::string::npos);
+  EXPECT_EQ(store_->RequestCancel("nope", "x").status().code(), StatusCode::kInvalidArgument);
+}
+
+TEST_F(ClientTest, SendEventStoresItAndWakesAParkedRunAtOnce) {
+  std::string id = Start("wf");
+  auto batch = Claim(NewUuid(), {{"wf", 1}}, 1);
+  ASSERT_EQ(batch.runs.size(), 1u);
+  Lease lease = LeaseOf(batch.runs[0]);
+  // Parked for an hour (an event wait with a timeout looks the same).
+  ASSERT_TRUE(store_->ParkRun(lease, std::nullopt, std::chrono::hours(1)).ok());
+  RunRecord before = Get(id);
+  ASSERT_EQ(before.status, RunStatus::kSleeping);
+  auto now = store_->Now();
+  ASSERT_TRUE(now.ok());
+  ASSERT_GT(before.available_at, *now + 3'000'000'000LL);
+
+  // A daemon listening for wake-ups hears about it.
+  auto listener = PgConnection::Connect(db_->url(), "kagzi-integration-test");
+  ASSERT_TRUE(listener.ok()) << listener.status().message();
+  ASSERT_TRUE((*listener)->Listen("kagzi_wakeup").ok());
+
+  Status sent = store_->SendEvent(id, "approved", R"({"by": "alice"})");
+  ASSERT_TRUE(sent.ok()) << sent.message();
+
+  EXPECT_EQ(db_->Query("SELECT concat_ws('|', name, payload::text, consumed_at IS NULL) "
+                       "FROM kagzi_events WHERE run_id = " +
+                       Quoted(id)),
+            R"(approved|{"by": "alice"}|t)");
+  RunRecord after = Get(id);
+  EXPECT_EQ(after.status, RunStatus::kSleeping);
+  EXPECT_EQ(after.wake_seq, before.wake_seq + 1);
+  auto later = store_->Now();
+  ASSERT_TRUE(later.ok());
+  EXPECT_LE(after.available_at, *later);
+  bool notified = false;
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (!notified && std::chrono::steady_clock::now() < deadline) {
+    auto got = (*listener)->WaitForNotifications(milliseconds(200));
+    ASSERT_TRUE(got.ok()) << got.status().message();
+    for (const auto& n : *got) notified = notified || n.payload == "wf";
+  }
+  EXPECT_TRUE(notified) << "no NOTIFY kagzi_wakeup after the event";
+  // Claimable now, not in an hour.
+  auto again = Claim(NewUuid(), {{"wf", 1}}, 1);
+  ASSERT_EQ(again.runs.size(), 1u);
+  EXPECT_EQ(again.runs[0].run.id, id);
+}
+
+TEST_F(ClientTest, SendEventToARunParkedUntilWokenMakesItRunnable) {
+  std::string id = Start("wf");
+  auto batch = Claim(NewUuid(), {{"wf", 1}}, 1);
+  ASSERT_EQ(batch.runs.size(), 1u);
+  // An event wait without a timeout: parked until something wakes it.
+  ParkOptions until_woken;
+  until_woken.expected_wake_seq = batch.runs[0].run.wake_seq;
+  auto parked = store_->ParkRun(LeaseOf(batch.runs[0]), std::nullopt, until_woken);
+  ASSERT_TRUE(parked.ok()) << parked.status().message();
+  EXPECT_EQ(Get(id).status, RunStatus::kSleeping);
+  EXPECT_TRUE(Claim(NewUuid(), {{"wf", 1}}, 1).runs.empty());
+
+  ASSERT_TRUE(store_->SendEvent(id, "go", "null").ok());
+  auto woken = Claim(NewUuid(), {{"wf", 1}}, 1);
+  ASSERT_EQ(woken.runs.size(), 1u);
+  EXPECT_EQ(woken.runs[0].run.wake_seq, batch.runs[0].run.wake_seq + 1);
+}
+
+TEST_F(ClientTest, EventsSentBeforeTheWaitAreKeptInOrder) {
+  std::string id = Start("wf");  // PENDING: not waiting yet
+  ASSERT_TRUE(store_->SendEvent(id, "tick", "1").ok());
+  ASSERT_TRUE(store_->SendEvent(id, "tick", "2").ok());
+  EXPECT_EQ(Get(id).status, RunStatus::kPending);
+  EXPECT_EQ(Get(id).wake_seq, 2);
+  EXPECT_EQ(db_->Query("SELECT string_agg(payload::text, ',' ORDER BY id) FROM kagzi_events "
+                       "WHERE run_id = " +
+                       Quoted(id) + " AND consumed_at IS NULL"),
+            "1,2");
+}
+
+TEST_F(ClientTest, SendEventRefusesFinishedRunsAndBadInput) {
+  std::string id = Start("wf");
+  auto batch = Claim(NewUuid(), {{"wf", 1}}, 1);
+  ASSERT_EQ(batch.runs.size(), 1u);
+  ASSERT_TRUE(store_->FailRun(LeaseOf(batch.runs[0]), "boom").ok());
+  std::int64_t wake_seq = Get(id).wake_seq;
+
+  Status finished = store_->SendEvent(id, "go", "{}");
+  EXPECT_EQ(finished.code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(finished.message().find("FAILED"), std::string::npos) << finished.message();
+  EXPECT_EQ(Get(id).wake_seq, wake_seq);
+
+  std::string open = Start("wf");
+  EXPECT_EQ(store_->SendEvent(open, "go", "{\"a\":").code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(store_->SendEvent(open, "", "{}").code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(store_->SendEvent(open, "bad\x01name", "{}").code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(store_->SendEvent(NewUuid(), "go", "{}").code(), StatusCode::kNotFound);
+  EXPECT_EQ(store_->SendEvent("nope", "go", "{}").code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(Count("SELECT count(*) FROM kagzi_events"), 0);
+  EXPECT_EQ(Get(open).wake_seq, 0);
+}
+
+TEST_F(ClientTest, RetryResumesAFailedRunFromItsFailedStep) {
+  std::string id = Start("wf", "{\"n\": 1}");
+  auto batch = Claim(NewUuid(), {{"wf", 1}}, 1);
+  ASSERT_EQ(batch.runs.size(), 1u);
+  Lease lease = LeaseOf(batch.runs[0]);
+  ASSERT_TRUE(store_->RecordStep(lease, MakeStep("fetch", 0, "{\"user\": 7}")).ok());
+  StepRecord charge;
+  charge.step_id = "charge";
+  charge.seq = 1;
+  charge.status = StepStatus::kFailed;
+  charge.error = "card declined";
+  charge.error_kind = ErrorKind::kPermanent;
+  ASSERT_TRUE(store_->RecordStep(lease, charge).ok());
+  ASSERT_TRUE(store_->FailRun(lease, "card declined").ok());
+  RunRecord failed = Get(id);
+  ASSERT_EQ(failed.status, RunStatus::kFailed);
+
+  Status st = store_->RetryRun(id);
+  ASSERT_TRUE(st.ok()) << st.message();
+  RunRecord run = Get(id);
+  EXPECT_EQ(run.status, RunStatus::kPending);
+  EXPECT_FALSE(run.error.has_value());
+  EXPECT_FALSE(run.output.has_value());
+  EXPECT_FALSE(run.finished_at.has_value());
+  EXPECT_FALSE(run.lease_owner.has_value());
+  EXPECT_FALSE(run.cancel_requested);
+  EXPECT_EQ(run.lease_epoch, failed.lease_epoch + 1);
+  EXPECT_EQ(run.version, 1);  // stays on its version
+  auto now = store_->Now();
+  ASSERT_TRUE(now.ok());
+  EXPECT_LE(run.available_at, *now);
+  // The failed step is gone (it runs again); the recorded one stays.
+  auto steps = store_->GetSteps(id);
+  ASSERT_TRUE(steps.ok());
+  ASSERT_EQ(steps->size(), 1u);
+  EXPECT_EQ((*steps)[0].step_id, "fetch");
+  EXPECT_EQ((*steps)[0].output, "{\"user\": 7}");
+
+  // A daemon takes it again with the recorded journal, and the failed
+  // step's seq is free for its new attempt.
+  auto again = Claim(NewUuid(), {{"wf", 1}}, 1);
+  ASSERT_EQ(again.runs.size(), 1u);
+  ASSERT_EQ(again.runs[0].journal.size(), 1u);
+  EXPECT_EQ(again.runs[0].journal[0].step_id, "fetch");
+  Lease second = LeaseOf(again.runs[0]);
+  ASSERT_TRUE(store_->RecordStep(second, MakeStep("charge", 1, "\"ok\"")).ok());
+  ASSERT_TRUE(store_->CompleteRun(second, "\"paid\"").ok());
+  EXPECT_EQ(Get(id).status, RunStatus::kCompleted);
+}
+
+TEST_F(ClientTest, RetryClearsADeadlineThatHasPassedAndKeepsAFutureOne) {
+  auto fail = [&](const std::string& workflow, const std::string& deadline_sql) {
+    std::string id = Start(workflow);
+    auto batch = Claim(NewUuid(), {{workflow, 1}}, 1);
+    EXPECT_EQ(batch.runs.size(), 1u);
+    if (batch.runs.empty()) return id;
+    EXPECT_TRUE(store_->FailRun(LeaseOf(batch.runs[0]), "deadline exceeded").ok());
+    db_->Query("UPDATE kagzi_runs SET deadline_at = " + deadline_sql + " WHERE id = " + Quoted(id));
+    return id;
+  };
+  std::string expired = fail("a", "now() - interval '1 second'");
+  ASSERT_TRUE(store_->RetryRun(expired).ok());
+  EXPECT_FALSE(Get(expired).deadline_at.has_value());
+
+  std::string future = fail("b", "now() + interval '1 hour'");
+  Micros deadline = Get(future).deadline_at.value_or(0);
+  ASSERT_TRUE(store_->RetryRun(future).ok());
+  EXPECT_EQ(Get(future).deadline_at, deadline);
+}
+
+TEST_F(ClientTest, RetryRefusesRunsThatAreNotFailed) {
+  std::string pending = Start("wf");
+  Status st = store_->RetryRun(pending);
+  EXPECT_EQ(st.code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(st.message().find("PENDING"), std::string::npos) << st.message();
+
+  std::string cancelled = Start("wf");
+  ASSERT_TRUE(store_->RequestCancel(cancelled, "x").ok());
+  st = store_->RetryRun(cancelled);
+  EXPECT_EQ(st.code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(st.message().find("CANCELLED"), std::string::npos) << st.message();
+  EXPECT_EQ(Get(cancelled).status, RunStatus::kCancelled);
+
+  EXPECT_EQ(store_->RetryRun(NewUuid()).code(), StatusCode::kNotFound);
+  EXPECT_EQ(store_->RetryRun("nope").code(), StatusCode::kInvalidArgument);
+}
+
+TEST_F(ClientTest, ListRunsFiltersByVersionTimeAndParent) {
+  std::string v1 = Start("orders");
+  ASSERT_EQ(Claim(NewUuid(), {{"orders", 1}}, 1).runs.size(), 1u);
+  std::string v2 = Start("orders");
+  ASSERT_EQ(Claim(NewUuid(), {{"orders", 2}}, 1).runs.size(), 1u);
+  std::string unpinned = Start("orders");
+  std::string child = NewUuid();
+  db_->Query("INSERT INTO kagzi_runs (id, workflow, input, parent_run_id) VALUES (" +
+             Quoted(child) + ", 'sub', 'null', " + Quoted(v1) + ")");
+  // Spread the creation times: v1 two hours ago, v2 one hour ago.
+  db_->Query("UPDATE kagzi_runs SET created_at = now() - interval '2 hours' WHERE id = " +
+             Quoted(v1));
+  db_->Query("UPDATE kagzi_runs SET created_at = now() - interval '1 hour' WHERE id = " +
+             Quoted(v2));
+  auto ids = [&](const ListFilter& f) {
+    auto runs = store_->ListRuns(f);
+    EXPECT_TRUE(runs.ok()) << runs.status().message();
+    std::vector<std::string> out;
+    if (runs.ok()) {
+      for (const auto& r : *runs) out.push_back(r.id);
+    }
+    return out;
+  };
+
+  ListFilter by_version;
+  by_version.version = 2;
+  EXPECT_EQ(ids(by_version), std::vector<std::string>{v2});
+  by_version.workflow = "orders";
+  by_version.version = 1;
+  EXPECT_EQ(ids(by_version), std::vector<std::string>{v1});
+
+  auto now = store_->Now();
+  ASSERT_TRUE(now.ok());
+  const Micros hour = 3'600'000'000LL;
+  ListFilter recent;
+  recent.created_after = *now - hour / 2;
+  std::set<std::string> recent_ids;
+  for (const auto& id : ids(recent)) recent_ids.insert(id);
+  EXPECT_EQ(recent_ids, (std::set<std::string>{unpinned, child}));
+
+  ListFilter window;  // [3 h ago, 90 min ago): only v1
+  window.created_after = *now - 3 * hour;
+  window.created_before = *now - hour - hour / 2;
+  EXPECT_EQ(ids(window), std::vector<std::string>{v1});
+  ListFilter before;  // newest first
+  before.created_before = *now - hour / 2;
+  EXPECT_EQ(ids(before), (std::vector<std::string>{v2, v1}));
+
+  ListFilter children;
+  children.parent_run_id = v1;
+  EXPECT_EQ(ids(children), std::vector<std::string>{child});
+  children.parent_run_id = v2;
+  EXPECT_TRUE(ids(children).empty());
+  children.parent_run_id = "not-a-uuid";
+  EXPECT_EQ(store_->ListRuns(children).status().code(), StatusCode::kInvalidArgument);
+}
+
+TEST_F(ClientTest, ListWorkflowsShowsVersionsOnlyOpenRunsNeed) {
+  const std::string d1 = NewUuid();
+  // A run pinned to orders v1 by a daemon that has since gone away...
+  Start("orders");
+  ASSERT_EQ(Claim(NewUuid(), {{"orders", 1}}, 1).runs.size(), 1u);
+  // ...a finished run of v3 (not open: no row), and a run not pinned yet.
+  Start("orders");
+  auto v3 = Claim(NewUuid(), {{"orders", 3}}, 1);
+  ASSERT_EQ(v3.runs.size(), 1u);
+  ASSERT_TRUE(store_->CompleteRun(LeaseOf(v3.runs[0]), "null").ok());
+  Start("orders");
+  // The only live daemon has v2; and one open run of a workflow nobody has.
+  ASSERT_TRUE(store_->RegisterDaemon(Daemon(d1), {Loaded("orders", 2)}).ok());
+  Start("orphan");
+
+  auto workflows = store_->ListWorkflows();
+  ASSERT_TRUE(workflows.ok()) << workflows.status().message();
+  ASSERT_EQ(workflows->size(), 4u);
+  // Sorted by workflow, then version (0: unpinned first).
+  EXPECT_EQ((*workflows)[0].key, (WorkflowKey{"orders", 0}));
+  EXPECT_EQ((*workflows)[1].key, (WorkflowKey{"orders", 1}));
+  EXPECT_EQ((*workflows)[2].key, (WorkflowKey{"orders", 2}));
+  EXPECT_EQ((*workflows)[3].key, (WorkflowKey{"orphan", 0}));
+  const WorkflowRecord* unpinned = Find(*workflows, "orders", 0);
+  EXPECT_EQ(unpinned->open_runs, 1);
+  EXPECT_EQ(unpinned->daemons, std::vector<std::string>{d1});  // it would take it
+  const WorkflowRecord* v1 = Find(*workflows, "orders", 1);
+  ASSERT_NE(v1, nullptr);
+  EXPECT_EQ(v1->open_runs, 1);
+  EXPECT_TRUE(v1->daemons.empty());  // stuck: nobody has v1
+  EXPECT_EQ(v1->plugin_path, "");
+  const WorkflowRecord* v2 = Find(*workflows, "orders", 2);
+  ASSERT_NE(v2, nullptr);
+  EXPECT_EQ(v2->open_runs, 0);
+  EXPECT_EQ(v2->daemons, std::vector<std::string>{d1});
+  EXPECT_EQ(v2->plugin_path, "/plugins/orders.so");
+  const WorkflowRecord* orphan = Find(*workflows, "orphan", 0);
+  ASSERT_NE(orphan, nullptr);
+  EXPECT_EQ(orphan->open_runs, 1);
+  EXPECT_TRUE(orphan->daemons.empty());
+  EXPECT_EQ(Find(*workflows, "orders", 3), nullptr);
 }
 
 TEST_F(ClientTest, WaitForRunReturnsWhenAnotherThreadCompletesIt) {

@@ -8,6 +8,7 @@
 // KAGZI_WORKFLOW are found through kagzi_plugin_entry(), as the daemon would.
 // Single-threaded; the global counters below are only touched by the tests.
 #include <cmath>
+#include <cstddef>
 #include <cstdint>
 #include <limits>
 #include <map>
@@ -260,10 +261,27 @@ class FakeRun {
     return KAGZI_OK;
   }
 
-  static constexpr kagzi_host kTable{sizeof(kagzi_host), KAGZI_ABI_MAJOR, KAGZI_ABI_MINOR,
-                                     &get_input,         &step,           &sleep,
-                                     &set_output,        &set_error,      &log,
-                                     &get_extension,     &get_run_id};
+  // An ABI 1.0 host table: struct_size ends at get_run_id, abi_minor 0, so the
+  // 1.0 API of the wrapper is proven against a 1.0 host (the wrapper must not
+  // look past get_run_id). kagzi_hpp_1_1_test.cc covers 1.1 hosts.
+  static constexpr std::uint32_t kHostSizeAbi10 = offsetof(kagzi_host, step_with_policy);
+  static constexpr kagzi_host kTable{.struct_size = kHostSizeAbi10,
+                                     .abi_major = KAGZI_ABI_MAJOR,
+                                     .abi_minor = 0,
+                                     .get_input = &get_input,
+                                     .step = &step,
+                                     .sleep = &sleep,
+                                     .set_output = &set_output,
+                                     .set_error = &set_error,
+                                     .log = &log,
+                                     .get_extension = &get_extension,
+                                     .get_run_id = &get_run_id,
+                                     .step_with_policy = nullptr,
+                                     .wait_for_event = nullptr,
+                                     .call_child = nullptr,
+                                     .parallel = nullptr,
+                                     .now_ms = nullptr,
+                                     .random_u64 = nullptr};
 
   std::string input_;
   std::size_t cursor_ = 0;
@@ -936,7 +954,9 @@ TEST(PluginEntry, ListsEveryWorkflowOnce) {
     const kagzi_workflow& w = plugin->workflows[i];
     EXPECT_EQ(w.struct_size, sizeof(kagzi_workflow));
     EXPECT_EQ(w.abi_major, KAGZI_ABI_MAJOR);
+    EXPECT_EQ(w.abi_minor, KAGZI_ABI_MINOR);
     EXPECT_EQ(w.reserved0, 0u);
+    EXPECT_EQ(w.timeout_ms, 0u);  // KAGZI_WORKFLOW: no default deadline
     EXPECT_NE(w.run, nullptr);
     names.push_back(std::string(w.name) + "@" + std::to_string(w.version));
   }

@@ -3,8 +3,13 @@
 # tests/unit/CMakeLists.txt; paths are relative to this file. Needs GTest.
 #
 #   kagzi_hpp_test   kagzi.hpp: codecs, Json, step trampolines, suspension,
-#                    error mapping, registration (kagzi_hpp_test.cc)
-#   abi_freeze_test  sizes/offsets/types of every v1 struct, status values;
+#                    error mapping, registration, against an ABI 1.0 host
+#                    table (kagzi_hpp_test.cc)
+#   kagzi_hpp_1_1_test  kagzi.hpp's ABI 1.1 calls against a fake 1.1 host:
+#                    retry policies, cancellation, events, child workflows,
+#                    parallel steps (on real threads), helpers, workflow
+#                    timeouts, refusal by a 1.0 host (kagzi_hpp_1_1_test.cc)
+#   abi_freeze_test  sizes/offsets/types of every v1.x struct, status values;
 #                    plugin.h compiled as C11 and as C++20 with
 #                    -Wall -Wextra -pedantic -Werror (abi_freeze_*.c*)
 #
@@ -13,6 +18,9 @@
 include(GoogleTest)
 if(NOT TARGET GTest::gtest_main)
   find_package(GTest REQUIRED)
+endif()
+if(NOT TARGET Threads::Threads)
+  find_package(Threads REQUIRED)
 endif()
 
 set(kagzi_sdk_include_dir "${CMAKE_CURRENT_LIST_DIR}/../../plugin-api/include")
@@ -28,6 +36,17 @@ target_compile_options(kagzi_hpp_test PRIVATE
   -Wall -Wextra -Wshadow -Wold-style-cast -Wnon-virtual-dtor -pedantic -Werror)
 target_link_libraries(kagzi_hpp_test PRIVATE GTest::gtest_main)
 gtest_discover_tests(kagzi_hpp_test DISCOVERY_TIMEOUT 30 PROPERTIES LABELS unit TIMEOUT 120)
+
+add_executable(kagzi_hpp_1_1_test "${CMAKE_CURRENT_LIST_DIR}/kagzi_hpp_1_1_test.cc")
+target_include_directories(kagzi_hpp_1_1_test PRIVATE "${kagzi_sdk_include_dir}")
+set_target_properties(kagzi_hpp_1_1_test PROPERTIES
+  CXX_STANDARD 20
+  CXX_STANDARD_REQUIRED ON
+  CXX_EXTENSIONS OFF)
+target_compile_options(kagzi_hpp_1_1_test PRIVATE
+  -Wall -Wextra -Wshadow -Wold-style-cast -Wnon-virtual-dtor -pedantic -Werror)
+target_link_libraries(kagzi_hpp_1_1_test PRIVATE GTest::gtest_main Threads::Threads)
+gtest_discover_tests(kagzi_hpp_1_1_test DISCOVERY_TIMEOUT 30 PROPERTIES LABELS unit TIMEOUT 120)
 
 # The C side of the ABI freeze: C11, strict.
 add_library(kagzi_abi_freeze_c OBJECT "${CMAKE_CURRENT_LIST_DIR}/abi_freeze_c.c")

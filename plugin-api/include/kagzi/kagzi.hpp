@@ -27,8 +27,13 @@
 // the thread that runs the body, never store it, never hand it to another
 // thread. Inside a step function only Context::log*, run_id(), input() and
 // input_text() may be used; step() and sleep() there end the run with
-// KAGZI_ERR_MISUSE. Json, the codecs and the exception types are ordinary
-// value types with no shared state.
+// KAGZI_ERR_MISUSE. The step functions of parallel(), parallel_outcomes() and
+// parallel_map() run on host worker threads, at the same time: they must not
+// share unsynchronized mutable state (parallel_map() calls one function object
+// from several threads, through a const reference). A context call from such a
+// thread is refused by the wrapper (the step fails PERMANENT) without reaching
+// the host. Json, the codecs and the exception types are ordinary value types
+// with no shared state; the wrapper itself keeps none.
 //
 // OWNERSHIP. Everything the wrapper hands out is owned by the caller (values are
 // decoded into fresh objects) except the std::string_view / const Json&
@@ -48,8 +53,23 @@
 // generated run functions and step trampolines are noexcept and catch
 // everything, and kagzi_plugin_entry() calls only noexcept code.
 //
+// CANCELLATION (ABI 1.1). When the run is cancelled (kagzictl cancel), the next
+// context call throws kagzi::Cancelled, an Error (so also a std::exception).
+// Catch it to run cleanup steps (further context calls work again), then
+// rethrow. However the body ends after that, the run ends CANCELLED: the
+// generated run function returns KAGZI_ERR_CANCELLED (unless the host ended
+// the invocation meanwhile, e.g. SUSPEND in a cleanup step's retry).
+//
+// ABI 1.1 FEATURES. step(id, fn, RetryPolicy), wait_for_event(), call_child(),
+// parallel() / parallel_outcomes() / parallel_map(), now(), random() and
+// KAGZI_WORKFLOW_WITH_TIMEOUT need a host of ABI 1.1 or newer. Against a 1.0
+// host table they call nothing and throw PermanentError("host ABI 1.0 lacks
+// <callback> (<feature>)"); everything else works with any 1.x host.
+//
 // SUSPENSION. When the host says the invocation must stop (KAGZI_SUSPEND after a
-// sleep, a lost lease or a drain; KAGZI_ERR_NONDETERMINISM; KAGZI_ERR_MISUSE),
+// sleep, an event or child wait, a pending retry, a lost lease or a drain;
+// KAGZI_ERR_NONDETERMINISM; KAGZI_ERR_MISUSE; any status this wrapper does not
+// expect from that call),
 // Context throws an internal exception that is NOT derived from std::exception,
 // so `catch (const std::exception&)` never swallows it. It unwinds to the
 // generated run function, which returns that status. A `catch (...)` in
@@ -84,6 +104,7 @@
 #error "kagzi/kagzi.hpp needs C++ exceptions (do not build with -fno-exceptions)"
 #endif
 
+#include <array>
 #include <chrono>
 #include <cmath>
 #include <concepts>
@@ -100,6 +121,8 @@
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <thread>
+#include <tuple>
 #include <type_traits>
 #include <utility>
 #include <variant>
@@ -132,6 +155,8 @@ enum class Status : std::int32_t {
   kPermanent = 3,       // KAGZI_ERR_PERMANENT
   kNondeterminism = 4,  // KAGZI_ERR_NONDETERMINISM
   kMisuse = 5,          // KAGZI_ERR_MISUSE
+  kTimeout = 6,         // KAGZI_ERR_TIMEOUT (ABI 1.1)
+  kCancelled = 7,       // KAGZI_ERR_CANCELLED (ABI 1.1)
 };
 
 enum class LogLevel : std::int32_t {
@@ -147,6 +172,8 @@ static_assert(static_cast<kagzi_status>(Status::kRetryable) == KAGZI_ERR_RETRYAB
 static_assert(static_cast<kagzi_status>(Status::kPermanent) == KAGZI_ERR_PERMANENT);
 static_assert(static_cast<kagzi_status>(Status::kNondeterminism) == KAGZI_ERR_NONDETERMINISM);
 static_assert(static_cast<kagzi_status>(Status::kMisuse) == KAGZI_ERR_MISUSE);
+static_assert(static_cast<kagzi_status>(Status::kTimeout) == KAGZI_ERR_TIMEOUT);
+static_assert(static_cast<kagzi_status>(Status::kCancelled) == KAGZI_ERR_CANCELLED);
 static_assert(static_cast<std::int32_t>(LogLevel::kDebug) == KAGZI_LOG_DEBUG);
 static_assert(static_cast<std::int32_t>(LogLevel::kInfo) == KAGZI_LOG_INFO);
 static_assert(static_cast<std::int32_t>(LogLevel::kWarn) == KAGZI_LOG_WARN);
@@ -156,7 +183,8 @@ static_assert(static_cast<std::int32_t>(LogLevel::kError) == KAGZI_LOG_ERROR);
 // Exceptions
 // ---------------------------------------------------------------------------
 
-// Base of the wrapper's exceptions; status() is kRetryable or kPermanent.
+// Base of the wrapper's exceptions; status() is kRetryable or kPermanent, or
+// for Cancelled and some StepErrors kCancelled.
 class Error : public std::runtime_error {
  public:
   Status status() const noexcept { return status_; }
@@ -190,7 +218,11 @@ class CodecError : public PermanentError {
 };
 
 // Thrown by Context::step() (and sleep()) when the step failed, now or in an
-// earlier invocation as recorded in the journal. what() reads
+// earlier invocation as recorded in the journal; with a RetryPolicy, once its
+// attempts are exhausted (status kRetryable, the last attempt's message) or at
+// once on a permanent failure. Also thrown by call_child() when the child run
+// failed (kPermanent, the child's error) or was cancelled (kCancelled), and for
+// each failed element of parallel(). what() reads
 // "step '<id>' failed: <message>". Copying never throws.
 class StepError : public Error {
  public:
@@ -199,9 +231,12 @@ class StepError : public Error {
         detail_(std::make_shared<const Detail>(Detail{std::move(step_id), std::move(message)})) {}
 
   const std::string& step_id() const noexcept { return detail_->step_id; }
-  // The step's own message, as the step function wrote it.
+  // The step's own message, as the step function wrote it (for a child: the
+  // child run's error).
   const std::string& message() const noexcept { return detail_->message; }
   bool retryable() const noexcept { return status() == Status::kRetryable; }
+  // call_child(): the child run was cancelled (this run was not).
+  bool cancelled() const noexcept { return status() == Status::kCancelled; }
 
  private:
   struct Detail {
@@ -209,6 +244,23 @@ class StepError : public Error {
     std::string message;
   };
   std::shared_ptr<const Detail> detail_;
+};
+
+// Thrown by the context call at which the host reports that this run was
+// cancelled (ABI 1.1, kagzictl cancel). Catch it to run cleanup steps (every
+// later context call works again), then rethrow; whatever the body does after
+// it, the run ends CANCELLED. reason() is the host's text, possibly empty.
+class Cancelled : public Error {
+ public:
+  explicit Cancelled(std::string reason)
+      : Error(Status::kCancelled,
+              reason.empty() ? std::string("run cancelled") : "run cancelled: " + reason),
+        reason_(std::make_shared<const std::string>(std::move(reason))) {}
+
+  const std::string& reason() const noexcept { return *reason_; }
+
+ private:
+  std::shared_ptr<const std::string> reason_;
 };
 
 // ---------------------------------------------------------------------------
@@ -1013,12 +1065,18 @@ class Context;
 namespace detail {
 
 // Thrown when the host ends this invocation (SUSPEND, NONDETERMINISM, MISUSE or
-// a status this wrapper does not know). Deliberately not a std::exception.
+// a status this wrapper does not expect). Deliberately not a std::exception.
 struct Unwind {
   Status status;
 };
 
 constexpr kagzi_status ToC(Status status) noexcept { return static_cast<kagzi_status>(status); }
+
+// The size of an ABI 1.0 host table (it ends with get_run_id). A host table at
+// least this large is accepted; the 1.1 callbacks are used only when the table
+// says abi_minor >= 1 and is large enough to hold them.
+inline constexpr std::size_t kHostSizeAbi10 =
+    offsetof(kagzi_host, get_run_id) + sizeof(kagzi_host::get_run_id);
 
 // What a step returns to the workflow for a function returning R.
 template <class R>
@@ -1069,23 +1127,30 @@ inline kagzi_status FailStep(const kagzi_writer* writer) noexcept {
   }
 }
 
+// Calls fn(args...) and writes its encoded result, or its failure, through
+// `result`: the body of every trampoline. Touches nothing but fn, args and the
+// writer, so it is safe on any thread (parallel steps run on host workers).
+template <class G, class... Args>
+kagzi_status RunStepFunction(G& fn, const kagzi_writer* result, const Args&... args) noexcept {
+  try {
+    using V = typename StepValueOf<std::invoke_result_t<G&, const Args&...>>::type;
+    if constexpr (std::is_void_v<V>) {
+      fn(args...);
+      return WriteResult(result, "null");
+    } else {
+      return WriteResult(result, Codec<V>::encode(fn(args...)));
+    }
+  } catch (...) {
+    return FailStep(result);
+  }
+}
+
 // The kagzi_step_fn for a step whose function has type F: one instantiation
-// per lambda type. user points at the F.
+// per lambda type. user points at the F (const-qualified F: called as const).
 template <class F>
 struct StepTrampoline {
   static kagzi_status call(void* user, const kagzi_writer* result) noexcept {
-    try {
-      F& fn = *static_cast<F*>(user);
-      using V = StepValue<F>;
-      if constexpr (std::is_void_v<V>) {
-        fn();
-        return WriteResult(result, "null");
-      } else {
-        return WriteResult(result, Codec<V>::encode(fn()));
-      }
-    } catch (...) {
-      return FailStep(result);
-    }
+    return RunStepFunction(*static_cast<F*>(user), result);
   }
 };
 
@@ -1103,6 +1168,29 @@ struct RawStepTrampoline {
   }
 };
 
+// One element of parallel_map(): the shared function and this element's item.
+template <class F, class In>
+struct MapCall {
+  const F* fn;
+  const In* item;
+};
+
+template <class F, class In>
+using MapValue = typename StepValueOf<std::invoke_result_t<const F&, const In&>>::type;
+
+template <class F, class In>
+using MapResult =
+    std::conditional_t<std::is_void_v<MapValue<F, In>>, void, std::vector<MapValue<F, In>>>;
+
+// The kagzi_step_fn of parallel_map(): user points at a MapCall<F, In>.
+template <class F, class In>
+struct MapTrampoline {
+  static kagzi_status call(void* user, const kagzi_writer* result) noexcept {
+    const auto* map_call = static_cast<const MapCall<F, In>*>(user);
+    return RunStepFunction(*map_call->fn, result, *map_call->item);
+  }
+};
+
 template <class Rep, class Period>
 std::uint64_t ToMilliseconds(std::chrono::duration<Rep, Period> duration) {
   const double ms = std::ceil(
@@ -1110,6 +1198,56 @@ std::uint64_t ToMilliseconds(std::chrono::duration<Rep, Period> duration) {
   if (!(ms > 0)) return 0;  // also NaN
   if (ms >= 18446744073709551615.0) return std::numeric_limits<std::uint64_t>::max();
   return static_cast<std::uint64_t>(ms);
+}
+
+// An event wait's timeout: rounded up to milliseconds, negative = 0, capped.
+template <class Rep, class Period>
+std::int64_t ToTimeoutMs(std::chrono::duration<Rep, Period> duration) {
+  const std::uint64_t ms = ToMilliseconds(duration);
+  constexpr auto kMax = static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max());
+  return static_cast<std::int64_t>(ms > kMax ? kMax : ms);
+}
+
+// A workflow's default timeout in milliseconds, or -1 when negative or out of
+// range. Integers are milliseconds; durations are rounded up.
+template <std::integral T>
+constexpr std::int64_t WorkflowTimeoutMs(T milliseconds) noexcept {
+  if constexpr (std::is_same_v<T, bool>) {
+    return -1;
+  } else {
+    return std::in_range<std::int64_t>(milliseconds) && milliseconds >= 0
+               ? static_cast<std::int64_t>(milliseconds)
+               : -1;
+  }
+}
+template <class Rep, class Period>
+constexpr std::int64_t WorkflowTimeoutMs(std::chrono::duration<Rep, Period> duration) noexcept {
+  const auto ms = std::chrono::ceil<std::chrono::milliseconds>(duration).count();
+  return ms >= 0 ? static_cast<std::int64_t>(ms) : -1;
+}
+
+inline std::string_view OutText(const char* out, std::size_t len) noexcept {
+  return out != nullptr ? std::string_view(out, len) : std::string_view();
+}
+
+// `text` as a NUL-terminated string for the host; refuses embedded NULs.
+inline std::string CString(std::string_view text, const char* what) {
+  if (text.find('\0') != std::string_view::npos) {
+    throw PermanentError(std::string(what) + " '" + std::string(text.data()) +
+                         "...' contains a NUL byte");
+  }
+  return std::string(text);
+}
+
+// A child run's input as JSON text: strings as JSON strings, anything else
+// through its codec.
+template <class In>
+std::string EncodeInput(const In& input) {
+  if constexpr (!JsonValue<In> && std::is_convertible_v<const In&, std::string_view>) {
+    return Json(std::string_view(input)).dump();
+  } else {
+    return Codec<In>::encode(input);
+  }
 }
 
 template <class... Args>
@@ -1120,6 +1258,162 @@ std::string Concat(const Args&... args) {
 }
 
 struct ContextAccess;
+
+}  // namespace detail
+
+// ---------------------------------------------------------------------------
+// ABI 1.1 value types: retry policies, parallel steps, outcomes
+// ---------------------------------------------------------------------------
+
+// How a step is retried when its function fails RETRYABLE (ABI 1.1; used with
+// Context::step(id, fn, policy) and Par). Each failed attempt is recorded and
+// the run is parked until the next attempt is due (no thread is held); after
+// max_attempts the step fails with the last attempt's message. A PERMANENT
+// failure is never retried. Delay before attempt n+1:
+//   min(initial_interval * multiplier^(n-1), max_interval) * (1 +- jitter)
+// The defaults are the daemon's defaults (which plain step() also gets).
+// An aggregate: kagzi::RetryPolicy{.max_attempts = 5, .initial_interval = 200ms}.
+struct RetryPolicy {
+  std::uint32_t max_attempts = 3;                                        // >= 1; 1 = no retry
+  std::chrono::milliseconds initial_interval = std::chrono::seconds(1);  // >= 1 ms
+  std::chrono::milliseconds max_interval = std::chrono::seconds(60);     // >= initial_interval
+  double multiplier = 2.0;                                               // >= 1.0
+  double jitter = 0.2;                                                   // 0.0 .. 1.0
+
+  // One attempt, no retry.
+  static constexpr RetryPolicy no_retry() noexcept {
+    RetryPolicy policy;
+    policy.max_attempts = 1;
+    return policy;
+  }
+
+  // The C struct. Throws PermanentError naming the first invalid field.
+  kagzi_retry_policy to_native() const;
+};
+
+inline kagzi_retry_policy RetryPolicy::to_native() const {
+  auto invalid = [](const char* why) {
+    return PermanentError(std::string("invalid retry policy: ") + why);
+  };
+  if (max_attempts < 1) throw invalid("max_attempts must be >= 1");
+  if (initial_interval.count() < 1) throw invalid("initial_interval must be >= 1 ms");
+  if (max_interval < initial_interval) throw invalid("max_interval must be >= initial_interval");
+  if (!std::isfinite(multiplier) || !(multiplier >= 1.0)) {
+    throw invalid("multiplier must be a finite number >= 1.0");
+  }
+  if (!(jitter >= 0.0 && jitter <= 1.0)) throw invalid("jitter must be between 0.0 and 1.0");
+  kagzi_retry_policy native{};
+  native.struct_size = sizeof(kagzi_retry_policy);
+  native.max_attempts = max_attempts;
+  native.initial_interval_ms = static_cast<std::uint64_t>(initial_interval.count());
+  native.max_interval_ms = static_cast<std::uint64_t>(max_interval.count());
+  native.multiplier = multiplier;
+  native.jitter = jitter;
+  return native;
+}
+
+// The outcome of one step of a parallel group: its value, or the StepError it
+// failed with (ABI 1.1; parallel_outcomes(), parallel_map_outcomes()).
+//   auto [a, b] = ctx.parallel_outcomes(kagzi::Par("a", fa), kagzi::Par("b", fb));
+//   if (a) use(a.value()); else ctx.warn(a.error()->what());
+template <class T>
+class Outcome {
+  static_assert(!std::is_same_v<T, StepError>, "Outcome<StepError> is not supported");
+
+ public:
+  explicit Outcome(T value) : state_(std::in_place_index<0>, std::move(value)) {}
+  explicit Outcome(StepError error) : state_(std::in_place_index<1>, std::move(error)) {}
+
+  bool ok() const noexcept { return state_.index() == 0; }
+  explicit operator bool() const noexcept { return ok(); }
+  // The value; throws the StepError when the step failed.
+  const T& value() const& {
+    throw_if_failed();
+    return std::get<0>(state_);
+  }
+  T& value() & {
+    throw_if_failed();
+    return std::get<0>(state_);
+  }
+  T&& value() && {
+    throw_if_failed();
+    return std::get<0>(std::move(state_));
+  }
+  // The failure, or nullptr when the step succeeded.
+  const StepError* error() const noexcept { return std::get_if<1>(&state_); }
+  void throw_if_failed() const {
+    if (const StepError* failure = error()) throw StepError(*failure);
+  }
+
+ private:
+  std::variant<T, StepError> state_;
+};
+
+// The outcome of a step whose function returns void.
+template <>
+class Outcome<void> {
+ public:
+  Outcome() noexcept = default;
+  explicit Outcome(StepError error) : error_(std::move(error)) {}
+
+  bool ok() const noexcept { return !error_.has_value(); }
+  explicit operator bool() const noexcept { return ok(); }
+  void value() const { throw_if_failed(); }
+  const StepError* error() const noexcept { return error_ ? &*error_ : nullptr; }
+  void throw_if_failed() const {
+    if (error_) throw StepError(*error_);
+  }
+
+ private:
+  std::optional<StepError> error_;
+};
+
+// One step of a parallel group: its id, its function (held by value) and an
+// optional retry policy (without one: the daemon's default policy).
+//   ctx.parallel(kagzi::Par("email", send_email), kagzi::Par("sms", send_sms, policy));
+template <class F>
+struct Par {
+  Par(std::string_view step_id, F function) : id(step_id), fn(std::move(function)) {}
+  Par(std::string_view step_id, F function, const RetryPolicy& retry)
+      : id(step_id), fn(std::move(function)), policy(retry) {}
+
+  std::string id;
+  F fn;
+  std::optional<RetryPolicy> policy;
+};
+
+// The first argument of parallel() / parallel_outcomes() to bound how many of
+// the group's steps run at once (default: the host's limit).
+struct MaxConcurrency {
+  std::uint32_t value = 0;
+};
+
+namespace detail {
+
+template <class T>
+struct IsParT : std::false_type {};
+template <class F>
+struct IsParT<Par<F>> : std::true_type {};
+template <class P>
+concept ParArg = IsParT<std::remove_cvref_t<P>>::value;
+
+// The function type of a Par argument, const when the Par is.
+template <class P>
+using ParFn = std::remove_reference_t<decltype((std::declval<P&>().fn))>;
+template <class P>
+using ParValue = StepValue<ParFn<P>>;
+// parallel() returns std::monostate for a void step.
+template <class V>
+using TupleValue = std::conditional_t<std::is_void_v<V>, std::monostate, V>;
+
+template <class T>
+T TakeValue(Outcome<T>&& outcome) {
+  return std::move(outcome).value();
+}
+inline std::monostate TakeValue(Outcome<void>&& outcome) {
+  outcome.value();
+  return {};
+}
 
 }  // namespace detail
 
@@ -1149,17 +1443,30 @@ class Context {
   // returns void. First run and replay both decode the host's recorded bytes,
   // so user code sees the same value either way.
   // Throws StepError if the step failed (now or as recorded), CodecError if the
-  // recorded result does not decode as the result type, and the internal
-  // unwind exception when the host ends the invocation (see SUSPENSION).
+  // recorded result does not decode as the result type, Cancelled when the host
+  // reports the run cancelled, and the internal unwind exception when the host
+  // ends the invocation (see SUSPENSION). With an ABI 1.1 host a retryable
+  // failure is retried under the daemon's default policy first.
   // `id` must be unique within the run (1..255 bytes UTF-8, no control chars).
   template <class F>
   detail::StepValue<F> step(std::string_view id, F&& fn);
+
+  // ABI 1.1. step() under an explicit retry policy (host->step_with_policy).
+  // While a retry is pending the run is parked: the body unwinds as for a
+  // sleep and is replayed when the next attempt is due. Exhausted attempts
+  // throw StepError (retryable(), the last attempt's message), a permanent
+  // failure throws it at once.
+  template <class F>
+  detail::StepValue<F> step(std::string_view id, F&& fn, const RetryPolicy& policy);
 
   // Like step(), for JSON text: fn returns the result's JSON text (anything
   // convertible to std::string; empty means null), written verbatim; returns
   // the recorded JSON text.
   template <class F>
   std::string step_raw(std::string_view id, F&& fn);
+  // ABI 1.1. step_raw() under an explicit retry policy.
+  template <class F>
+  std::string step_raw(std::string_view id, F&& fn, const RetryPolicy& policy);
 
   // Durable sleep: the first time, records a wake time `duration` from now and
   // suspends the invocation (the body is unwound; the run is parked holding no
@@ -1169,6 +1476,91 @@ class Context {
   void sleep(std::string_view id, std::chrono::duration<Rep, Period> duration) {
     sleep_for_ms(id, detail::ToMilliseconds(duration));
   }
+
+  // ABI 1.1. Waits durably for an event named `event_name` sent to this run
+  // (kagzictl signal RUN NAME --data JSON), at most `timeout` (rounded up to
+  // milliseconds; negative = 0, which only takes an event already sent). The
+  // run is parked while it waits. Returns the event's payload decoded as T, or
+  // std::nullopt when the timeout passed first. Events sent before the wait are
+  // kept; each is consumed by one wait. Recorded under `id` like a step.
+  template <class T = Json, class Rep, class Period>
+  std::optional<T> wait_for_event(std::string_view id, std::string_view event_name,
+                                  std::chrono::duration<Rep, Period> timeout);
+  // The same without a timeout: waits as long as it takes.
+  template <class T = Json>
+  std::optional<T> wait_for_event(std::string_view id, std::string_view event_name);
+
+  // ABI 1.1. Starts a child run of `workflow` with `input` (any encodable value:
+  // Json, a braced object {{"n", 2}}, a string, a type with a codec) once, parks
+  // this run until the child finishes, and returns the child's output decoded
+  // as T. Replay never starts a second child. Throws StepError (status
+  // kPermanent, message = the child's error) when the child failed or was
+  // cancelled, and Cancelled when this run is cancelled. Cancelling this run
+  // cancels the child.
+  template <class T = Json, class In = Json>
+  T call_child(std::string_view id, std::string_view workflow, const In& input = In());
+
+  // ABI 1.1. Runs the group's steps at the same time (on host worker threads;
+  // see THREADS), each memoized on its own under its Par id, and waits for all
+  // of them. On replay, finished steps return their recorded outcomes and only
+  // unfinished ones run. parallel_outcomes() returns every step's Outcome;
+  // parallel() returns a tuple of the values (std::monostate for a void step)
+  // and, after all have finished, throws the StepError of the first failed
+  // step in argument order. A pending retry parks the run (the body unwinds).
+  //   auto [user, plan] = ctx.parallel(kagzi::Par("user", load_user),
+  //                                    kagzi::Par("plan", load_plan, policy));
+  template <detail::ParArg... Ps>
+  std::tuple<Outcome<detail::ParValue<Ps>>...> parallel_outcomes(Ps&&... steps) {
+    return parallel_outcomes(MaxConcurrency{}, std::forward<Ps>(steps)...);
+  }
+  template <detail::ParArg... Ps>
+  std::tuple<Outcome<detail::ParValue<Ps>>...> parallel_outcomes(MaxConcurrency limit,
+                                                                 Ps&&... steps);
+  template <detail::ParArg... Ps>
+  std::tuple<detail::TupleValue<detail::ParValue<Ps>>...> parallel(Ps&&... steps) {
+    return parallel(MaxConcurrency{}, std::forward<Ps>(steps)...);
+  }
+  template <detail::ParArg... Ps>
+  std::tuple<detail::TupleValue<detail::ParValue<Ps>>...> parallel(MaxConcurrency limit,
+                                                                   Ps&&... steps);
+
+  // ABI 1.1. fn(item) for every item, as parallel steps "<id_prefix>-<index>",
+  // at most max_concurrency at once (0: the host's limit), optionally under a
+  // retry policy. fn is called through a const reference from several threads
+  // at once. parallel_map() returns the results in item order (void for a void
+  // fn) or throws the first failed step's StepError after all have finished;
+  // parallel_map_outcomes() returns every Outcome.
+  template <class In, class F>
+  requires std::invocable<const F&, const In&> std::vector<Outcome<detail::MapValue<F, In>>>
+  parallel_map_outcomes(std::string_view id_prefix, const std::vector<In>& items, const F& fn,
+                        std::uint32_t max_concurrency = 0) {
+    return map_outcomes(id_prefix, items, fn, max_concurrency, nullptr);
+  }
+  template <class In, class F>
+  requires std::invocable<const F&, const In&> std::vector<Outcome<detail::MapValue<F, In>>>
+  parallel_map_outcomes(std::string_view id_prefix, const std::vector<In>& items, const F& fn,
+                        std::uint32_t max_concurrency, const RetryPolicy& policy) {
+    return map_outcomes(id_prefix, items, fn, max_concurrency, &policy);
+  }
+  template <class In, class F>
+  requires std::invocable<const F&, const In&> detail::MapResult<F, In> parallel_map(
+      std::string_view id_prefix, const std::vector<In>& items, const F& fn,
+      std::uint32_t max_concurrency = 0) {
+    return map_values(map_outcomes(id_prefix, items, fn, max_concurrency, nullptr));
+  }
+  template <class In, class F>
+  requires std::invocable<const F&, const In&> detail::MapResult<F, In> parallel_map(
+      std::string_view id_prefix, const std::vector<In>& items, const F& fn,
+      std::uint32_t max_concurrency, const RetryPolicy& policy) {
+    return map_values(map_outcomes(id_prefix, items, fn, max_concurrency, &policy));
+  }
+
+  // ABI 1.1. Deterministic helpers: the wall-clock time (millisecond precision)
+  // and a random 64-bit number, recorded under `id` the first time, so every
+  // replay sees the same value. Use them instead of system_clock::now() and
+  // std::random_device in workflow code.
+  std::chrono::system_clock::time_point now(std::string_view id);
+  std::uint64_t random(std::string_view id);
 
   // A log line tagged with the run id. Allowed in step functions. Dropped once
   // the invocation has been told to stop. The variadic forms stream their
@@ -1198,6 +1590,14 @@ class Context {
   // throws the unwind exception again without calling the host.
   std::optional<Status> interruption() const noexcept { return interrupted_; }
 
+  // ABI 1.1. Whether the host has reported this run cancelled (the run ends
+  // CANCELLED however the body ends).
+  bool cancelled() const noexcept { return cancelled_; }
+
+  // The host table's ABI minor: 0 for a 1.0 host, which lacks every ABI 1.1
+  // call (they throw PermanentError there).
+  std::uint16_t host_abi_minor() const noexcept { return host_->abi_minor; }
+
   // The raw C handles, for what the wrapper does not cover. Calls made through
   // them bypass the wrapper's bookkeeping (see SUSPENSION).
   const kagzi_host* native_host() const noexcept { return host_; }
@@ -1206,13 +1606,49 @@ class Context {
  private:
   friend struct detail::ContextAccess;
 
-  Context(const kagzi_host* host, kagzi_context* native) noexcept : host_(host), native_(native) {}
+  Context(const kagzi_host* host, kagzi_context* native) noexcept
+      : host_(host), native_(native), owner_(std::this_thread::get_id()) {}
 
   void load();
   std::string step_key(std::string_view id) const;
+  void enter();
+  template <auto Member>
+  auto host_fn(std::size_t offset, const char* what) const;
+  kagzi_retry_policy native_policy(const std::string& key, const RetryPolicy& policy) const;
+  std::string_view finish_step(const std::string& key, kagzi_status status, const char* out,
+                               std::size_t out_len);
   std::string_view run_step(const std::string& key, kagzi_step_fn fn, void* user);
+  std::string_view run_step_with_policy(const std::string& key, kagzi_step_fn fn, void* user,
+                                        const RetryPolicy& policy);
   void sleep_for_ms(std::string_view id, std::uint64_t milliseconds);
+  template <class T>
+  std::optional<T> wait_decoded(std::string_view id, std::string_view event_name,
+                                std::int64_t timeout_ms);
+  std::optional<std::string_view> wait_event_raw(const std::string& key,
+                                                 std::string_view event_name,
+                                                 std::int64_t timeout_ms);
+  std::string_view call_child_raw(const std::string& key, std::string_view workflow,
+                                  const std::string& input);
+  template <class Fn>
+  void fill_parallel_step(kagzi_parallel_step& native, const std::string& key,
+                          std::optional<kagzi_retry_policy>& policy_slot, Fn& fn,
+                          const std::optional<RetryPolicy>& policy) const;
+  void run_parallel(kagzi_parallel_step* steps, std::size_t count, std::uint32_t max_concurrency);
+  template <class V>
+  Outcome<V> take_outcome(const kagzi_parallel_step& step);
+  template <class In, class F>
+  std::vector<Outcome<detail::MapValue<F, In>>> map_outcomes(std::string_view id_prefix,
+                                                             const std::vector<In>& items,
+                                                             const F& fn,
+                                                             std::uint32_t max_concurrency,
+                                                             const RetryPolicy* policy);
+  template <class V>
+  static auto map_values(std::vector<Outcome<V>> outcomes);
+  void finish_value(const std::string& key, kagzi_status status);
+  template <class V>
+  static V decode_as(std::string_view text, const std::string& what);
   [[noreturn]] void interrupt(Status status);
+  [[noreturn]] void cancel(std::string_view reason);
   void check_live() const;
   template <class... Args>
   void log_parts(LogLevel level, const Args&... args) const {
@@ -1221,10 +1657,13 @@ class Context {
 
   const kagzi_host* host_;
   kagzi_context* native_;
+  std::thread::id owner_;  // the thread running the body
   std::string_view input_text_;
   std::string_view run_id_;
   Json input_;
   std::optional<Status> interrupted_;
+  bool cancelled_ = false;       // the host reported the run cancelled
+  bool cancel_pending_ = false;  // ... during load(): deliver at the next context call
 };
 
 inline void Context::log(LogLevel level, std::string_view message) const noexcept {
@@ -1241,21 +1680,69 @@ inline void Context::interrupt(Status status) {
   throw detail::Unwind{*interrupted_};
 }
 
+inline void Context::cancel(std::string_view reason) {
+  cancelled_ = true;
+  throw Cancelled(std::string(reason));
+}
+
 inline void Context::check_live() const {
   if (interrupted_) throw detail::Unwind{*interrupted_};
 }
 
-inline std::string Context::step_key(std::string_view id) const {
-  if (id.find('\0') != std::string_view::npos) {
-    throw PermanentError("step id '" + std::string(id.data()) + "...' contains a NUL byte");
+// Every call that reaches a journal entry starts here.
+inline void Context::enter() {
+  // From a parallel step's worker thread (or any other): refused without
+  // touching the host or this object; the step fails PERMANENT.
+  if (std::this_thread::get_id() != owner_) throw detail::Unwind{Status::kMisuse};
+  check_live();
+  if (cancel_pending_) {
+    cancel_pending_ = false;
+    throw Cancelled(std::string());
   }
-  return std::string(id);
+}
+
+// The ABI 1.1 callback `Member`, or PermanentError when the host table does
+// not have it (a 1.0 host). The table is read only as far as it reaches.
+template <auto Member>
+auto Context::host_fn(std::size_t offset, const char* what) const {
+  if (host_->abi_minor >= 1 && host_->struct_size >= offset + sizeof(host_->*Member)) {
+    if (auto fn = host_->*Member; fn != nullptr) return fn;
+  }
+  throw PermanentError("host ABI " + std::to_string(host_->abi_major) + "." +
+                       std::to_string(host_->abi_minor) + " lacks " + what);
+}
+
+inline std::string Context::step_key(std::string_view id) const {
+  return detail::CString(id, "step id");
+}
+
+inline kagzi_retry_policy Context::native_policy(const std::string& key,
+                                                 const RetryPolicy& policy) const {
+  try {
+    return policy.to_native();
+  } catch (const PermanentError& e) {
+    throw PermanentError("step '" + key + "': " + e.what());
+  }
+}
+
+template <class V>
+V Context::decode_as(std::string_view text, const std::string& what) {
+  try {
+    return Codec<V>::decode(text);
+  } catch (const CodecError& e) {
+    throw CodecError(what + e.what());
+  }
 }
 
 inline void Context::load() {
   const char* data = nullptr;
   std::size_t size = 0;
   kagzi_status status = host_->get_input(native_, &data, &size);
+  if (status == KAGZI_ERR_CANCELLED) {
+    // Cancelled before the body started: deliver it at the body's first call.
+    cancelled_ = cancel_pending_ = true;
+    status = host_->get_input(native_, &data, &size);
+  }
   if (status != detail::ToC(Status::kOk)) interrupt(static_cast<Status>(status));
   input_text_ = data != nullptr ? std::string_view(data, size) : std::string_view();
   try {
@@ -1266,34 +1753,56 @@ inline void Context::load() {
   const char* id = nullptr;
   size = 0;
   status = host_->get_run_id(native_, &id, &size);
+  if (status == KAGZI_ERR_CANCELLED) {
+    cancelled_ = cancel_pending_ = true;
+    status = host_->get_run_id(native_, &id, &size);
+  }
   if (status != detail::ToC(Status::kOk)) interrupt(static_cast<Status>(status));
   run_id_ = id != nullptr ? std::string_view(id, size) : std::string_view();
 }
 
-inline std::string_view Context::run_step(const std::string& key, kagzi_step_fn fn, void* user) {
-  check_live();
-  const char* out = nullptr;
-  std::size_t out_len = 0;
-  const auto status =
-      static_cast<Status>(host_->step(native_, key.c_str(), fn, user, &out, &out_len));
+// The outcome of step() / step_with_policy() as the workflow sees it.
+inline std::string_view Context::finish_step(const std::string& key, kagzi_status status,
+                                             const char* out, std::size_t out_len) {
   // The step function misused the context: the host has already failed the run.
   if (interrupted_) throw detail::Unwind{*interrupted_};
-  const std::string_view text =
-      out != nullptr ? std::string_view(out, out_len) : std::string_view();
-  switch (status) {
+  const std::string_view text = detail::OutText(out, out_len);
+  switch (static_cast<Status>(status)) {
     case Status::kOk:
       return text.empty() ? std::string_view("null") : text;
     case Status::kRetryable:
     case Status::kPermanent:
-      throw StepError(key, status, std::string(text));
+      throw StepError(key, static_cast<Status>(status), std::string(text));
+    case Status::kCancelled:
+      cancel(text);
     default:
-      interrupt(status);
+      interrupt(static_cast<Status>(status));
   }
 }
 
+inline std::string_view Context::run_step(const std::string& key, kagzi_step_fn fn, void* user) {
+  enter();
+  const char* out = nullptr;
+  std::size_t out_len = 0;
+  const kagzi_status status = host_->step(native_, key.c_str(), fn, user, &out, &out_len);
+  return finish_step(key, status, out, out_len);
+}
+
+inline std::string_view Context::run_step_with_policy(const std::string& key, kagzi_step_fn fn,
+                                                      void* user, const RetryPolicy& policy) {
+  enter();
+  const auto call = host_fn<&kagzi_host::step_with_policy>(offsetof(kagzi_host, step_with_policy),
+                                                           "step_with_policy (retry policies)");
+  const kagzi_retry_policy native = native_policy(key, policy);
+  const char* out = nullptr;
+  std::size_t out_len = 0;
+  const kagzi_status status = call(native_, key.c_str(), fn, user, &native, &out, &out_len);
+  return finish_step(key, status, out, out_len);
+}
+
 inline void Context::sleep_for_ms(std::string_view id, std::uint64_t milliseconds) {
-  check_live();
   const std::string key = step_key(id);
+  enter();
   const auto status = static_cast<Status>(host_->sleep(native_, key.c_str(), milliseconds));
   switch (status) {
     case Status::kOk:
@@ -1301,8 +1810,268 @@ inline void Context::sleep_for_ms(std::string_view id, std::uint64_t millisecond
     case Status::kRetryable:
     case Status::kPermanent:
       throw StepError(key, status, "the host could not record the sleep");
+    case Status::kCancelled:
+      cancel({});
     default:
       interrupt(status);
+  }
+}
+
+// now() and random(): the host's status for a recorded value.
+inline void Context::finish_value(const std::string& key, kagzi_status status) {
+  switch (static_cast<Status>(status)) {
+    case Status::kOk:
+      return;
+    case Status::kRetryable:
+    case Status::kPermanent:
+      throw StepError(key, static_cast<Status>(status), "the host could not record the value");
+    case Status::kCancelled:
+      cancel({});
+    default:
+      interrupt(static_cast<Status>(status));
+  }
+}
+
+inline std::chrono::system_clock::time_point Context::now(std::string_view id) {
+  const std::string key = step_key(id);
+  enter();
+  const auto call =
+      host_fn<&kagzi_host::now_ms>(offsetof(kagzi_host, now_ms), "now_ms (deterministic time)");
+  std::int64_t unix_ms = 0;
+  finish_value(key, call(native_, key.c_str(), &unix_ms));
+  return std::chrono::system_clock::time_point(
+      std::chrono::duration_cast<std::chrono::system_clock::duration>(
+          std::chrono::milliseconds(unix_ms)));
+}
+
+inline std::uint64_t Context::random(std::string_view id) {
+  const std::string key = step_key(id);
+  enter();
+  const auto call = host_fn<&kagzi_host::random_u64>(offsetof(kagzi_host, random_u64),
+                                                     "random_u64 (deterministic random numbers)");
+  std::uint64_t value = 0;
+  finish_value(key, call(native_, key.c_str(), &value));
+  return value;
+}
+
+inline std::optional<std::string_view> Context::wait_event_raw(const std::string& key,
+                                                               std::string_view event_name,
+                                                               std::int64_t timeout_ms) {
+  const std::string name = detail::CString(event_name, "event name");
+  enter();
+  const auto call = host_fn<&kagzi_host::wait_for_event>(offsetof(kagzi_host, wait_for_event),
+                                                         "wait_for_event (events)");
+  const char* payload = nullptr;
+  std::size_t payload_len = 0;
+  const auto status = static_cast<Status>(
+      call(native_, key.c_str(), name.c_str(), timeout_ms, &payload, &payload_len));
+  const std::string_view text = detail::OutText(payload, payload_len);
+  switch (status) {
+    case Status::kOk:
+      return text.empty() ? std::string_view("null") : text;
+    case Status::kTimeout:
+      return std::nullopt;
+    case Status::kRetryable:
+    case Status::kPermanent:
+      throw StepError(key, status,
+                      text.empty() ? std::string("the host could not record the event wait")
+                                   : std::string(text));
+    case Status::kCancelled:
+      cancel(text);
+    default:
+      interrupt(status);
+  }
+}
+
+template <class T>
+std::optional<T> Context::wait_decoded(std::string_view id, std::string_view event_name,
+                                       std::int64_t timeout_ms) {
+  const std::string key = step_key(id);
+  const std::optional<std::string_view> payload = wait_event_raw(key, event_name, timeout_ms);
+  if (!payload) return std::nullopt;
+  return decode_as<T>(*payload, "event wait '" + key + "': payload does not decode: ");
+}
+
+template <class T, class Rep, class Period>
+std::optional<T> Context::wait_for_event(std::string_view id, std::string_view event_name,
+                                         std::chrono::duration<Rep, Period> timeout) {
+  return wait_decoded<T>(id, event_name, detail::ToTimeoutMs(timeout));
+}
+
+template <class T>
+std::optional<T> Context::wait_for_event(std::string_view id, std::string_view event_name) {
+  return wait_decoded<T>(id, event_name, -1);
+}
+
+inline std::string_view Context::call_child_raw(const std::string& key, std::string_view workflow,
+                                                const std::string& input) {
+  const std::string name = detail::CString(workflow, "workflow name");
+  enter();
+  const auto call = host_fn<&kagzi_host::call_child>(offsetof(kagzi_host, call_child),
+                                                     "call_child (child workflows)");
+  const char* out = nullptr;
+  std::size_t out_len = 0;
+  const auto status = static_cast<Status>(
+      call(native_, key.c_str(), name.c_str(), input.data(), input.size(), &out, &out_len));
+  const std::string_view text = detail::OutText(out, out_len);
+  switch (status) {
+    case Status::kOk:
+      return text.empty() ? std::string_view("null") : text;
+    case Status::kRetryable:
+    case Status::kPermanent:
+      throw StepError(key, status, std::string(text));
+    case Status::kCancelled:
+      // This run was cancelled (plugin.h: a cancelled child reports
+      // KAGZI_ERR_PERMANENT, so CANCELLED always means this run).
+      cancel(text);
+    default:
+      interrupt(status);
+  }
+}
+
+template <class T, class In>
+T Context::call_child(std::string_view id, std::string_view workflow, const In& input) {
+  const std::string key = step_key(id);
+  const std::string text = detail::EncodeInput(input);
+  const std::string_view output = call_child_raw(key, workflow, text);
+  return decode_as<T>(output, "child '" + key + "': output does not decode: ");
+}
+
+template <class Fn>
+void Context::fill_parallel_step(kagzi_parallel_step& native, const std::string& key,
+                                 std::optional<kagzi_retry_policy>& policy_slot, Fn& fn,
+                                 const std::optional<RetryPolicy>& policy) const {
+  native = kagzi_parallel_step{};
+  native.struct_size = sizeof(kagzi_parallel_step);
+  native.step_id = key.c_str();
+  native.fn = &detail::StepTrampoline<Fn>::call;
+  native.user = const_cast<void*>(static_cast<const void*>(std::addressof(fn)));
+  if (policy) {
+    policy_slot = native_policy(key, *policy);
+    native.policy = &*policy_slot;
+  }
+  native.status = -1;  // no outcome until the host fills one in
+}
+
+inline void Context::run_parallel(kagzi_parallel_step* steps, std::size_t count,
+                                  std::uint32_t max_concurrency) {
+  enter();
+  const auto call =
+      host_fn<&kagzi_host::parallel>(offsetof(kagzi_host, parallel), "parallel (parallel steps)");
+  if (count == 0) return;
+  const auto status = static_cast<Status>(call(native_, steps, count, max_concurrency));
+  switch (status) {
+    case Status::kOk:
+      return;
+    case Status::kCancelled:
+      cancel({});
+    default:
+      interrupt(status);
+  }
+}
+
+template <class V>
+Outcome<V> Context::take_outcome(const kagzi_parallel_step& step) {
+  const std::string key(step.step_id);
+  const std::string_view text = detail::OutText(step.out, step.out_len);
+  const auto status = static_cast<Status>(step.status);
+  switch (status) {
+    case Status::kOk:
+      if constexpr (std::is_void_v<V>) {
+        return Outcome<V>();
+      } else {
+        return Outcome<V>(decode_as<V>(text.empty() ? std::string_view("null") : text,
+                                       "step '" + key + "': recorded result does not decode: "));
+      }
+    case Status::kRetryable:
+    case Status::kPermanent:
+    case Status::kCancelled:
+      return Outcome<V>(StepError(key, status, std::string(text)));
+    case Status::kSuspend:
+    case Status::kNondeterminism:
+    case Status::kMisuse:
+      interrupt(status);
+    default:
+      return Outcome<V>(StepError(
+          key, Status::kPermanent,
+          "the host reported status " + std::to_string(step.status) + " for this parallel step"));
+  }
+}
+
+template <detail::ParArg... Ps>
+std::tuple<Outcome<detail::ParValue<Ps>>...> Context::parallel_outcomes(MaxConcurrency limit,
+                                                                        Ps&&... steps) {
+  constexpr std::size_t kCount = sizeof...(Ps);
+  const std::array<std::string, kCount> keys{step_key(steps.id)...};
+  std::array<std::optional<kagzi_retry_policy>, kCount> policies{};
+  std::array<kagzi_parallel_step, kCount> natives{};
+  [[maybe_unused]] std::size_t i = 0;
+  ((fill_parallel_step(natives[i], keys[i], policies[i], steps.fn, steps.policy), ++i), ...);
+  run_parallel(natives.data(), kCount, limit.value);
+  return [&]<std::size_t... I>(std::index_sequence<I...>) {
+    return std::tuple<Outcome<detail::ParValue<Ps>>...>{
+        take_outcome<detail::ParValue<Ps>>(natives[I])...};
+  }
+  (std::index_sequence_for<Ps...>{});
+}
+
+template <detail::ParArg... Ps>
+std::tuple<detail::TupleValue<detail::ParValue<Ps>>...> Context::parallel(MaxConcurrency limit,
+                                                                          Ps&&... steps) {
+  auto outcomes = parallel_outcomes(limit, std::forward<Ps>(steps)...);
+  std::apply([](const auto&... outcome) { (outcome.throw_if_failed(), ...); }, outcomes);
+  return std::apply(
+      [](auto&... outcome) {
+        return std::tuple<detail::TupleValue<detail::ParValue<Ps>>...>{
+            detail::TakeValue(std::move(outcome))...};
+      },
+      outcomes);
+}
+
+template <class In, class F>
+std::vector<Outcome<detail::MapValue<F, In>>> Context::map_outcomes(std::string_view id_prefix,
+                                                                    const std::vector<In>& items,
+                                                                    const F& fn,
+                                                                    std::uint32_t max_concurrency,
+                                                                    const RetryPolicy* policy) {
+  static_assert(!std::is_same_v<In, bool>, "parallel_map over std::vector<bool> is not supported");
+  using V = detail::MapValue<F, In>;
+  const std::string prefix = step_key(id_prefix);
+  std::optional<kagzi_retry_policy> native_retry;
+  if (policy != nullptr) native_retry = native_policy(prefix + "-*", *policy);
+  std::vector<std::string> keys;
+  std::vector<detail::MapCall<F, In>> calls;
+  std::vector<kagzi_parallel_step> natives(items.size());
+  keys.reserve(items.size());
+  calls.reserve(items.size());
+  for (std::size_t i = 0; i < items.size(); ++i) {
+    keys.push_back(prefix + "-" + std::to_string(i));
+    calls.push_back(detail::MapCall<F, In>{&fn, &items[i]});
+  }
+  for (std::size_t i = 0; i < items.size(); ++i) {
+    kagzi_parallel_step& native = natives[i];
+    native.struct_size = sizeof(kagzi_parallel_step);
+    native.step_id = keys[i].c_str();
+    native.fn = &detail::MapTrampoline<F, In>::call;
+    native.user = &calls[i];
+    native.policy = native_retry ? &*native_retry : nullptr;
+    native.status = -1;
+  }
+  run_parallel(natives.data(), natives.size(), max_concurrency);
+  std::vector<Outcome<V>> outcomes;
+  outcomes.reserve(natives.size());
+  for (const kagzi_parallel_step& native : natives) outcomes.push_back(take_outcome<V>(native));
+  return outcomes;
+}
+
+template <class V>
+auto Context::map_values(std::vector<Outcome<V>> outcomes) {
+  for (const Outcome<V>& outcome : outcomes) outcome.throw_if_failed();
+  if constexpr (!std::is_void_v<V>) {
+    std::vector<V> values;
+    values.reserve(outcomes.size());
+    for (Outcome<V>& outcome : outcomes) values.push_back(std::move(outcome).value());
+    return values;
   }
 }
 
@@ -1314,11 +2083,20 @@ detail::StepValue<F> Context::step(std::string_view id, F&& fn) {
   void* user = const_cast<void*>(static_cast<const void*>(std::addressof(fn)));
   const std::string_view recorded = run_step(key, &detail::StepTrampoline<Fn>::call, user);
   if constexpr (!std::is_void_v<V>) {
-    try {
-      return Codec<V>::decode(recorded);
-    } catch (const CodecError& e) {
-      throw CodecError("step '" + key + "': recorded result does not decode: " + e.what());
-    }
+    return decode_as<V>(recorded, "step '" + key + "': recorded result does not decode: ");
+  }
+}
+
+template <class F>
+detail::StepValue<F> Context::step(std::string_view id, F&& fn, const RetryPolicy& policy) {
+  using Fn = std::remove_reference_t<F>;
+  using V = detail::StepValue<F>;
+  const std::string key = step_key(id);
+  void* user = const_cast<void*>(static_cast<const void*>(std::addressof(fn)));
+  const std::string_view recorded =
+      run_step_with_policy(key, &detail::StepTrampoline<Fn>::call, user, policy);
+  if constexpr (!std::is_void_v<V>) {
+    return decode_as<V>(recorded, "step '" + key + "': recorded result does not decode: ");
   }
 }
 
@@ -1328,6 +2106,14 @@ std::string Context::step_raw(std::string_view id, F&& fn) {
   const std::string key = step_key(id);
   void* user = const_cast<void*>(static_cast<const void*>(std::addressof(fn)));
   return std::string(run_step(key, &detail::RawStepTrampoline<Fn>::call, user));
+}
+
+template <class F>
+std::string Context::step_raw(std::string_view id, F&& fn, const RetryPolicy& policy) {
+  using Fn = std::remove_reference_t<F>;
+  const std::string key = step_key(id);
+  void* user = const_cast<void*>(static_cast<const void*>(std::addressof(fn)));
+  return std::string(run_step_with_policy(key, &detail::RawStepTrampoline<Fn>::call, user, policy));
 }
 
 // ---------------------------------------------------------------------------
@@ -1341,16 +2127,19 @@ using WorkflowBody = Json (*)(Context&, const Json&);
 struct ContextAccess {
   static kagzi_status fail(const Context& ctx, Status status, const char* message) noexcept {
     if (ctx.interrupted_) return ToC(*ctx.interrupted_);
-    if (status != Status::kRetryable) status = Status::kPermanent;
+    // A cancelled run ends CANCELLED whatever escapes its cleanup.
+    if (ctx.cancelled_) status = Status::kCancelled;
+    if (status != Status::kRetryable && status != Status::kCancelled) status = Status::kPermanent;
     ctx.host_->set_error(ctx.native_, message, std::strlen(message));
     return ToC(status);
   }
 
-  // The body of every generated run function.
+  // The body of every generated run function. Accepts any 1.x host table at
+  // least as large as ABI 1.0's (see Context::host_fn for the 1.1 calls).
   static kagzi_status run(const kagzi_host* host, kagzi_context* native,
                           WorkflowBody body) noexcept {
     if (host == nullptr || host->abi_major != KAGZI_ABI_MAJOR ||
-        host->struct_size < sizeof(kagzi_host)) {
+        host->struct_size < kHostSizeAbi10) {
       return ToC(Status::kPermanent);
     }
     Context ctx(host, native);
@@ -1359,6 +2148,8 @@ struct ContextAccess {
       const Json output = body(ctx, ctx.input_);
       // A body that swallowed the unwind exception still ends as the host said.
       if (ctx.interrupted_) return ToC(*ctx.interrupted_);
+      // So does a cancelled run that swallowed Cancelled (or never saw it).
+      if (ctx.cancelled_) return ToC(Status::kCancelled);
       const std::string text = output.dump();
       return host->set_output(native, text.data(), text.size());
     } catch (const Unwind& unwind) {
@@ -1377,7 +2168,8 @@ struct ContextAccess {
 // list by its constructor (no allocation, so it cannot fail at load time).
 class WorkflowRegistration {
  public:
-  WorkflowRegistration(const char* name, std::uint32_t version, kagzi_run_fn run) noexcept;
+  WorkflowRegistration(const char* name, std::uint32_t version, kagzi_run_fn run,
+                       std::uint64_t timeout_ms = 0) noexcept;
 
   kagzi_workflow descriptor() const noexcept {
     kagzi_workflow workflow{};
@@ -1389,6 +2181,7 @@ class WorkflowRegistration {
     workflow.reserved0 = 0;
     workflow.run = run_;
     workflow.user_data = nullptr;
+    workflow.timeout_ms = timeout_ms_;
     return workflow;
   }
   const WorkflowRegistration* next() const noexcept { return next_; }
@@ -1397,6 +2190,7 @@ class WorkflowRegistration {
   const char* name_;
   std::uint32_t version_;
   kagzi_run_fn run_;
+  std::uint64_t timeout_ms_;
   WorkflowRegistration* next_ = nullptr;
 };
 
@@ -1413,8 +2207,9 @@ KAGZI_HIDDEN inline WorkflowList& Registrations() noexcept {
 }
 
 inline WorkflowRegistration::WorkflowRegistration(const char* name, std::uint32_t version,
-                                                  kagzi_run_fn run) noexcept
-    : name_(name), version_(version), run_(run) {
+                                                  kagzi_run_fn run,
+                                                  std::uint64_t timeout_ms) noexcept
+    : name_(name), version_(version), run_(run), timeout_ms_(timeout_ms) {
   WorkflowList& list = Registrations();
   if (list.tail != nullptr) {
     list.tail->next_ = this;
@@ -1480,10 +2275,30 @@ KAGZI_HIDDEN inline const kagzi_plugin* PluginEntry(std::uint16_t host_abi_major
 #define KAGZI_WORKFLOW(name, version, ctx, input) \
   KAGZI_WORKFLOW_NAMED(name, #name, version, ctx, input)
 
+// KAGZI_WORKFLOW_WITH_TIMEOUT(name, version, timeout, ctx, input) { ... }
+//
+// ABI 1.1. The same with a default deadline for every run of the workflow,
+// counted from the run's start (kagzictl start --timeout overrides it): a
+// constant expression, either an integer of milliseconds (1500) or a
+// std::chrono duration (std::chrono::minutes(5), rounded up to milliseconds).
+// 0 means none. The deadline is the daemon's to enforce; the run fails once it
+// passes, while running or parked.
+#define KAGZI_WORKFLOW_WITH_TIMEOUT(name, version, timeout, ctx, input) \
+  KAGZI_WORKFLOW_NAMED_WITH_TIMEOUT(name, #name, version, timeout, ctx, input)
+
 // The same with a registered name that is not a C identifier:
 // KAGZI_WORKFLOW_NAMED(send_invoice, "billing.send-invoice", 2, ctx, input) { ... }
-#define KAGZI_WORKFLOW_NAMED(kagzi_ident, kagzi_name, kagzi_version, kagzi_ctx, kagzi_input)      \
+#define KAGZI_WORKFLOW_NAMED(kagzi_ident, kagzi_name, kagzi_version, kagzi_ctx, kagzi_input) \
+  KAGZI_WORKFLOW_NAMED_WITH_TIMEOUT(kagzi_ident, kagzi_name, kagzi_version, 0, kagzi_ctx,    \
+                                    kagzi_input)
+
+// Both: KAGZI_WORKFLOW_NAMED_WITH_TIMEOUT(ident, "registered.name", version, timeout, ctx, input)
+#define KAGZI_WORKFLOW_NAMED_WITH_TIMEOUT(kagzi_ident, kagzi_name, kagzi_version, kagzi_timeout,  \
+                                          kagzi_ctx, kagzi_input)                                 \
   static_assert((kagzi_version) >= 1, "KAGZI_WORKFLOW: version must be >= 1");                    \
+  static_assert(::kagzi::detail::WorkflowTimeoutMs(kagzi_timeout) >= 0,                           \
+                "KAGZI_WORKFLOW_WITH_TIMEOUT: the timeout must be a non-negative constant "       \
+                "(milliseconds, or a std::chrono duration)");                                     \
   static ::kagzi::Json kagzi_body_##kagzi_ident##_v##kagzi_version(::kagzi::Context&,             \
                                                                    const ::kagzi::Json&);         \
   extern "C" {                                                                                    \
@@ -1496,7 +2311,8 @@ KAGZI_HIDDEN inline const kagzi_plugin* PluginEntry(std::uint16_t host_abi_major
   static const ::kagzi::detail::WorkflowRegistration                                              \
       kagzi_registration_##kagzi_ident##_v##kagzi_version(                                        \
           (kagzi_name), static_cast<std::uint32_t>(kagzi_version),                                \
-          &kagzi_run_##kagzi_ident##_v##kagzi_version);                                           \
+          &kagzi_run_##kagzi_ident##_v##kagzi_version,                                            \
+          static_cast<std::uint64_t>(::kagzi::detail::WorkflowTimeoutMs(kagzi_timeout)));         \
   static ::kagzi::Json kagzi_body_##kagzi_ident##_v##kagzi_version(                               \
       [[maybe_unused]] ::kagzi::Context& kagzi_ctx,      /* NOLINT(bugprone-macro-parentheses) */ \
       [[maybe_unused]] const ::kagzi::Json& kagzi_input) /* NOLINT(bugprone-macro-parentheses) */

@@ -1,5 +1,5 @@
 /*
- * kagzi/plugin.h -- the Kagzi workflow plugin ABI, version 1.0.
+ * kagzi/plugin.h -- the Kagzi workflow plugin ABI, version 1.1.
  *
  * This header is the specification. A workflow plugin is a shared object
  * that exports exactly one symbol, kagzi_plugin_entry(), which returns a
@@ -93,7 +93,7 @@ extern "C" {
 
 /* ABI version this header describes. */
 #define KAGZI_ABI_MAJOR 1
-#define KAGZI_ABI_MINOR 0
+#define KAGZI_ABI_MINOR 1
 
 /* Longest workflow name, plugin name or step id, in bytes. */
 #define KAGZI_MAX_NAME_LEN 255
@@ -119,6 +119,15 @@ typedef int32_t kagzi_status;
 /* Host only: the call broke a rule of this ABI (context used after SUSPEND
  * or from inside a step, duplicate or invalid step id, invalid JSON). */
 #define KAGZI_ERR_MISUSE INT32_C(5)
+/* ABI 1.1. A wait ended by its timeout (wait_for_event). */
+#define KAGZI_ERR_TIMEOUT INT32_C(6)
+/* ABI 1.1. This run was cancelled (kagzictl cancel). Returned once, by the
+ * first journaled call (step, sleep, wait, child call, parallel, helper)
+ * after the host learns of it; later calls work again so the workflow may
+ * run cleanup steps. However run() then returns, the run ends CANCELLED.
+ * A run that is parked or pending when cancelled ends CANCELLED at once,
+ * without being invoked again. */
+#define KAGZI_ERR_CANCELLED INT32_C(7)
 
 /* Log levels for kagzi_host.log. */
 #define KAGZI_LOG_DEBUG INT32_C(0)
@@ -156,6 +165,43 @@ typedef struct kagzi_writer {
  * message to result, returns KAGZI_OK, KAGZI_ERR_RETRYABLE or
  * KAGZI_ERR_PERMANENT. Must not call back into the context. */
 typedef kagzi_status (*kagzi_step_fn)(void *user, const kagzi_writer *result);
+
+/* ------------------------------------------------------------------------ */
+/* ABI 1.1: retry policies and parallel steps                                */
+/* ------------------------------------------------------------------------ */
+
+/* How a step whose function returns KAGZI_ERR_RETRYABLE is retried. Each
+ * failed attempt is recorded (attempt count and error) and the run is parked
+ * until the next attempt is due: no executor is held while it waits. After
+ * max_attempts, or at once on KAGZI_ERR_PERMANENT, the step's failure is
+ * recorded and returned to the workflow. Delay before attempt n+1:
+ *   min(initial_interval_ms * multiplier^(n-1), max_interval_ms)
+ * scaled by a random factor in [1 - jitter, 1 + jitter]. Copied by the host. */
+typedef struct kagzi_retry_policy {
+  uint32_t struct_size;         /* sizeof(kagzi_retry_policy) */
+  uint32_t max_attempts;        /* >= 1; 1 means no retry */
+  uint64_t initial_interval_ms; /* >= 1 */
+  uint64_t max_interval_ms;     /* >= initial_interval_ms */
+  double multiplier;            /* >= 1.0 */
+  double jitter;                /* 0.0 .. 1.0 */
+} kagzi_retry_policy;
+
+/* One step of a parallel group (kagzi_host.parallel). The plugin fills the
+ * inputs; the host fills the outputs before parallel() returns. */
+typedef struct kagzi_parallel_step {
+  uint32_t struct_size; /* sizeof(kagzi_parallel_step) */
+  uint32_t reserved0;   /* must be 0 */
+  /* inputs */
+  const char *step_id;
+  kagzi_step_fn fn;
+  void *user;
+  const kagzi_retry_policy *policy; /* NULL: the daemon's default policy */
+  /* outputs: like step()'s return value and out-parameters */
+  kagzi_status status;
+  uint32_t reserved1; /* set to 0 by the plugin; the host ignores it */
+  const char *out;    /* valid until run() returns */
+  size_t out_len;
+} kagzi_parallel_step;
 
 /* ------------------------------------------------------------------------ */
 /* Host function table (passed to run())                                    */
@@ -217,6 +263,54 @@ typedef struct kagzi_host {
    * idempotency key towards a payment API). *id stays valid until run()
    * returns. Allowed from inside step functions too. */
   kagzi_status (*get_run_id)(kagzi_context *ctx, const char **id, size_t *len);
+
+  /* ---- ABI 1.1: present when abi_minor >= 1 (a 1.0 host's table ends at
+   *      get_run_id; a plugin built for 1.1 that may meet a 1.0 host checks
+   *      abi_minor before calling these) ------------------------------- */
+
+  /* step() with an explicit retry policy (NULL: the daemon's default, which
+   * plain step() also uses). Besides step()'s results it may return
+   * KAGZI_SUSPEND while a retry is pending (the run is parked until then). */
+  kagzi_status (*step_with_policy)(kagzi_context *ctx, const char *step_id, kagzi_step_fn fn,
+                                   void *user, const kagzi_retry_policy *policy, const char **out,
+                                   size_t *out_len);
+
+  /* Waits for an event named event_name sent to this run (kagzictl signal).
+   * Events sent before the wait are kept; each is consumed by one wait, in
+   * the order sent. Parks the run (KAGZI_SUSPEND) until one arrives or
+   * timeout_ms passes (timeout_ms < 0: no timeout). On replay returns the
+   * recorded outcome: KAGZI_OK with the event's JSON payload in *payload, or
+   * KAGZI_ERR_TIMEOUT. */
+  kagzi_status (*wait_for_event)(kagzi_context *ctx, const char *step_id, const char *event_name,
+                                 int64_t timeout_ms, const char **payload, size_t *payload_len);
+
+  /* Starts a child run of `workflow` with the given JSON input (once: replay
+   * never starts a second child) and parks this run until the child
+   * finishes. Returns KAGZI_OK with the child's output, or
+   * KAGZI_ERR_PERMANENT with the child's error (also when the child was
+   * cancelled; KAGZI_ERR_CANCELLED always means this run was cancelled).
+   * Cancelling a run cancels its children. */
+  kagzi_status (*call_child)(kagzi_context *ctx, const char *step_id, const char *workflow,
+                             const char *input_json, size_t input_len, const char **out,
+                             size_t *out_len);
+
+  /* Runs the unfinished steps of `steps` at the same time, at most
+   * max_concurrency at once (0: the host's limit), each memoized on its own,
+   * and returns when all have an outcome (in each element's status/out).
+   * Step functions run on host worker threads, concurrently: they must not
+   * share unsynchronized state. Returns KAGZI_OK when every element has its
+   * outcome, KAGZI_SUSPEND when the run must park (a retry is pending, the
+   * lease was lost, the daemon is draining), KAGZI_ERR_CANCELLED (every
+   * unfinished element then has that status), or like step() on misuse.
+   * count may be 0 (returns KAGZI_OK). */
+  kagzi_status (*parallel)(kagzi_context *ctx, kagzi_parallel_step *steps, size_t count,
+                           uint32_t max_concurrency);
+
+  /* Deterministic helpers: the wall-clock time (Unix milliseconds) and a
+   * random 64-bit number, recorded under step_id on first use so that every
+   * replay sees the same value. */
+  kagzi_status (*now_ms)(kagzi_context *ctx, const char *step_id, int64_t *unix_ms);
+  kagzi_status (*random_u64)(kagzi_context *ctx, const char *step_id, uint64_t *value);
 } kagzi_host;
 
 /* ------------------------------------------------------------------------ */
@@ -238,6 +332,11 @@ typedef struct kagzi_workflow {
   uint32_t reserved0;   /* must be 0 */
   kagzi_run_fn run;
   void *user_data; /* passed to run() untouched */
+  /* ---- ABI 1.1 ---- */
+  /* Deadline of every run of this workflow, from its start, unless the run
+   * was started with its own (kagzictl start --timeout). 0: none. The host
+   * reads it only when struct_size covers it. */
+  uint64_t timeout_ms;
 } kagzi_workflow;
 
 typedef struct kagzi_plugin {
@@ -247,8 +346,11 @@ typedef struct kagzi_plugin {
   const char *name;     /* plugin name, see STRINGS */
   const char *version;  /* plugin version text, e.g. "1.2.0" */
   uint32_t workflow_count;
-  uint32_t reserved0;              /* must be 0 */
-  const kagzi_workflow *workflows; /* array of workflow_count descriptors */
+  uint32_t reserved0; /* must be 0 */
+  /* Array of workflow_count descriptors, all with the same struct_size: the
+   * host steps through it by the first element's struct_size, so a plugin
+   * built against an older minor (smaller kagzi_workflow) loads unchanged. */
+  const kagzi_workflow *workflows;
   /* Optional (may be NULL). Called once after the plugin is accepted and
    * before any run(). A status other than KAGZI_OK refuses the plugin. */
   kagzi_status (*init)(void);

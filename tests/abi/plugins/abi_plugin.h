@@ -17,7 +17,7 @@
   {                                                                                       \
     .struct_size = sizeof(kagzi_workflow), .abi_major = KAGZI_ABI_MAJOR,                  \
     .abi_minor = KAGZI_ABI_MINOR, .name = (name_), .version = (version_), .reserved0 = 0, \
-    .run = (run_), .user_data = NULL                                                      \
+    .run = (run_), .user_data = NULL, .timeout_ms = 0                                     \
   }
 
 /* A well-formed plugin descriptor of ABI 1.0 over a static workflow array. */

@@ -32,6 +32,14 @@ struct Config {
   std::string log_level = "info";
   // Largest run input, step result or output accepted, in bytes.
   std::int64_t max_payload_bytes = 16 * 1024 * 1024;
+  // The retry policy of steps that do not give their own (ABI 1.1).
+  int retry_max_attempts = 3;
+  std::chrono::milliseconds retry_initial_interval{1'000};
+  std::chrono::milliseconds retry_max_interval{60'000};
+  double retry_multiplier = 2.0;
+  double retry_jitter = 0.2;
+  // Most steps of one parallel group that run at the same time.
+  int parallel_limit = 8;
 
   // Where the file part came from ("" when no file was read).
   std::string source_file;

@@ -20,6 +20,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -41,12 +42,19 @@ inline bool IsTerminal(RunStatus s) {
   return s == RunStatus::kCompleted || s == RunStatus::kFailed || s == RunStatus::kCancelled;
 }
 
-enum class StepKind { kStep, kSleep, kEvent, kChild };
+enum class StepKind { kStep, kSleep, kEvent, kChild, kHelper };
 std::string_view StepKindName(StepKind k);  // "step", "sleep", ...
 std::optional<StepKind> ParseStepKind(std::string_view s);
 
-enum class StepStatus { kCompleted, kFailed };
-enum class ErrorKind { kRetryable, kPermanent };
+// COMPLETED/FAILED are final. RETRYING: a step between attempts (wake_at is
+// when the next is due). WAITING: an event wait or child call not yet
+// satisfied.
+enum class StepStatus { kCompleted, kFailed, kRetrying, kWaiting };
+std::string_view StepStatusName(StepStatus s);  // "COMPLETED", ...
+std::optional<StepStatus> ParseStepStatus(std::string_view s);
+enum class ErrorKind { kRetryable, kPermanent, kTimeout, kCancelled };
+std::string_view ErrorKindName(ErrorKind k);  // "retryable", ...
+std::optional<ErrorKind> ParseErrorKind(std::string_view s);
 
 // One journal entry.
 struct StepRecord {
@@ -58,9 +66,19 @@ struct StepRecord {
   std::optional<std::string> error;   // message (FAILED steps)
   ErrorKind error_kind = ErrorKind::kPermanent;
   int attempts = 1;
-  std::optional<Micros> wake_at;  // sleeps
+  std::optional<Micros> wake_at;  // sleeps; next attempt (RETRYING); wait deadline (WAITING)
   std::optional<Micros> started_at;
   Micros finished_at = 0;
+  std::optional<std::string> event_name;    // event waits
+  std::optional<std::string> child_run_id;  // child calls
+};
+
+// A child call's child, as the claim found it (journal entries of kind
+// child that are WAITING).
+struct ChildOutcome {
+  RunStatus status = RunStatus::kPending;
+  std::optional<std::string> output;
+  std::optional<std::string> error;
 };
 
 struct RunRecord {
@@ -83,6 +101,10 @@ struct RunRecord {
   std::optional<Micros> started_at;
   Micros updated_at = 0;
   std::optional<Micros> finished_at;
+  std::optional<Micros> deadline_at;
+  bool cancel_requested = false;
+  std::optional<std::string> cancel_reason;
+  std::int64_t wake_seq = 0;
 };
 
 // Proof of ownership carried by every write for a claimed run.
@@ -108,6 +130,26 @@ struct ClaimRequest {
 struct ClaimedRun {
   RunRecord run;                    // status RUNNING, version pinned, epoch bumped
   std::vector<StepRecord> journal;  // sorted by seq
+  // For child-call entries: the child's state, by child run id.
+  std::map<std::string, ChildOutcome> children;
+};
+
+// What a fenced write learned about the run while it held its row lock.
+struct WriteFeedback {
+  bool cancel_requested = false;
+  std::optional<std::string> cancel_reason;
+};
+
+// How to park a run (ParkRun).
+struct ParkOptions {
+  // Wake time: a delay from now (database clock), or an absolute time, or
+  // neither (until woken by kagzi_wake: an event arrives, a child finishes).
+  std::optional<std::chrono::milliseconds> delay;
+  std::optional<Micros> until;
+  // For waits: park only if the run's wake_seq still has this value (the
+  // value read at the claim); otherwise something happened since, and the
+  // run stays claimable now.
+  std::optional<std::int64_t> expected_wake_seq;
 };
 
 struct ClaimBatch {
@@ -150,6 +192,8 @@ struct StartRequest {
   std::string input = "null";  // validated JSON text
   std::optional<std::string> idempotency_key;
   int priority = 0;
+  // Deadline, from now; the run fails with "deadline exceeded" after it.
+  std::optional<std::chrono::milliseconds> timeout;
 };
 
 struct StartResult {
@@ -160,6 +204,10 @@ struct StartResult {
 struct ListFilter {
   std::optional<RunStatus> status;
   std::optional<std::string> workflow;
+  std::optional<int> version;
+  std::optional<Micros> created_after;   // inclusive
+  std::optional<Micros> created_before;  // exclusive
+  std::optional<std::string> parent_run_id;
   int limit = 50;
 };
 
@@ -186,13 +234,39 @@ class Store {
   virtual Result<std::optional<Micros>> NextWakeTime(const std::vector<WorkflowKey>& loaded) = 0;
 
   // --- fenced writes for a claimed run (kConflict: lease lost) -----------
-  // Records one journal entry.
-  virtual Status RecordStep(const Lease& lease, const StepRecord& step) = 0;
-  // Optionally records a journal entry (a sleep) and parks the run as
-  // SLEEPING until now()+delay (database clock), releasing the lease.
-  // Returns the wake time.
-  virtual Result<Micros> ParkRun(const Lease& lease, const std::optional<StepRecord>& step,
-                                 std::chrono::milliseconds delay) = 0;
+  // Records one journal entry, or updates a pending one (RETRYING/WAITING)
+  // with the same id; a final entry is never changed. Fills *feedback.
+  // kPermanent: the run's deadline has passed (nothing written).
+  virtual Status RecordStep(const Lease& lease, const StepRecord& step,
+                            WriteFeedback* feedback = nullptr) = 0;
+  // Optionally records a journal entry and parks the run as SLEEPING
+  // (lease released) per options; available_at is capped by the run's
+  // deadline. Returns the wake time (nullopt: until woken).
+  virtual Result<std::optional<Micros>> ParkRun(const Lease& lease,
+                                                const std::optional<StepRecord>& step,
+                                                const ParkOptions& options) = 0;
+  // Convenience: park for `delay` from now.
+  Result<Micros> ParkRun(const Lease& lease, const std::optional<StepRecord>& step,
+                         std::chrono::milliseconds delay) {
+    auto r = ParkRun(lease, step, ParkOptions{delay, std::nullopt, std::nullopt});
+    if (!r.ok()) return r.status();
+    return r->value_or(0);
+  }
+  // Consumes the oldest unconsumed event named wait.event_name sent to the
+  // run and records `wait` COMPLETED with its payload, in one statement.
+  // Returns the payload, or nullopt when there is no such event (nothing
+  // written).
+  virtual Result<std::optional<std::string>> ConsumeEvent(const Lease& lease,
+                                                          const StepRecord& wait) = 0;
+  // Starts the child run (parent = lease.run_id; idempotent per parent and
+  // step id) and records `entry` WAITING with its id. Returns the child's
+  // run id.
+  virtual Result<std::string> StartChild(const Lease& lease, const StepRecord& entry,
+                                         const StartRequest& child) = 0;
+  // Sets the run's deadline if it has none (a workflow's default timeout).
+  virtual Status SetDeadline(const Lease& lease, Micros deadline_at) = 0;
+  // Ends the run CANCELLED with reason, and cancels its children.
+  virtual Status CancelRun(const Lease& lease, std::string_view reason) = 0;
   virtual Status CompleteRun(const Lease& lease, std::string_view output_json) = 0;
   virtual Status FailRun(const Lease& lease, std::string_view error) = 0;
   // Gives the run back (PENDING, runnable now) so another daemon takes it at
@@ -209,6 +283,16 @@ class Store {
   virtual Result<std::vector<WorkflowRecord>> ListWorkflows() = 0;
   virtual Result<std::vector<DaemonRecord>> ListDaemons() = 0;
   virtual Result<Micros> Now() = 0;
+  // Cancels a run and its children (kagzi_cancel): parked and pending runs
+  // at once, running ones at their next step boundary. kInvalidArgument if
+  // the run is already terminal. Returns how many runs were affected.
+  virtual Result<int> RequestCancel(std::string_view run_id, std::string_view reason) = 0;
+  // Sends an event to a non-terminal run and wakes it if it is parked.
+  virtual Status SendEvent(std::string_view run_id, std::string_view name,
+                           std::string_view payload_json) = 0;
+  // Resumes a FAILED run from its failed step: its FAILED journal entries are
+  // removed (they run again), recorded ones stay; the run becomes PENDING.
+  virtual Status RetryRun(std::string_view run_id) = 0;
 };
 
 struct PgStoreOptions {
@@ -238,9 +322,17 @@ class PgStore final : public Store {
   Result<std::vector<std::string>> Heartbeat(std::string_view owner,
                                              std::chrono::milliseconds lease_ttl) override;
   Result<std::optional<Micros>> NextWakeTime(const std::vector<WorkflowKey>& loaded) override;
-  Status RecordStep(const Lease& lease, const StepRecord& step) override;
-  Result<Micros> ParkRun(const Lease& lease, const std::optional<StepRecord>& step,
-                         std::chrono::milliseconds delay) override;
+  Status RecordStep(const Lease& lease, const StepRecord& step,
+                    WriteFeedback* feedback = nullptr) override;
+  using Store::ParkRun;
+  Result<std::optional<Micros>> ParkRun(const Lease& lease, const std::optional<StepRecord>& step,
+                                        const ParkOptions& options) override;
+  Result<std::optional<std::string>> ConsumeEvent(const Lease& lease,
+                                                  const StepRecord& wait) override;
+  Result<std::string> StartChild(const Lease& lease, const StepRecord& entry,
+                                 const StartRequest& child) override;
+  Status SetDeadline(const Lease& lease, Micros deadline_at) override;
+  Status CancelRun(const Lease& lease, std::string_view reason) override;
   Status CompleteRun(const Lease& lease, std::string_view output_json) override;
   Status FailRun(const Lease& lease, std::string_view error) override;
   Status ReleaseRun(const Lease& lease) override;
@@ -252,6 +344,10 @@ class PgStore final : public Store {
   Result<std::vector<WorkflowRecord>> ListWorkflows() override;
   Result<std::vector<DaemonRecord>> ListDaemons() override;
   Result<Micros> Now() override;
+  Result<int> RequestCancel(std::string_view run_id, std::string_view reason) override;
+  Status SendEvent(std::string_view run_id, std::string_view name,
+                   std::string_view payload_json) override;
+  Status RetryRun(std::string_view run_id) override;
 
  private:
   PgStoreOptions options_;
