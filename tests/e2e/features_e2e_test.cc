@@ -382,6 +382,57 @@ TEST_F(FeaturesE2E, HelperValuesAreJournaledAndReturned) {
   EXPECT_EQ(std::string(out["r"].GetString()), r->output.value_or(""));
 }
 
+// --- 8. versions ----------------------------------------------------------------
+
+TEST_F(FeaturesE2E, StatusSaysWhenNoLiveDaemonHasTheRunsVersion) {
+  std::string v1_dir = dir_.path() + "/v1", v2_dir = dir_.path() + "/v2";
+  FillPluginDir(v1_dir, {FixturePluginPath("ledger.so")});
+  FillPluginDir(v2_dir, {FixturePluginPath("ledger_v2.so")});
+  auto a = StartReadyDaemon(db_->url(), v1_dir, dir_.path() + "/a.log");
+  std::string id = Start("ledger", LedgerInput(ledger_, 2, 0, 60000, 0));
+  ASSERT_TRUE(WaitForStatus(id, RunStatus::kSleeping, seconds(30))) << a->Log();
+  a->Signal(SIGTERM);
+  ASSERT_EQ(a->Wait(seconds(30)), 0);
+  auto b = StartReadyDaemon(db_->url(), v2_dir, dir_.path() + "/b.log");
+  auto r = Ctl(db_->url(), {"status", id});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("no live kagzid has workflow \"ledger\" version 1 loaded"),
+            std::string::npos)
+      << r.out;
+  r = Ctl(db_->url(), {"workflows", "--json"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  rapidjson::Document wf;
+  wf.Parse(r.out.c_str());
+  ASSERT_TRUE(wf.IsObject()) << r.out;
+  bool saw_v1_open = false;
+  for (const auto& w : wf["workflows"].GetArray()) {
+    if (std::string(w["workflow"].GetString()) == "ledger" && w["version"].IsInt() &&
+        w["version"].GetInt() == 1) {
+      saw_v1_open = w["open_runs"].GetInt() == 1;
+    }
+  }
+  EXPECT_TRUE(saw_v1_open) << r.out;
+}
+
+// --- 9. operator commands -------------------------------------------------------
+
+TEST_F(FeaturesE2E, RetryResumesAFailedRunFromItsFailedStep) {
+  auto d = Daemon("d");
+  // The first execution of "flaky" fails permanently and fails the run; the
+  // second (after kagzictl retry) succeeds.
+  std::string id = Start(
+      "retry_step",
+      In(R"("fail_times":1,"max_attempts":1,"initial_ms":100,"permanent":true,"fail_run":true)"));
+  ASSERT_TRUE(WaitForStatus(id, RunStatus::kFailed, seconds(30))) << d->Log();
+  auto r = Ctl(db_->url(), {"retry", id});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  ASSERT_TRUE(WaitForStatus(id, RunStatus::kCompleted, seconds(30))) << d->Log();
+  EXPECT_TRUE(Output(id)["ok"].GetBool());
+  EXPECT_EQ(Executions(id, "flaky"), 2);
+  r = Ctl(db_->url(), {"retry", id});
+  EXPECT_EQ(r.exit_code, 2) << "only a failed run can be retried";
+}
+
 // --- compatibility: a plugin built for ABI 1.0 ------------------------------
 
 TEST_F(FeaturesE2E, PluginBuiltForAbi10LoadsAndRunsUnchanged) {

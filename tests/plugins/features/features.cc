@@ -21,6 +21,7 @@
 //     (run, "flaky"), so it survives a change of daemon. Output {"ok": true}
 //     on success; on StepError a step "compensate" runs and the output is
 //     {"compensated": true, "error": <the step's last message>, "step": "flaky"}.
+//     With "fail_run": true the StepError fails the run instead.
 //
 //   wait_event   {"ledger", "name": "go", "timeout_ms": T (optional: forever)}
 //     Step "before", wait_for_event("wait", name, T ms), step "after".
@@ -158,6 +159,8 @@ KAGZI_WORKFLOW(retry_step, 1, ctx, input) {
   const auto max_attempts = input.value<std::uint32_t>("max_attempts", 3);
   const auto initial_ms = input.value<std::int64_t>("initial_ms", 100);
   const bool permanent = input.value("permanent", false);
+  // "fail_run": true lets the StepError fail the run (for kagzictl retry).
+  const bool fail_run = input.value("fail_run", false);
   const kagzi::RetryPolicy policy{.max_attempts = max_attempts,
                                   .initial_interval = std::chrono::milliseconds(initial_ms),
                                   .max_interval = std::chrono::milliseconds(10 * initial_ms),
@@ -179,6 +182,7 @@ KAGZI_WORKFLOW(retry_step, 1, ctx, input) {
         policy);
     return kagzi::Json{{"ok", true}};
   } catch (const kagzi::StepError& e) {
+    if (fail_run) throw;
     ctx.step("compensate", [&] { Record(ledger, ctx.run_id(), "compensate", "exec"); });
     return kagzi::Json{{"compensated", true}, {"error", e.message()}, {"step", e.step_id()}};
   }
