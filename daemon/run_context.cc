@@ -535,6 +535,13 @@ kagzi_status RunContext::Step(const char* step_id, kagzi_step_fn fn, void* user,
     }
     Micros due = recorded->wake_at.value_or(0);
     if (due > DbNow()) {
+      // A pending cancellation (which keeps the run claimable) is delivered
+      // here rather than parking again until the retry is due.
+      if (cancel_requested_ && !cancel_delivered_) {
+        kagzi_status st = CheckInterrupts(id, seq, StepKind::kStep);
+        if (st == KAGZI_ERR_CANCELLED) give(cancel_reason_);
+        return st;
+      }
       return Park(std::nullopt, ParkOptions{std::nullopt, due, std::nullopt},
                   fmt::format("step \"{}\": attempt {} is due later", id, recorded->attempts + 1));
     }
@@ -858,17 +865,20 @@ kagzi_status RunContext::Parallel(kagzi_parallel_step* steps, std::size_t count,
     s.run = true;
   }
   std::vector<Slot*> to_run;
+  Slot* first_unfinished = nullptr;
   for (auto& s : slots) {
     if (s.run) to_run.push_back(&s);
+    if ((s.run || s.retry_due) && first_unfinished == nullptr) first_unfinished = &s;
   }
-  if (!to_run.empty()) {
-    kagzi_status st = CheckInterrupts(to_run[0]->id, to_run[0]->seq, StepKind::kStep);
+  if (first_unfinished != nullptr) {
+    kagzi_status st =
+        CheckInterrupts(first_unfinished->id, first_unfinished->seq, StepKind::kStep);
     if (st == KAGZI_ERR_CANCELLED) {
       // Every unfinished member receives the cancellation, journaled.
       for (std::size_t k = 0; k < slots.size(); ++k) {
         Slot& s = slots[k];
         if (!s.run && !s.retry_due) continue;
-        if (&s != to_run[0]) {
+        if (&s != first_unfinished) {
           StepRecord rec;
           rec.step_id = s.id;
           rec.seq = s.seq;
@@ -888,7 +898,8 @@ kagzi_status RunContext::Parallel(kagzi_parallel_step* steps, std::size_t count,
       return KAGZI_ERR_CANCELLED;
     }
     if (st != KAGZI_OK) return st;
-
+  }
+  if (!to_run.empty()) {
     // Phase 2: the step functions, on worker threads; each records its own
     // outcome as soon as it has one.
     std::size_t limit = static_cast<std::size_t>(options_.parallel_limit);
