@@ -356,6 +356,35 @@ TEST_F(FeaturesE2E, ParallelStepsRunAtTheSameTimeEachMemoized) {
   for (int i = 0; i < 6; ++i) EXPECT_EQ(Executions(id, "sq-" + std::to_string(i)), 1);
 }
 
+TEST_F(FeaturesE2E, ParallelGroupAfterACrashRunsOnlyItsUnfinishedMembers) {
+  DaemonOptions o;
+  o.lease_ttl = "2s";
+  o.heartbeat_interval = "500ms";
+  o.poll_interval = "300ms";
+  auto a = Daemon("a", o);
+  // 8 members of 700 ms, at most 2 at once: the group takes ~2.8 s, so the
+  // kill lands while some members are recorded and others are not.
+  std::string id = Start("fanout", In(R"("n":8,"step_ms":700,"max_concurrency":2)"));
+  ASSERT_TRUE(Eventually([&] { return Steps(id).size() >= 2; }, seconds(30))) << a->Log();
+  a->Signal(SIGKILL);
+  ASSERT_EQ(a->Wait(seconds(10)), -SIGKILL);
+  std::set<std::string> recorded_before_kill;
+  for (const auto& s : Steps(id)) recorded_before_kill.insert(s.step_id);
+  ASSERT_LT(recorded_before_kill.size(), 8u) << "the kill came too late to prove anything";
+  auto b = Daemon("b", o);
+  ASSERT_TRUE(WaitForStatus(id, RunStatus::kCompleted, seconds(60))) << b->Log();
+  ASSERT_EQ(Output(id)["squares"].Size(), 8u);
+  for (int i = 0; i < 8; ++i) {
+    std::string step = "sq-" + std::to_string(i);
+    if (recorded_before_kill.contains(step)) {
+      EXPECT_EQ(Executions(id, step), 1) << step << " was recorded and must not run again";
+    } else {
+      EXPECT_GE(Executions(id, step), 1) << step;
+      EXPECT_LE(Executions(id, step), 2) << step;
+    }
+  }
+}
+
 TEST_F(FeaturesE2E, ParallelGroupReportsAFailedMemberAndKeepsTheOthers) {
   auto d = Daemon("d");
   std::string id = Start("fanout", In(R"("n":4,"step_ms":50,"fail_index":2)"));
@@ -369,17 +398,22 @@ TEST_F(FeaturesE2E, ParallelGroupReportsAFailedMemberAndKeepsTheOthers) {
 
 // --- 7. deterministic helpers -------------------------------------------------
 
-TEST_F(FeaturesE2E, HelperValuesAreJournaledAndReturned) {
+TEST_F(FeaturesE2E, HelperValuesAreJournaledAndReplayedUnchanged) {
   auto d = Daemon("d");
-  std::string id = Start("helpers", In(""));
+  // The sleep makes the run replay (on a new claim) after the values were
+  // taken: the replay must see the recorded values, not new ones.
+  std::string id = Start("helpers", In(R"("sleep_ms":300)"));
   ASSERT_TRUE(WaitForStatus(id, RunStatus::kCompleted, seconds(30))) << d->Log();
+  EXPECT_GE(Run(id).attempts, 2) << "the run was not replayed";
   auto out = Output(id);
+  EXPECT_TRUE(out["same"].GetBool()) << Run(id).output.value_or("");
   auto t0 = StepNamed(id, "t0");
   auto r = StepNamed(id, "r");
   ASSERT_TRUE(t0 && r);
   EXPECT_EQ(t0->kind, StepKind::kHelper);
   EXPECT_EQ(std::to_string(out["t0"].GetInt64()), t0->output.value_or(""));
   EXPECT_EQ(std::string(out["r"].GetString()), r->output.value_or(""));
+  EXPECT_EQ(Executions(id, "s"), 1);
 }
 
 // --- 8. versions ----------------------------------------------------------------
