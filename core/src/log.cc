@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <mutex>
@@ -152,15 +153,14 @@ LogTarget DetectLogTarget(const std::function<const char*(const char*)>& getenv)
   // redirected elsewhere inherits the variable but must not use the journal.
   const char* stream = get("JOURNAL_STREAM");
   if (stream == nullptr) return LogTarget::kStderr;
-  unsigned long long dev = 0, ino = 0;  // NOLINT(google-runtime-int): sscanf
+  std::uintmax_t dev = 0, ino = 0;
   char extra = 0;
-  if (std::sscanf(stream, "%llu:%llu%c", &dev, &ino, &extra) != 2) return LogTarget::kStderr;
+  if (std::sscanf(stream, "%ju:%ju%c", &dev, &ino, &extra) != 2) return LogTarget::kStderr;
   struct stat st {};
   if (fstat(STDERR_FILENO, &st) != 0) return LogTarget::kStderr;
-  return static_cast<unsigned long long>(st.st_dev) == dev &&       // NOLINT(google-runtime-int)
-                 static_cast<unsigned long long>(st.st_ino) == ino  // NOLINT(google-runtime-int)
-             ? LogTarget::kJournal
-             : LogTarget::kStderr;
+  const bool same = static_cast<std::uintmax_t>(st.st_dev) == dev &&
+                    static_cast<std::uintmax_t>(st.st_ino) == ino;
+  return same ? LogTarget::kJournal : LogTarget::kStderr;
 }
 
 spdlog::sink_ptr MakeJournalSink(JournalSender send, std::string identifier) {

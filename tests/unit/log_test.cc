@@ -7,6 +7,7 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include <cstdint>
 #include <map>
 #include <mutex>
 #include <string>
@@ -195,8 +196,8 @@ LogTarget Detect(std::map<std::string, std::string> env) {
 std::string StderrStreamId() {
   struct stat st {};
   EXPECT_EQ(fstat(STDERR_FILENO, &st), 0);
-  return fmt::format("{}:{}", static_cast<unsigned long long>(st.st_dev),  // NOLINT
-                     static_cast<unsigned long long>(st.st_ino));          // NOLINT
+  return fmt::format("{}:{}", static_cast<std::uintmax_t>(st.st_dev),
+                     static_cast<std::uintmax_t>(st.st_ino));
 }
 
 TEST(LogTarget, StderrWithoutJournalStream) { EXPECT_EQ(Detect({}), LogTarget::kStderr); }
@@ -209,9 +210,8 @@ TEST(LogTarget, StderrWhenJournalStreamNamesAnotherStream) {
   // Inherited by a process whose stderr was redirected: not the journal.
   struct stat st {};
   ASSERT_EQ(fstat(STDERR_FILENO, &st), 0);
-  const std::string other =
-      fmt::format("{}:{}", static_cast<unsigned long long>(st.st_dev),  // NOLINT
-                  static_cast<unsigned long long>(st.st_ino) + 1);      // NOLINT
+  const std::string other = fmt::format("{}:{}", static_cast<std::uintmax_t>(st.st_dev),
+                                        static_cast<std::uintmax_t>(st.st_ino) + 1);
   EXPECT_EQ(Detect({{"JOURNAL_STREAM", other}}), LogTarget::kStderr);
   EXPECT_EQ(Detect({{"JOURNAL_STREAM", "garbage"}}), LogTarget::kStderr);
   EXPECT_EQ(Detect({{"JOURNAL_STREAM", StderrStreamId() + "x"}}), LogTarget::kStderr);
