@@ -23,7 +23,14 @@ readonly PACKAGES=(
   libcli11-dev
   libtomlplusplus-dev
   postgresql # initdb/pg_ctl under /usr/lib/postgresql/<ver>/bin, psql
-  util-linux # runuser, flock
+  util-linux # runuser, flock, nsenter
+  # Packaging (make package) and its tests (tests/packaging, scripts/e2e-systemd.sh)
+  systemd           # systemd-analyze verify/security
+  groff-base        # man page checks
+  rpm               # rpmbuild, for cpack -G RPM
+  systemd-container # systemd-nspawn, to boot a Debian guest with systemd
+  debootstrap       # the guest's root filesystem
+  procps            # pgrep
 )
 
 die() {
