@@ -7,10 +7,13 @@
 #   make format     clang-format -i every C/C++ source
 #   make lint       clang-tidy over the dev build's compile_commands.json
 #   make clean      stop private servers, delete build/ and .kagzi/
+#   make package    deb and rpm packages (release preset) in build/release/packages
+#   make e2e-systemd  build the packages and test them in a booted Debian with
+#                   systemd (root; scripts/e2e-systemd.sh)
 
 SHELL := /bin/bash
 .DEFAULT_GOAL := build
-.PHONY: build test demo demo-stop format lint clean
+.PHONY: build test demo demo-stop format lint clean package e2e-systemd
 
 SOURCE_DIRS := plugin-api core daemon ctl plugins tests bench
 empty :=
@@ -51,3 +54,15 @@ clean:
 	-@for d in .kagzi/pg build/dev/test-pg; do \
 	  if [ -d "$$d" ]; then KAGZI_PG_DIR="$(CURDIR)/$$d" scripts/pg.sh stop; fi; done
 	rm -rf build .kagzi
+
+# Packages: Release build, CMAKE_INSTALL_PREFIX=/usr, no tests (see packaging/cpack.cmake).
+package:
+	scripts/bootstrap.sh
+	cmake --preset release -DKAGZI_BUILD_TESTS=OFF
+	cmake --build --preset release
+	cd build/release && cpack -G "DEB;RPM"
+	@ls -l build/release/packages/*.deb build/release/packages/*.rpm
+
+e2e-systemd:
+	scripts/bootstrap.sh
+	scripts/e2e-systemd.sh
