@@ -204,10 +204,11 @@ boot() {
 # 1. Packages
 # ---------------------------------------------------------------------------
 phase "build the packages (Release, prefix /usr)"
+mkdir -p "$build_dir"
 cmake -S "$repo" -B "$build_dir" -G Ninja -DCMAKE_BUILD_TYPE=Release \
-  -DCMAKE_INSTALL_PREFIX=/usr -DKAGZI_BUILD_TESTS=OFF >"$build_dir.configure.log" 2>&1 ||
+  -DCMAKE_INSTALL_PREFIX=/usr -DKAGZI_BUILD_TESTS=OFF >"$build_dir/e2e-configure.log" 2>&1 ||
   {
-    cat "$build_dir.configure.log" >&2
+    cat "$build_dir/e2e-configure.log" >&2
     die "configure failed"
   }
 cmake --build "$build_dir"
