@@ -373,11 +373,14 @@ std::string RenderWorkflowsTable(const std::vector<WorkflowRecord>& workflows) {
 }
 
 std::string RenderDaemonsTable(const std::vector<DaemonRecord>& daemons, Micros now) {
-  Table t({"ID", "HOST", "PID", "VERSION", "CONCURRENCY", "RUNNING", "HEARTBEAT", "STATE"});
+  Table t({"ID", "HOST", "PID", "WORKER", "RESTARTS", "VERSION", "CONCURRENCY", "RUNNING",
+           "HEARTBEAT", "STATE"});
   for (const auto& d : daemons) {
-    t.AddRow({d.info.id, d.info.hostname, std::to_string(d.info.pid), d.info.version,
-              std::to_string(d.info.concurrency), std::to_string(d.running),
-              FormatElapsed(now - d.heartbeat_at) + " ago", d.alive ? "alive" : "dead"});
+    t.AddRow({d.info.id, d.info.hostname, std::to_string(d.info.pid),
+              d.info.worker_index > 0 ? std::to_string(d.info.worker_index) : "-",
+              std::to_string(d.info.restarts), d.info.version, std::to_string(d.info.concurrency),
+              std::to_string(d.running), FormatElapsed(now - d.heartbeat_at) + " ago",
+              d.alive ? "alive" : "dead"});
   }
   return t.Render();
 }
@@ -532,6 +535,16 @@ void WriteDaemon(JsonWriter& w, const DaemonRecord& d, Micros now) {
   w.Int64(std::max<Micros>(0, now - d.heartbeat_at) / 1000);
   WriteString(w, "alive");
   w.Bool(d.alive);
+  WriteString(w, "supervisor_id");
+  if (d.info.supervisor_id) {
+    w.String(d.info.supervisor_id->c_str());
+  } else {
+    w.Null();
+  }
+  WriteString(w, "worker_index");
+  w.Int(d.info.worker_index);
+  WriteString(w, "restarts");
+  w.Int(d.info.restarts);
   w.EndObject();
 }
 

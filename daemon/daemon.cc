@@ -5,6 +5,7 @@
 #include <sys/random.h>
 #include <unistd.h>
 
+#include <cstdio>
 #include <thread>
 
 #include "kagzi/core/log.h"
@@ -29,24 +30,27 @@ std::string NewUuid() {
       b[15]);
 }
 
-Daemon::Daemon(Config config, std::unique_ptr<Notifier> notifier)
-    : config_(std::move(config)), notifier_(std::move(notifier)), id_(NewUuid()) {}
+Daemon::Daemon(Config config, std::unique_ptr<Notifier> notifier, WorkerIdentity identity)
+    : config_(std::move(config)),
+      notifier_(std::move(notifier)),
+      identity_(std::move(identity)),
+      id_(NewUuid()) {
+  if (identity_.shared != nullptr) {
+    std::snprintf(identity_.shared->instance_id, sizeof(identity_.shared->instance_id), "%s",
+                  id_.c_str());
+  }
+}
 
-Daemon::~Daemon() = default;
-
-Status Daemon::Start(const std::atomic<bool>& stop_requested) {
+Status WaitForDatabaseAndMigrate(PgStore& store, Notifier& notifier,
+                                 const std::function<bool()>& stop_requested) {
   auto log = Logger("kagzid");
-  store_ = std::make_unique<PgStore>(
-      PgStoreOptions{config_.database_url, "kagzid", std::min(config_.concurrency, 8) + 2});
-
-  // Wait for the database, migrating once it answers.
   auto backoff = milliseconds(250);
   while (true) {
-    auto report = store_->Migrate();
+    auto report = store.Migrate();
     if (report.ok()) {
       log->info("database ready: {} migration(s) applied now, {} already applied (latest {})",
                 report->applied, report->already, report->latest);
-      break;
+      return Status::Ok();
     }
     if (!report.status().IsUnavailable()) {
       return report.status().WithContext("database migration failed");
@@ -57,15 +61,29 @@ Status Daemon::Start(const std::atomic<bool>& stop_requested) {
         "that the role and database exist",
         report.status().message(), backoff.count());
     log->warn("{}", msg);
-    notifier_->Status(msg);
+    notifier.Status(msg);
     auto until = std::chrono::steady_clock::now() + backoff;
     while (std::chrono::steady_clock::now() < until) {
-      if (stop_requested) return Status::Unavailable("stopped while waiting for the database");
+      if (stop_requested()) return Status::Unavailable("stopped while waiting for the database");
       std::this_thread::sleep_for(milliseconds(50));
     }
     backoff = std::min(backoff * 2, milliseconds(10'000));
   }
+}
 
+Daemon::~Daemon() = default;
+
+Status Daemon::Start(const std::atomic<bool>& stop_requested) {
+  auto log = Logger("kagzid");
+  store_ = std::make_unique<PgStore>(
+      PgStoreOptions{config_.database_url, "kagzid", std::min(config_.concurrency, 8) + 2});
+
+  if (identity_.migrate) {
+    KAGZI_RETURN_IF_ERROR(
+        WaitForDatabaseAndMigrate(*store_, *notifier_, [&] { return stop_requested.load(); }));
+  }
+
+  registry_.SetReporting(identity_.index <= 1);
   ScanReport scan = registry_.Scan(config_.plugin_dir);
   auto loaded = registry_.Loaded();
   log->info("plugins: {} workflow(s) loaded from \"{}\", {} plugin(s) refused", loaded.size(),
@@ -101,6 +119,7 @@ Status Daemon::Start(const std::atomic<bool>& stop_requested) {
       SchedulerOptions{config_.database_url, id_, config_.lease_ttl, config_.poll_interval});
   scheduler_->SetLoopHook([this] {
     notifier_->Watchdog();
+    if (identity_.shared != nullptr) identity_.shared->loop_heartbeat_ms = MonotonicMs();
     UpdateStatus();
   });
   executors_->Start();
@@ -108,9 +127,17 @@ Status Daemon::Start(const std::atomic<bool>& stop_requested) {
   scheduler_->Start();
   notifier_->Ready();
   UpdateStatus();
-  log->info("kagzid {} ready: instance {}, concurrency {}, lease_ttl {}, heartbeat {}, poll {}",
-            KAGZI_VERSION, id_, config_.concurrency, FormatDuration(config_.lease_ttl),
-            FormatDuration(config_.heartbeat_interval), FormatDuration(config_.poll_interval));
+  if (identity_.shared != nullptr) {
+    identity_.shared->loop_heartbeat_ms = MonotonicMs();
+    identity_.shared->ready = 1;
+    log->info("worker {} serving: instance {}, concurrency {}, lease_ttl {}, heartbeat {}, poll {}",
+              identity_.index, id_, config_.concurrency, FormatDuration(config_.lease_ttl),
+              FormatDuration(config_.heartbeat_interval), FormatDuration(config_.poll_interval));
+  } else {
+    log->info("kagzid {} ready: instance {}, concurrency {}, lease_ttl {}, heartbeat {}, poll {}",
+              KAGZI_VERSION, id_, config_.concurrency, FormatDuration(config_.lease_ttl),
+              FormatDuration(config_.heartbeat_interval), FormatDuration(config_.poll_interval));
+  }
   return Status::Ok();
 }
 
@@ -121,8 +148,15 @@ Status Daemon::Register() {
   }
   char host[256] = {};
   gethostname(host, sizeof(host) - 1);
-  DaemonInfo info{
-      id_, host, static_cast<int>(getpid()), KAGZI_VERSION, config_.concurrency, config_.lease_ttl};
+  DaemonInfo info{id_,
+                  host,
+                  static_cast<int>(getpid()),
+                  KAGZI_VERSION,
+                  config_.concurrency,
+                  config_.lease_ttl,
+                  identity_.supervisor_id,
+                  identity_.index,
+                  identity_.restarts};
   auto backoff = milliseconds(250);
   for (int attempt = 0;; ++attempt) {
     Status st = store_->RegisterDaemon(info, workflows);

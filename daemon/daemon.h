@@ -13,7 +13,9 @@
 #pragma once
 
 #include <atomic>
+#include <functional>
 #include <memory>
+#include <optional>
 
 #include "executor.h"
 #include "in_flight.h"
@@ -22,12 +24,22 @@
 #include "notifier.h"
 #include "plugin_host.h"
 #include "scheduler.h"
+#include "worker_shared.h"
 
 namespace kagzi::daemon {
 
+// Who this Daemon is when it runs as a supervised worker process.
+struct WorkerIdentity {
+  int index = 0;  // 1..workers
+  std::optional<std::string> supervisor_id;
+  int restarts = 0;                // times this worker slot was restarted
+  WorkerShared* shared = nullptr;  // the page shared with the supervisor
+  bool migrate = true;             // workers skip it: the supervisor migrated
+};
+
 class Daemon {
  public:
-  Daemon(Config config, std::unique_ptr<Notifier> notifier);
+  Daemon(Config config, std::unique_ptr<Notifier> notifier, WorkerIdentity identity = {});
   ~Daemon();
 
   // Returns non-OK when the daemon cannot start (e.g. the database schema
@@ -46,6 +58,7 @@ class Daemon {
 
   Config config_;
   std::unique_ptr<Notifier> notifier_;
+  WorkerIdentity identity_;
   std::string id_;
   std::unique_ptr<PgStore> store_;
   PluginRegistry registry_;
@@ -55,6 +68,12 @@ class Daemon {
   std::unique_ptr<Scheduler> scheduler_;
   std::atomic<std::int64_t> last_status_ms_{0};
 };
+
+// Waits for the database (retrying with backoff, logging and reporting
+// STATUS= while it is unreachable) and applies pending migrations. Returns
+// non-OK when stop_requested becomes true or the schema is refused.
+Status WaitForDatabaseAndMigrate(PgStore& store, Notifier& notifier,
+                                 const std::function<bool()>& stop_requested);
 
 // A random (version 4) UUID in canonical text form.
 std::string NewUuid();

@@ -2,6 +2,7 @@
 #include "executor.h"
 
 #include "kagzi/core/log.h"
+#include "worker_shared.h"
 
 namespace kagzi::daemon {
 
@@ -18,7 +19,12 @@ ExecutorPool::ExecutorPool(Store& store, const PluginRegistry& registry, InFligh
 ExecutorPool::~ExecutorPool() { Stop(); }
 
 void ExecutorPool::Start() {
-  for (int i = 0; i < options_.threads; ++i) threads_.emplace_back([this] { ThreadMain(); });
+  for (int i = 0; i < options_.threads; ++i) {
+    threads_.emplace_back([this, i] {
+      BindThreadToSlot(i < kMaxWorkerSlots ? i : -1);
+      ThreadMain();
+    });
+  }
 }
 
 void ExecutorPool::Submit(std::vector<ClaimedRun> runs, Micros db_now) {
@@ -69,7 +75,9 @@ void ExecutorPool::ThreadMain() {
       queue_.pop_front();
       ++executing_;
     }
+    SlotEnterRun(job.claim.run.id);
     Execute(job);
+    SlotLeaveRun();
     in_flight_.Remove(job.claim.run.id);
     {
       std::lock_guard lock(mu_);

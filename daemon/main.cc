@@ -1,6 +1,7 @@
-// kagzid: the Kagzi daemon. Parses flags and config, then runs a Daemon
-// until SIGTERM/SIGINT (graceful drain) with SIGHUP rescanning plugins.
-// Signals are blocked in every thread and taken by one sigwait thread.
+// kagzid: the Kagzi daemon. Parses flags and config, then runs the
+// Supervisor (supervisor.h), which forks the worker processes that load the
+// plugins and run workflows. SIGTERM/SIGINT drain and stop; SIGHUP rescans
+// the plugin directory.
 #include <signal.h>
 #include <unistd.h>
 
@@ -12,34 +13,8 @@
 
 #include <CLI/CLI.hpp>
 
-#include "daemon.h"
 #include "kagzi/core/log.h"
-
-namespace {
-
-std::mutex g_mu;
-std::condition_variable g_cv;
-std::atomic<bool> g_stop{false};
-std::atomic<bool> g_reload{false};
-
-void SignalThread(sigset_t set) {
-  while (true) {
-    int sig = 0;
-    if (sigwait(&set, &sig) != 0) continue;
-    if (sig == SIGHUP) {
-      g_reload = true;
-    } else {
-      if (g_stop.exchange(true)) {
-        kagzi::Logger("kagzid")->info("{} again: already stopping (drain_timeout bounds it)",
-                                      sig == SIGINT ? "SIGINT" : "SIGTERM");
-      }
-    }
-    std::lock_guard lock(g_mu);
-    g_cv.notify_all();
-  }
-}
-
-}  // namespace
+#include "supervisor.h"
 
 int main(int argc, char** argv) {
   CLI::App app{"kagzid: the Kagzi durable workflow daemon", "kagzid"};
@@ -88,41 +63,14 @@ int main(int argc, char** argv) {
     return 2;
   }
 
-  sigset_t set;
-  sigemptyset(&set);
-  sigaddset(&set, SIGTERM);
-  sigaddset(&set, SIGINT);
-  sigaddset(&set, SIGHUP);
-  pthread_sigmask(SIG_BLOCK, &set, nullptr);
-  signal(SIGPIPE, SIG_IGN);
-  std::thread(SignalThread, set).detach();
-
   auto log = kagzi::Logger("kagzid");
   log->info("kagzid {} starting (pid {}): config {}, database_url \"{}\", plugin_dir \"{}\"",
             KAGZI_VERSION, getpid(),
             config->source_file.empty() ? "(none: defaults)" : config->source_file,
             kagzi::RedactDatabaseUrl(config->database_url), config->plugin_dir);
-
-  kagzi::daemon::Daemon daemon(*config, std::make_unique<kagzi::daemon::SdNotifier>());
-  if (auto st = daemon.Start(g_stop); !st.ok()) {
-    if (g_stop) {
-      log->info("stopped before start-up finished: {}", st.message());
-      daemon.Shutdown();
-      return 0;
-    }
-    log->critical("cannot start: {}", st.message());
-    return 1;
-  }
-  while (true) {
-    std::unique_lock lock(g_mu);
-    g_cv.wait(lock, [] { return g_stop.load() || g_reload.load(); });
-    if (g_stop) break;
-    g_reload = false;
-    lock.unlock();
-    daemon.Reload();
-  }
-  bool drained = daemon.Shutdown();
+  signal(SIGPIPE, SIG_IGN);
+  kagzi::daemon::Supervisor supervisor(*config, std::make_unique<kagzi::daemon::SdNotifier>());
+  int code = supervisor.Run();
   spdlog::shutdown();
-  if (!drained) _exit(0);  // executor threads still inside steps: do not join them
-  return 0;
+  return code;
 }

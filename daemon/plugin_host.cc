@@ -87,7 +87,8 @@ ScanReport PluginRegistry::Scan(const std::string& dir) {
     struct stat st {};
     if (::stat(path.c_str(), &st) != 0) {
       report.refusals.push_back({path, fmt::format("cannot stat: {}", std::strerror(errno))});
-      log->error("{}", report.refusals.back().ToString());
+      log->log(report_ ? spdlog::level::err : spdlog::level::trace, "{}",
+               report.refusals.back().ToString());
       continue;
     }
     std::string identity = fmt::format("{}|{}|{}", path, st.st_ino, st.st_mtim.tv_sec);
@@ -98,7 +99,8 @@ ScanReport PluginRegistry::Scan(const std::string& dir) {
     }
     if (auto reason = LoadOne(path, true)) {
       report.refusals.push_back({path, *reason});
-      log->error("{}", report.refusals.back().ToString());
+      log->log(report_ ? spdlog::level::err : spdlog::level::trace, "{}",
+               report.refusals.back().ToString());
     } else {
       report.loaded_paths.push_back(path);
     }
@@ -255,8 +257,9 @@ std::optional<std::string> PluginRegistry::LoadOne(const std::string& path, bool
   plugins_.push_back({path, plugin});
   for (const auto& e : entries) {
     workflows_.push_back(e);
-    log->info("loaded workflow \"{}\" version {} from plugin \"{}\" {} ({})", e.key.name,
-              e.key.version, plugin_name, plugin->version, path);
+    log->log(report_ ? spdlog::level::info : spdlog::level::trace,
+             "loaded workflow \"{}\" version {} from plugin \"{}\" {} ({})", e.key.name,
+             e.key.version, plugin_name, plugin->version, path);
   }
   return std::nullopt;
 }

@@ -67,6 +67,11 @@ class PluginRegistry {
   // Calls deinit() of every loaded plugin once (shutdown, after all runs).
   void Deinit();
 
+  // Whether loads and refusals are logged at info/error (the default) or
+  // only at trace: every worker process loads the same plugins, and one of
+  // them reporting is enough.
+  void SetReporting(bool report) { report_ = report; }
+
  private:
   struct Plugin {
     std::string path;
@@ -75,6 +80,7 @@ class PluginRegistry {
   // Checks and loads one file; returns the refusal reason on failure.
   std::optional<std::string> LoadOne(const std::string& path, bool dir_checked);
 
+  bool report_ = true;
   mutable std::mutex mu_;
   std::vector<Plugin> plugins_;                 // guarded by mu_
   std::vector<LoadedWorkflowEntry> workflows_;  // guarded by mu_

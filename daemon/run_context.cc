@@ -11,6 +11,7 @@
 
 #include "kagzi/core/log.h"
 #include "kagzi/core/validation.h"
+#include "worker_shared.h"
 
 namespace kagzi::daemon {
 namespace {
@@ -416,6 +417,7 @@ RunContext::Attempt RunContext::RunStepFunction(kagzi_step_fn fn, void* user,
   sink.limit = static_cast<std::size_t>(options_.max_payload_bytes);
   kagzi_writer writer{sizeof(kagzi_writer), KAGZI_ABI_MAJOR, KAGZI_ABI_MINOR, &sink, WriterWrite};
   Attempt a;
+  SlotEnterStep(id);
   try {
     a.status = fn(user, &writer);
   } catch (const std::exception& e) {
@@ -425,6 +427,7 @@ RunContext::Attempt RunContext::RunStepFunction(kagzi_step_fn fn, void* user,
     a.status = KAGZI_ERR_PERMANENT;
     sink.buffer = "step function threw a C++ exception across the C ABI";
   }
+  SlotLeaveStep();
   a.overflow = sink.overflow;
   a.text = std::move(sink.buffer);
   return a;
@@ -871,8 +874,7 @@ kagzi_status RunContext::Parallel(kagzi_parallel_step* steps, std::size_t count,
     if ((s.run || s.retry_due) && first_unfinished == nullptr) first_unfinished = &s;
   }
   if (first_unfinished != nullptr) {
-    kagzi_status st =
-        CheckInterrupts(first_unfinished->id, first_unfinished->seq, StepKind::kStep);
+    kagzi_status st = CheckInterrupts(first_unfinished->id, first_unfinished->seq, StepKind::kStep);
     if (st == KAGZI_ERR_CANCELLED) {
       // Every unfinished member receives the cancellation, journaled.
       for (std::size_t k = 0; k < slots.size(); ++k) {
@@ -908,7 +910,9 @@ kagzi_status RunContext::Parallel(kagzi_parallel_step* steps, std::size_t count,
     std::atomic<std::size_t> next{0};
     in_step_ = true;
     current_step_ = "parallel group";
+    const int slot = CurrentSlot();  // parallel members are blamed on this run
     auto worker = [&] {
+      BindThreadToSlot(slot);
       ScopedLogContext log_ctx({.run_id = claim_.run.id, .workflow = claim_.run.workflow});
       for (std::size_t k = next++; k < to_run.size(); k = next++) {
         Slot& s = *to_run[k];

@@ -130,6 +130,12 @@ const std::vector<KeySpec>& Specs() {
                           Config* c) { return SetDoubleInRange(v, 0.0, 1.0, &c->retry_jitter); }},
       {"parallel_limit",
        [](std::string_view v, Config* c) { return SetIntInRange(v, 1, 256, &c->parallel_limit); }},
+      {"workers",
+       [](std::string_view v, Config* c) { return SetIntInRange(v, 1, 64, &c->workers); }},
+      {"max_crashes",
+       [](std::string_view v, Config* c) { return SetIntInRange(v, 1, 100, &c->max_crashes); }},
+      {"step_timeout",
+       [](std::string_view v, Config* c) { return SetDuration(v, &c->step_timeout); }},
   };
   return kSpecs;
 }
@@ -384,14 +390,16 @@ std::string DescribeConfig(const Config& c) {
       "heartbeat_interval = \"{}\"\npoll_interval = \"{}\"\ndrain_timeout = \"{}\"\n"
       "log_level = \"{}\"\nmax_payload_bytes = {}\nretry_max_attempts = {}\n"
       "retry_initial_interval = \"{}\"\nretry_max_interval = \"{}\"\nretry_multiplier = {}\n"
-      "retry_jitter = {}\nparallel_limit = {}\n",
+      "retry_jitter = {}\nparallel_limit = {}\nworkers = {}\nmax_crashes = {}\n"
+      "step_timeout = \"{}\"\n",
       c.source_file.empty() ? " (no config file read)" : " (file: " + c.source_file + ")",
       TomlString(RedactDatabaseUrl(c.database_url)), TomlString(c.plugin_dir), c.concurrency,
       FormatDuration(c.lease_ttl), FormatDuration(c.heartbeat_interval),
       FormatDuration(c.poll_interval), FormatDuration(c.drain_timeout), c.log_level,
       c.max_payload_bytes, c.retry_max_attempts, FormatDuration(c.retry_initial_interval),
       FormatDuration(c.retry_max_interval), TomlFloat(c.retry_multiplier),
-      TomlFloat(c.retry_jitter), c.parallel_limit);
+      TomlFloat(c.retry_jitter), c.parallel_limit, c.workers, c.max_crashes,
+      FormatDuration(c.step_timeout));
 }
 
 }  // namespace kagzi

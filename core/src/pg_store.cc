@@ -202,9 +202,29 @@ const Statement kNow = {"kagzi_now", "SELECT kagzi_us(now())"};
 
 const Statement kUpsertDaemon = {
     "kagzi_upsert_daemon",
-    "INSERT INTO kagzi_daemons (id, hostname, pid, version, concurrency, lease_ttl_ms) "
-    "VALUES ($1::uuid, $2, $3, $4, $5, $6) "
+    "INSERT INTO kagzi_daemons (id, hostname, pid, version, concurrency, lease_ttl_ms,"
+    "  supervisor_id, worker_index, restarts) "
+    "VALUES ($1::uuid, $2, $3, $4, $5, $6, $7::uuid, $8, $9) "
     "ON CONFLICT (id) DO UPDATE SET heartbeat_at = now(), concurrency = EXCLUDED.concurrency"};
+
+// A dead worker: blame one run (fail it at $4 crashes), release the rest.
+const Statement kBlameCrashedRun = {
+    "kagzi_blame_crashed_run",
+    "UPDATE kagzi_runs SET crash_count = crash_count + 1, last_crash = $3,"
+    "  status = CASE WHEN crash_count + 1 >= $4 THEN 'FAILED' ELSE 'PENDING' END,"
+    "  error = CASE WHEN crash_count + 1 >= $4"
+    "    THEN $3 || ' (' || (crash_count + 1) || ' times)' ELSE error END,"
+    "  finished_at = CASE WHEN crash_count + 1 >= $4 THEN now() END,"
+    "  available_at = now(), lease_owner = NULL, lease_expires_at = NULL,"
+    "  lease_epoch = lease_epoch + 1, updated_at = now()"
+    " WHERE id = $2::uuid AND lease_owner = $1::uuid AND status = 'RUNNING'"
+    " RETURNING crash_count, status = 'FAILED'"};
+
+const Statement kReleaseWorkerRuns = {
+    "kagzi_release_worker_runs",
+    "UPDATE kagzi_runs SET status = 'PENDING', available_at = now(), lease_owner = NULL,"
+    "  lease_expires_at = NULL, lease_epoch = lease_epoch + 1, updated_at = now()"
+    " WHERE lease_owner = $1::uuid AND status = 'RUNNING'"};
 
 const Statement kForgetDeadDaemons = {
     "kagzi_forget_dead_daemons",
@@ -321,9 +341,12 @@ Status PgStore::RegisterDaemon(const DaemonInfo& info,
   auto run = [&]() -> Status {
     if (auto r = c.Exec("BEGIN"); !r.ok()) return r.status();
     if (auto r = c.ExecPrepared(kForgetDeadDaemons, {}); !r.ok()) return r.status();
-    if (auto r = c.ExecPrepared(kUpsertDaemon,
-                                {info.id, info.hostname, info.pid, info.version, info.concurrency,
-                                 static_cast<std::int64_t>(info.lease_ttl.count())});
+    if (auto r = c.ExecPrepared(
+            kUpsertDaemon,
+            {info.id, info.hostname, info.pid, info.version, info.concurrency,
+             static_cast<std::int64_t>(info.lease_ttl.count()),
+             info.supervisor_id ? PgParam(*info.supervisor_id) : PgParam(std::nullopt),
+             info.worker_index, info.restarts});
         !r.ok()) {
       return r.status();
     }
@@ -344,6 +367,34 @@ Status PgStore::RegisterDaemon(const DaemonInfo& info,
   Status st = run();
   if (!st.ok() && !c.broken()) (void)c.Exec("ROLLBACK");
   return st.WithContext("registering daemon");
+}
+
+Result<WorkerRecovery> PgStore::RecoverWorker(const WorkerDeath& death) {
+  auto conn = pool_.Acquire();
+  if (!conn.ok()) return conn.status();
+  PgConnection& c = **conn;
+  auto run = [&]() -> Result<WorkerRecovery> {
+    WorkerRecovery out;
+    if (auto r = c.Exec("BEGIN"); !r.ok()) return r.status();
+    if (death.blamed_run_id) {
+      auto r = c.ExecPrepared(kBlameCrashedRun, {death.worker_id, *death.blamed_run_id,
+                                                 death.reason, death.max_crashes});
+      if (!r.ok()) return r.status();
+      if (r->rows() == 1) {
+        out.blamed_crashes = static_cast<int>(r->GetInt(0, 0));
+        out.blamed_failed = r->GetBool(0, 1);
+      }
+    }
+    auto released = c.ExecPrepared(kReleaseWorkerRuns, {death.worker_id});
+    if (!released.ok()) return released.status();
+    out.released = static_cast<int>(released->Affected());
+    if (auto r = c.ExecPrepared(kDeleteDaemon, {death.worker_id}); !r.ok()) return r.status();
+    if (auto r = c.Exec("COMMIT"); !r.ok()) return r.status();
+    return out;
+  };
+  auto result = run();
+  if (!result.ok() && !c.broken()) (void)c.Exec("ROLLBACK");
+  return result;
 }
 
 Status PgStore::UnregisterDaemon(std::string_view daemon_id) {

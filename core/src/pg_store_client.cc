@@ -117,7 +117,8 @@ const Statement kListDaemons = {
     "SELECT d.id::text, d.hostname, d.pid, d.version, d.concurrency, d.lease_ttl_ms,"
     " kagzi_us(d.started_at), kagzi_us(d.heartbeat_at),"
     " d.heartbeat_at + d.lease_ttl_ms * interval '1 millisecond' > now(),"
-    " (SELECT count(*) FROM kagzi_runs r WHERE r.lease_owner = d.id AND r.status = 'RUNNING') "
+    " (SELECT count(*) FROM kagzi_runs r WHERE r.lease_owner = d.id AND r.status = 'RUNNING'),"
+    " d.supervisor_id::text, d.worker_index, d.restarts "
     "FROM kagzi_daemons d ORDER BY d.started_at, d.id"};
 
 }  // namespace
@@ -236,6 +237,9 @@ Result<std::vector<DaemonRecord>> PgStore::ListDaemons() {
     d.heartbeat_at = r->GetInt(i, 7);
     d.alive = r->GetBool(i, 8);
     d.running = static_cast<int>(r->GetInt(i, 9));
+    d.info.supervisor_id = r->GetOptional(i, 10);
+    d.info.worker_index = static_cast<int>(r->GetInt(i, 11));
+    d.info.restarts = static_cast<int>(r->GetInt(i, 12));
     out.push_back(std::move(d));
   }
   return out;

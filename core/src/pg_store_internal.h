@@ -16,8 +16,8 @@ namespace kagzi::pg_internal {
   "r.lease_epoch, r.attempts, r.parent_run_id::text, r.idempotency_key, "                     \
   "kagzi_us(r.created_at), kagzi_us(r.started_at), kagzi_us(r.updated_at), "                  \
   "kagzi_us(r.finished_at), kagzi_us(r.deadline_at), r.cancel_requested, r.cancel_reason, "   \
-  "r.wake_seq"
-inline constexpr int kRunColumnCount = 23;
+  "r.wake_seq, r.crash_count, r.last_crash"
+inline constexpr int kRunColumnCount = 25;
 
 #define KAGZI_STEP_COLUMNS                                                                  \
   "s.step_id, s.seq, s.kind, s.status, s.output::text, s.error, s.error_kind, s.attempts, " \
@@ -50,6 +50,8 @@ inline RunRecord ParseRun(const PgResult& r, int row) {
   run.cancel_requested = r.GetBool(row, 20);
   run.cancel_reason = r.GetOptional(row, 21);
   run.wake_seq = r.GetInt(row, 22);
+  run.crash_count = static_cast<int>(r.GetInt(row, 23));
+  run.last_crash = r.GetOptional(row, 24);
   return run;
 }
 

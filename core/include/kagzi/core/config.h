@@ -40,6 +40,12 @@ struct Config {
   double retry_jitter = 0.2;
   // Most steps of one parallel group that run at the same time.
   int parallel_limit = 8;
+  // Crash isolation: worker processes (each runs concurrency / workers runs),
+  // how many times a run may kill a worker before it is failed, and how long
+  // one step function may run before its worker is killed.
+  int workers = 2;
+  int max_crashes = 3;
+  std::chrono::milliseconds step_timeout{30 * 60'000};
 
   // Where the file part came from ("" when no file was read).
   std::string source_file;

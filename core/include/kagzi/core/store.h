@@ -102,6 +102,8 @@ struct RunRecord {
   Micros updated_at = 0;
   std::optional<Micros> finished_at;
   std::optional<Micros> deadline_at;
+  int crash_count = 0;
+  std::optional<std::string> last_crash;
   bool cancel_requested = false;
   std::optional<std::string> cancel_reason;
   std::int64_t wake_seq = 0;
@@ -164,6 +166,26 @@ struct DaemonInfo {
   std::string version;
   int concurrency = 0;
   std::chrono::milliseconds lease_ttl{30'000};
+  // A worker process of a kagzid supervisor (crash isolation).
+  std::optional<std::string> supervisor_id;
+  int worker_index = 0;
+  int restarts = 0;
+};
+
+// What the supervisor knows after a worker process died.
+struct WorkerDeath {
+  std::string worker_id;  // the dead worker's lease owner id
+  // The run whose code was running on the thread that crashed, if known,
+  // and why ("worker killed by SIGSEGV while running step \"x\"").
+  std::optional<std::string> blamed_run_id;
+  std::string reason;
+  int max_crashes = 3;  // the blamed run fails at this many crashes
+};
+
+struct WorkerRecovery {
+  int released = 0;                  // runs given back, runnable now
+  std::optional<int> blamed_crashes;  // the blamed run's crash count now
+  bool blamed_failed = false;        // ... and whether it was failed for it
 };
 
 struct LoadedWorkflow {
@@ -221,6 +243,11 @@ class Store {
   virtual Status RegisterDaemon(const DaemonInfo& info,
                                 const std::vector<LoadedWorkflow>& workflows) = 0;
   virtual Status UnregisterDaemon(std::string_view daemon_id) = 0;
+  // After a worker process died: in one transaction, records a crash against
+  // the blamed run (failing it at max_crashes, else making it runnable now),
+  // gives every other run the worker leased back (runnable now, epoch
+  // bumped: no waiting for the lease TTL), and unregisters the worker.
+  virtual Result<WorkerRecovery> RecoverWorker(const WorkerDeath& death) = 0;
 
   // --- claim and lease ---------------------------------------------------
   virtual Result<ClaimBatch> ClaimRuns(const ClaimRequest& request) = 0;
@@ -318,6 +345,7 @@ class PgStore final : public Store {
   Status RegisterDaemon(const DaemonInfo& info,
                         const std::vector<LoadedWorkflow>& workflows) override;
   Status UnregisterDaemon(std::string_view daemon_id) override;
+  Result<WorkerRecovery> RecoverWorker(const WorkerDeath& death) override;
   Result<ClaimBatch> ClaimRuns(const ClaimRequest& request) override;
   Result<std::vector<std::string>> Heartbeat(std::string_view owner,
                                              std::chrono::milliseconds lease_ttl) override;

@@ -1,0 +1,144 @@
+// Shared pages and crash handlers. The handlers are async-signal-safe: they
+// only store to lock-free atomics in the shared page, then let the signal
+// take its default action.
+#include "worker_shared.h"
+
+#include <signal.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <new>
+
+namespace kagzi::daemon {
+namespace {
+
+WorkerShared* g_shared = nullptr;
+thread_local int t_slot = -1;
+constexpr int kFatalSignals[] = {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT, SIGTRAP, SIGSYS};
+
+void RecordCrash(int sig) {
+  if (g_shared == nullptr) return;
+  std::int32_t expected = -1;
+  // The first thread to crash wins; a second fault while dying is ignored.
+  g_shared->crashed_slot.compare_exchange_strong(expected, t_slot);
+  g_shared->crash_signal.store(sig);
+}
+
+void OnFatalSignal(int sig) {
+  RecordCrash(sig);
+  // SA_RESETHAND restored the default action: re-raise to die by `sig`, so
+  // the supervisor's waitpid sees the real signal.
+  raise(sig);
+}
+
+void OnExit() {
+  if (g_shared == nullptr || g_shared->normal_exit.load() != 0) return;
+  // exit() called from plugin code (or anywhere not on purpose). Record it
+  // and end the process now: letting exit() go on would run static
+  // destructors under the feet of the worker's other threads (a condition
+  // variable destroyed while waited on blocks forever).
+  RecordCrash(kCrashExitCalled);
+  _exit(kExitCalledStatus);
+}
+
+void WriteSlotText(char* dst, std::size_t cap, const std::string& text) {
+  std::size_t n = std::min(cap - 1, text.size());
+  std::memcpy(dst, text.data(), n);
+  dst[n] = '\0';
+}
+
+CrashSlot* MySlot() {
+  if (g_shared == nullptr || t_slot < 0 || t_slot >= kMaxWorkerSlots) return nullptr;
+  return &g_shared->slots[t_slot];
+}
+
+}  // namespace
+
+std::int64_t MonotonicMs() {
+  timespec ts{};
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<std::int64_t>(ts.tv_sec) * 1000 + ts.tv_nsec / 1'000'000;
+}
+
+WorkerShared* MapWorkerShared() {
+  void* p = mmap(nullptr, sizeof(WorkerShared), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS,
+                 -1, 0);
+  if (p == MAP_FAILED) return nullptr;
+  auto* shared = new (p) WorkerShared();
+  ResetWorkerShared(shared);
+  return shared;
+}
+
+void ResetWorkerShared(WorkerShared* shared) {
+  shared->loop_heartbeat_ms = MonotonicMs();
+  shared->ready = 0;
+  shared->crashed_slot = -1;
+  shared->crash_signal = 0;
+  shared->in_flight = 0;
+  shared->normal_exit = 0;
+  std::memset(shared->instance_id, 0, sizeof(shared->instance_id));
+  for (auto& slot : shared->slots) {
+    slot.state = 0;
+    slot.version = 0;
+    slot.step_started_ms = 0;
+    std::memset(slot.run_id, 0, sizeof(slot.run_id));
+    std::memset(slot.step_id, 0, sizeof(slot.step_id));
+  }
+}
+
+void InstallCrashReporting(WorkerShared* shared) {
+  g_shared = shared;
+  for (int sig : kFatalSignals) {
+    struct sigaction sa {};
+    sa.sa_handler = OnFatalSignal;
+    sa.sa_flags = SA_RESETHAND | SA_NODEFER;
+    sigemptyset(&sa.sa_mask);
+    sigaction(sig, &sa, nullptr);
+  }
+  std::atexit(OnExit);
+}
+
+void BindThreadToSlot(int index) { t_slot = index; }
+int CurrentSlot() { return t_slot; }
+WorkerShared* CurrentWorkerShared() { return g_shared; }
+
+void SlotEnterRun(const std::string& run_id) {
+  CrashSlot* s = MySlot();
+  if (s == nullptr) return;
+  s->version.fetch_add(1);
+  WriteSlotText(s->run_id, sizeof(s->run_id), run_id);
+  s->step_id[0] = '\0';
+  s->state = 1;
+  s->version.fetch_add(1);
+}
+
+void SlotEnterStep(const std::string& step_id) {
+  CrashSlot* s = MySlot();
+  if (s == nullptr) return;
+  s->version.fetch_add(1);
+  WriteSlotText(s->step_id, sizeof(s->step_id), step_id);
+  s->step_started_ms = MonotonicMs();
+  s->state = 2;
+  s->version.fetch_add(1);
+}
+
+void SlotLeaveStep() {
+  CrashSlot* s = MySlot();
+  if (s == nullptr) return;
+  s->state = 1;
+}
+
+void SlotLeaveRun() {
+  CrashSlot* s = MySlot();
+  if (s == nullptr) return;
+  s->state = 0;
+}
+
+void MarkNormalExit() {
+  if (g_shared != nullptr) g_shared->normal_exit = 1;
+}
+
+}  // namespace kagzi::daemon

@@ -1,0 +1,188 @@
+// End to end, crash isolation: a plugin that kills its process (SIGSEGV,
+// abort(), exit(), a hung step) takes down only its worker. The supervisor
+// releases the worker's leases at once (the tests use a 60 s lease TTL, so
+// waiting for expiry would be visible), blames the one run whose code
+// crashed, fails it after max_crashes, restarts the worker, and every other
+// run completes. Real kagzid (supervisor + workers), real PostgreSQL.
+#include <signal.h>
+
+#include <rapidjson/document.h>
+
+#include "e2e/e2e_support.h"
+
+namespace kagzi::testing {
+namespace {
+
+using std::chrono::milliseconds;
+using std::chrono::seconds;
+
+class CrashIsolationE2E : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    db_ = TestDatabase::Create();
+    ASSERT_NE(db_, nullptr);
+    store_ = std::make_unique<PgStore>(PgStoreOptions{db_->url(), "crash-test", 2});
+    ASSERT_TRUE(store_->Migrate().ok());
+    plugin_dir_ = dir_.path() + "/plugins";
+    ledger_ = dir_.path() + "/ledger.txt";
+    FillPluginDir(plugin_dir_, {FixturePluginPath("crasher.so"), FixturePluginPath("ledger.so")});
+  }
+
+  // A daemon whose leases would take a minute to expire.
+  std::unique_ptr<Process> Daemon(std::vector<std::string> extra = {}) {
+    std::vector<std::string> argv = {RequiredEnv("KAGZI_TEST_KAGZID"),
+                                     "-c",
+                                     "/dev/null",
+                                     "--database-url",
+                                     db_->url(),
+                                     "--plugin-dir",
+                                     plugin_dir_,
+                                     "--lease-ttl",
+                                     "60s",
+                                     "--heartbeat-interval",
+                                     "5s",
+                                     "--poll-interval",
+                                     "1s",
+                                     "--concurrency",
+                                     "4",
+                                     "--workers",
+                                     "2",
+                                     "--log-level",
+                                     "debug"};
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    auto p = std::make_unique<Process>(argv, std::map<std::string, std::string>{},
+                                       dir_.path() + "/kagzid.log");
+    EXPECT_TRUE(p->Start());
+    EXPECT_TRUE(p->WaitForLog("ready: instance", seconds(30))) << p->Log();
+    return p;
+  }
+
+  RunRecord Run(const std::string& id) {
+    auto r = store_->GetRun(id);
+    EXPECT_TRUE(r.ok()) << r.status().message();
+    return r.ok() ? *r : RunRecord{};
+  }
+  bool WaitForStatus(const std::string& id, RunStatus status, milliseconds timeout) {
+    return Eventually([&] { return Run(id).status == status; }, timeout);
+  }
+  std::string Start(const std::string& workflow, const std::string& input) {
+    auto r = Ctl(db_->url(), {"start", workflow, "--input", input});
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    return FirstLine(r.out);
+  }
+  std::string Crasher(const std::string& mode) {
+    return Start("crasher", R"({"mode":")" + mode + R"(","ledger":")" + ledger_ + "\"}");
+  }
+  int LedgerCount(const std::string& line) { return LedgerCounts(ledger_)[line]; }
+
+  // Total restarts of the live workers of the daemon, from kagzictl.
+  int Restarts() {
+    auto r = Ctl(db_->url(), {"workers", "--json"});
+    rapidjson::Document d;
+    d.Parse(r.out.c_str());
+    int total = 0;
+    if (!d.IsObject() || !d.HasMember("workers")) return -1;
+    for (const auto& w : d["workers"].GetArray()) {
+      if (w["alive"].GetBool()) total += w["restarts"].GetInt();
+    }
+    return total;
+  }
+
+  std::unique_ptr<TestDatabase> db_;
+  std::unique_ptr<PgStore> store_;
+  TempDir dir_;
+  std::string plugin_dir_;
+  std::string ledger_;
+};
+
+TEST_F(CrashIsolationE2E, SegfaultingStepFailsItsRunAfterThreeCrashesAndOtherRunsComplete) {
+  auto d = Daemon();
+  std::vector<std::string> innocent;
+  for (int i = 0; i < 6; ++i) innocent.push_back(Start("ledger", LedgerInput(ledger_, 4, 300)));
+  std::string bad = Crasher("segv");
+
+  ASSERT_TRUE(WaitForStatus(bad, RunStatus::kFailed, seconds(60))) << d->Log();
+  RunRecord run = Run(bad);
+  EXPECT_EQ(run.error.value_or(""),
+            "worker killed by SIGSEGV while running step \"charge-card\" (3 times)");
+  EXPECT_EQ(run.crash_count, 3);
+  // "prepare" was recorded before the first crash: it never ran again.
+  EXPECT_EQ(LedgerCount(bad + " prepare"), 1);
+  EXPECT_EQ(LedgerCount(bad + " charge-card"), 3);
+
+  // Runs that shared a worker with the crash were released at once, not
+  // after the 60 s lease: all complete well within that.
+  for (const auto& id : innocent) {
+    ASSERT_TRUE(WaitForStatus(id, RunStatus::kCompleted, seconds(45))) << id << "\n" << d->Log();
+    EXPECT_EQ(Run(id).crash_count, 0) << "an innocent run was blamed";
+  }
+  EXPECT_TRUE(d->running()) << "the supervisor must survive its workers";
+  EXPECT_TRUE(Eventually([&] { return Restarts() >= 3; }, seconds(30))) << Restarts();
+  d->Signal(SIGTERM);
+  EXPECT_EQ(d->Wait(seconds(60)), 0) << d->Log();
+}
+
+TEST_F(CrashIsolationE2E, AbortAndExitInAStepAreNamedInTheFailure) {
+  auto d = Daemon({"--max-crashes", "2"});
+  std::string aborts = Crasher("abort");
+  std::string exits = Crasher("exit");
+  ASSERT_TRUE(WaitForStatus(aborts, RunStatus::kFailed, seconds(60))) << d->Log();
+  ASSERT_TRUE(WaitForStatus(exits, RunStatus::kFailed, seconds(60))) << d->Log();
+  EXPECT_EQ(Run(aborts).error.value_or(""),
+            "worker killed by SIGABRT while running step \"charge-card\" (2 times)");
+  EXPECT_EQ(Run(exits).error.value_or(""),
+            "worker called exit() while running step \"charge-card\" (2 times)");
+  // A good run still completes afterwards.
+  std::string ok = Crasher("ok");
+  ASSERT_TRUE(WaitForStatus(ok, RunStatus::kCompleted, seconds(30))) << d->Log();
+  d->Signal(SIGTERM);
+  EXPECT_EQ(d->Wait(seconds(60)), 0);
+}
+
+TEST_F(CrashIsolationE2E, AStepPastItsTimeoutHasItsWorkerKilledAndIsFailed) {
+  auto d = Daemon({"--step-timeout", "1s", "--max-crashes", "2"});
+  std::string hung = Crasher("hang");
+  std::string innocent = Start("ledger", LedgerInput(ledger_, 3, 200));
+  ASSERT_TRUE(WaitForStatus(hung, RunStatus::kFailed, seconds(60))) << d->Log();
+  EXPECT_EQ(Run(hung).error.value_or(""),
+            "step \"charge-card\" ran past its timeout of 1s (2 times)");
+  ASSERT_TRUE(WaitForStatus(innocent, RunStatus::kCompleted, seconds(45))) << d->Log();
+  d->Signal(SIGTERM);
+  EXPECT_EQ(d->Wait(seconds(60)), 0);
+}
+
+TEST_F(CrashIsolationE2E, AWorkerKilledFromOutsideBlamesNoRunAndItsRunsResumeAtOnce) {
+  auto d = Daemon();
+  std::vector<std::string> runs;
+  for (int i = 0; i < 4; ++i) runs.push_back(Start("ledger", LedgerInput(ledger_, 6, 300)));
+  // Wait until a worker leases something, then SIGKILL that worker process.
+  int victim = 0;
+  ASSERT_TRUE(Eventually(
+      [&] {
+        auto r = Ctl(db_->url(), {"workers", "--json"});
+        rapidjson::Document doc;
+        doc.Parse(r.out.c_str());
+        if (!doc.IsObject()) return false;
+        for (const auto& w : doc["workers"].GetArray()) {
+          if (w["alive"].GetBool() && w["running"].GetInt() > 0) {
+            victim = w["pid"].GetInt();
+            return true;
+          }
+        }
+        return false;
+      },
+      seconds(30)));
+  ASSERT_NE(victim, d->pid());
+  ASSERT_EQ(kill(victim, SIGKILL), 0);
+  for (const auto& id : runs) {
+    ASSERT_TRUE(WaitForStatus(id, RunStatus::kCompleted, seconds(45))) << id << "\n" << d->Log();
+    EXPECT_EQ(Run(id).crash_count, 0);
+  }
+  EXPECT_NE(d->Log().find("worker killed by SIGKILL"), std::string::npos) << d->Log();
+  EXPECT_TRUE(d->running());
+  d->Signal(SIGTERM);
+  EXPECT_EQ(d->Wait(seconds(60)), 0);
+}
+
+}  // namespace
+}  // namespace kagzi::testing

@@ -1,0 +1,122 @@
+/*
+ * crasher.so -- a test fixture whose step kills its process, for the crash
+ * isolation tests (tests/e2e/crash_isolation_test.cc).
+ *
+ * Workflow "crasher" v1, input {"mode": M, "ledger": "/abs/path"}:
+ *   step "prepare"     appends "<run> prepare\n" to the ledger, returns 1
+ *   step "charge-card" by mode: "segv" dereferences NULL, "abort" calls
+ *                      abort(), "exit" calls exit(3), "hang" sleeps forever,
+ *                      anything else returns 2
+ * Output: {"charged": true}.
+ * Deliberately plain C against plugin.h, with a tiny input scan.
+ */
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <kagzi/plugin.h>
+
+typedef struct crasher_input {
+  char mode[16];
+  char ledger[512];
+  const char *run_id;
+} crasher_input;
+
+/* Copies the string value of "key" in json into out (no escapes needed). */
+static void find_string(const char *json, size_t len, const char *key, char *out, size_t cap) {
+  char pattern[64];
+  const char *p;
+  const char *end = json + len;
+  size_t n = 0;
+  out[0] = '\0';
+  snprintf(pattern, sizeof pattern, "\"%s\"", key);
+  p = strstr(json, pattern);
+  if (p == NULL) return;
+  p += strlen(pattern);
+  while (p < end && (*p == ' ' || *p == ':')) ++p;
+  if (p >= end || *p != '"') return;
+  ++p;
+  while (p < end && *p != '"' && n + 1 < cap) out[n++] = *p++;
+  out[n] = '\0';
+}
+
+static void append_line(const crasher_input *in, const char *step) {
+  char line[128];
+  int fd;
+  int n;
+  if (in->ledger[0] == '\0') return;
+  n = snprintf(line, sizeof line, "%s %s\n", in->run_id, step);
+  fd = open(in->ledger, O_WRONLY | O_CREAT | O_APPEND, 0644);
+  if (fd < 0) return;
+  if (write(fd, line, (size_t)n) != n) { /* best effort */
+  }
+  close(fd);
+}
+
+static kagzi_status prepare_step(void *user, const kagzi_writer *result) {
+  append_line((const crasher_input *)user, "prepare");
+  return result->write(result, "1", 1);
+}
+
+static kagzi_status charge_step(void *user, const kagzi_writer *result) {
+  const crasher_input *in = (const crasher_input *)user;
+  append_line(in, "charge-card");
+  if (strcmp(in->mode, "segv") == 0) {
+    volatile int *nowhere = NULL;
+    *nowhere = 1;
+  } else if (strcmp(in->mode, "abort") == 0) {
+    abort();
+  } else if (strcmp(in->mode, "exit") == 0) {
+    exit(3);
+  } else if (strcmp(in->mode, "hang") == 0) {
+    for (;;) pause();
+  }
+  return result->write(result, "2", 1);
+}
+
+static kagzi_status crasher_run(const kagzi_host *host, kagzi_context *ctx, void *user_data) {
+  crasher_input in;
+  const char *data = NULL;
+  size_t len = 0;
+  size_t id_len = 0;
+  kagzi_status st;
+  (void)user_data;
+  memset(&in, 0, sizeof in);
+  if ((st = host->get_input(ctx, &data, &len)) != KAGZI_OK) return st;
+  if ((st = host->get_run_id(ctx, &in.run_id, &id_len)) != KAGZI_OK) return st;
+  find_string(data, len, "mode", in.mode, sizeof in.mode);
+  find_string(data, len, "ledger", in.ledger, sizeof in.ledger);
+  if ((st = host->step(ctx, "prepare", prepare_step, &in, NULL, NULL)) != KAGZI_OK) return st;
+  if ((st = host->step(ctx, "charge-card", charge_step, &in, NULL, NULL)) != KAGZI_OK) return st;
+  return host->set_output(ctx, "{\"charged\":true}", 16);
+}
+
+static const kagzi_workflow crasher_workflows[] = {
+    {
+        .struct_size = sizeof(kagzi_workflow),
+        .abi_major = KAGZI_ABI_MAJOR,
+        .abi_minor = KAGZI_ABI_MINOR,
+        .name = "crasher",
+        .version = 1,
+        .run = crasher_run,
+    },
+};
+
+static const kagzi_plugin crasher_plugin = {
+    .struct_size = sizeof(kagzi_plugin),
+    .abi_major = KAGZI_ABI_MAJOR,
+    .abi_minor = KAGZI_ABI_MINOR,
+    .name = "crasher",
+    .version = "1.0.0",
+    .workflow_count = 1,
+    .workflows = crasher_workflows,
+};
+
+KAGZI_EXPORT const kagzi_plugin *kagzi_plugin_entry(uint16_t host_abi_major,
+                                                    uint16_t host_abi_minor) {
+  (void)host_abi_minor;
+  return host_abi_major == KAGZI_ABI_MAJOR ? &crasher_plugin : NULL;
+}
