@@ -180,6 +180,10 @@ void Daemon::Reload() {
 }
 
 void Daemon::UpdateStatus() {
+  if (identity_.shared != nullptr) {
+    identity_.shared->in_flight = static_cast<std::int32_t>(in_flight_.size());
+    identity_.shared->loaded_workflows = static_cast<std::int32_t>(registry_.LoadedKeys().size());
+  }
   auto now_ms =
       std::chrono::duration_cast<milliseconds>(std::chrono::steady_clock::now().time_since_epoch())
           .count();

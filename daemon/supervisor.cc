@@ -310,7 +310,7 @@ void Supervisor::Supervise() {
   const std::int64_t step_limit = config_.step_timeout.count();
   const std::int64_t wedged_ms = std::max<std::int64_t>(60'000, 4 * config_.poll_interval.count());
   bool all_ready = true, all_beating = true;
-  int in_flight = 0, live = 0;
+  int in_flight = 0, live = 0, loaded = 0;
   for (auto& w : workers_) {
     if (w.pid <= 0) {
       all_ready = false;
@@ -323,6 +323,8 @@ void Supervisor::Supervise() {
       all_ready = false;
       continue;
     }
+    // Every worker loads the same plugins; report what the fullest has.
+    loaded = std::max(loaded, static_cast<int>(sh.loaded_workflows.load()));
     for (int i = 0; i < kMaxWorkerSlots; ++i) {
       const CrashSlot& s = sh.slots[i];
       const std::uint32_t state = s.state.load();
@@ -350,6 +352,7 @@ void Supervisor::Supervise() {
   }
   if (all_ready && !ready_sent_) {
     ready_sent_ = true;
+    last_status_ = {};  // report STATUS= right away
     notifier_->Ready();
     log->info("kagzid {} ready: instance {}, {} worker(s)", KAGZI_VERSION, id_, workers_.size());
   }
@@ -358,8 +361,9 @@ void Supervisor::Supervise() {
   }
   if (now - last_status_ > std::chrono::seconds(2)) {
     last_status_ = now;
-    notifier_->Status(fmt::format("{} of {} worker(s) up, {} run(s) in flight", live,
-                                  workers_.size(), in_flight));
+    notifier_->Status(
+        fmt::format("{} run(s) in flight, {} workflow(s) loaded, {} of {} worker(s) up", in_flight,
+                    loaded, live, workers_.size()));
   }
 }
 

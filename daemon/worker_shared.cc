@@ -78,6 +78,7 @@ void ResetWorkerShared(WorkerShared* shared) {
   shared->crashed_slot = -1;
   shared->crash_signal = 0;
   shared->in_flight = 0;
+  shared->loaded_workflows = 0;
   shared->normal_exit = 0;
   std::memset(shared->instance_id, 0, sizeof(shared->instance_id));
   for (auto& slot : shared->slots) {

@@ -45,6 +45,7 @@ struct WorkerShared {
   std::atomic<std::int32_t> crashed_slot;       // slot of the thread that crashed, or -1
   std::atomic<std::int32_t> crash_signal;       // its signal, or kCrashExitCalled
   std::atomic<std::int32_t> in_flight;          // runs in flight (for STATUS=)
+  std::atomic<std::int32_t> loaded_workflows;   // (workflow, version) pairs loaded
   std::atomic<std::int32_t> normal_exit;        // 1 once the worker exits on purpose
   char instance_id[40];                         // the worker's lease owner id
   CrashSlot slots[kMaxWorkerSlots];
