@@ -10,10 +10,12 @@
 #   make package    deb and rpm packages (release preset) in build/release/packages
 #   make e2e-systemd  build the packages and test them in a booted Debian with
 #                   systemd (root; scripts/e2e-systemd.sh)
+#   make test-asan  every test under AddressSanitizer + UBSan (build/asan)
+#   make test-tsan  every test under ThreadSanitizer (build/tsan)
 
 SHELL := /bin/bash
 .DEFAULT_GOAL := build
-.PHONY: build test demo demo-stop format lint clean package e2e-systemd
+.PHONY: build test test-asan test-tsan demo demo-stop format lint clean package e2e-systemd
 
 SOURCE_DIRS := plugin-api core daemon ctl plugins tests bench
 empty :=
@@ -31,6 +33,17 @@ build:
 test: build
 	@rc=0; ctest --preset dev || rc=$$?; \
 	  if [ $$rc -ne 0 ]; then echo "make test: ctest exited with $$rc" >&2; fi; exit $$rc
+
+# The whole suite, sanitized: configure, build and ctest with the asan or
+# tsan preset (CMakePresets.json). Any sanitizer report fails it, including
+# one from a kagzid worker that its supervisor restarted: the test
+# sanitizer.reports reads <build>/sanitizer-logs (tests/sanitizer).
+test-asan test-tsan: test-%:
+	scripts/bootstrap.sh
+	cmake --preset $*
+	cmake --build --preset $*
+	@rc=0; ctest --preset $* || rc=$$?; \
+	  if [ $$rc -ne 0 ]; then echo "make test-$*: ctest exited with $$rc" >&2; fi; exit $$rc
 
 demo:
 	scripts/demo.sh
@@ -51,7 +64,7 @@ lint: build
 
 clean:
 	-scripts/demo.sh stop
-	-@for d in .kagzi/pg build/dev/test-pg; do \
+	-@for d in .kagzi/pg build/dev/test-pg build/asan/test-pg build/tsan/test-pg; do \
 	  if [ -d "$$d" ]; then KAGZI_PG_DIR="$(CURDIR)/$$d" scripts/pg.sh stop; fi; done
 	rm -rf build .kagzi
 
