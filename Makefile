@@ -12,6 +12,8 @@
 #                   systemd (root; scripts/e2e-systemd.sh)
 #   make test-asan  every test under AddressSanitizer + UBSan (build/asan)
 #   make test-tsan  every test under ThreadSanitizer (build/tsan)
+#   make chaos      the long chaos test: 5,000 runs, kills, PostgreSQL restarts
+#                   (scripts/chaos.sh; CHAOS_ARGS="--runs N ..."; docs/chaos.md)
 
 SHELL := /bin/bash
 .DEFAULT_GOAL := build
@@ -79,3 +81,7 @@ package:
 e2e-systemd:
 	scripts/bootstrap.sh
 	scripts/e2e-systemd.sh
+
+.PHONY: chaos
+chaos: build
+	scripts/chaos.sh --build-dir build/dev $(CHAOS_ARGS)

@@ -35,7 +35,9 @@ Status LeaseKeeper::Beat() {
   auto log = Logger("lease");
   auto started = std::chrono::steady_clock::now();
   auto before = in_flight_.Snapshot();
-  auto renewed = store_.Heartbeat(owner_, lease_ttl_);
+  std::vector<std::string> held;
+  for (const auto& c : before) held.push_back(c->lease.run_id);
+  auto renewed = store_.Heartbeat(owner_, lease_ttl_, held);
   if (!renewed.ok()) {
     auto silent = std::chrono::steady_clock::now() - last_success_;
     log->warn("heartbeat failed ({} in flight): {}", before.size(), renewed.status().message());

@@ -60,7 +60,8 @@ const Statement kHeartbeat = {
     "kagzi_heartbeat",
     "WITH d AS (UPDATE kagzi_daemons SET heartbeat_at = now() WHERE id = $1::uuid) "
     "UPDATE kagzi_runs SET lease_expires_at = now() + $2::bigint * interval '1 millisecond' "
-    "WHERE lease_owner = $1::uuid AND status = 'RUNNING' RETURNING id::text"};
+    "WHERE lease_owner = $1::uuid AND status = 'RUNNING'"
+    " AND ($3::uuid[] IS NULL OR id = ANY($3::uuid[])) RETURNING id::text"};
 
 const Statement kNextWake = {
     "kagzi_next_wake",
@@ -74,12 +75,15 @@ const Statement kNextWake = {
 // Upserts one journal entry: a new one, or a pending one (RETRYING or
 // WAITING) with the same id and seq; a final entry is never changed. Only
 // under the lease, and only before the run's deadline.
-#define KAGZI_UPSERT_STEP_CONFLICT                                                          \
-  " ON CONFLICT (run_id, step_id) DO UPDATE SET status = EXCLUDED.status,"                  \
-  " output = EXCLUDED.output, error = EXCLUDED.error, error_kind = EXCLUDED.error_kind,"    \
-  " attempts = EXCLUDED.attempts, wake_at = EXCLUDED.wake_at, finished_at = now(),"         \
-  " child_run_id = COALESCE(EXCLUDED.child_run_id, kagzi_steps.child_run_id)"               \
-  " WHERE kagzi_steps.status IN ('RETRYING', 'WAITING') AND kagzi_steps.seq = EXCLUDED.seq" \
+#define KAGZI_UPSERT_STEP_CONFLICT                                                           \
+  " ON CONFLICT (run_id, step_id) DO UPDATE SET status = EXCLUDED.status,"                   \
+  " output = EXCLUDED.output, error = EXCLUDED.error, error_kind = EXCLUDED.error_kind,"     \
+  " attempts = EXCLUDED.attempts, wake_at = EXCLUDED.wake_at, finished_at = now(),"          \
+  " child_run_id = COALESCE(EXCLUDED.child_run_id, kagzi_steps.child_run_id)"                \
+  " WHERE kagzi_steps.seq = EXCLUDED.seq AND (kagzi_steps.status IN ('RETRYING', 'WAITING')" \
+  "   OR (kagzi_steps.status = EXCLUDED.status AND kagzi_steps.kind = EXCLUDED.kind"         \
+  "       AND kagzi_steps.output::text IS NOT DISTINCT FROM EXCLUDED.output::text"           \
+  "       AND kagzi_steps.error IS NOT DISTINCT FROM EXCLUDED.error))"                       \
   " RETURNING 1"
 
 const Statement kRecordStep = {
@@ -127,7 +131,10 @@ const Statement kConsumeEvent = {
     "WITH lease AS (SELECT id FROM kagzi_runs WHERE " KAGZI_LEASE_MATCHES
     "    AND (deadline_at IS NULL OR deadline_at > now()) FOR NO KEY UPDATE), "
     "ev AS (SELECT e.id, e.payload FROM kagzi_events e JOIN lease ON e.run_id = lease.id"
-    "  WHERE e.name = $4 AND e.consumed_at IS NULL ORDER BY e.id LIMIT 1"
+    "  WHERE e.name = $4 AND e.consumed_at IS NULL"
+    "    AND NOT EXISTS (SELECT 1 FROM kagzi_steps s WHERE s.run_id = lease.id"
+    "      AND s.step_id = $5 AND s.status = 'COMPLETED')"
+    "  ORDER BY e.id LIMIT 1"
     "  FOR UPDATE OF e SKIP LOCKED), "
     "used AS (UPDATE kagzi_events e SET consumed_at = now(), consumed_by = $5"
     "  FROM ev WHERE e.id = ev.id RETURNING e.id), "
@@ -136,7 +143,9 @@ const Statement kConsumeEvent = {
     "  SELECT lease.id, $5, $6, 'event', 'COMPLETED', ev.payload, 1, kagzi_ts($7), $4"
     "  FROM lease, ev" KAGZI_UPSERT_STEP_CONFLICT
     ") "
-    "SELECT (SELECT count(*) FROM lease), (SELECT payload::text FROM ev),"
+    "SELECT (SELECT count(*) FROM lease), COALESCE((SELECT payload::text FROM ev),"
+    "  (SELECT s.output::text FROM kagzi_steps s JOIN lease ON s.run_id = lease.id"
+    "    WHERE s.step_id = $5 AND s.seq = $6 AND s.kind = 'event' AND s.status = 'COMPLETED')),"
     "  CASE WHEN EXISTS (SELECT 1 FROM ev) AND NOT EXISTS (SELECT 1 FROM ins)"
     "    THEN kagzi_journal_conflict($1::uuid, $5) END"};
 
@@ -459,11 +468,14 @@ Result<ClaimBatch> PgStore::ClaimRuns(const ClaimRequest& req) {
   return result;
 }
 
-Result<std::vector<std::string>> PgStore::Heartbeat(std::string_view owner,
-                                                    std::chrono::milliseconds lease_ttl) {
+Result<std::vector<std::string>> PgStore::Heartbeat(
+    std::string_view owner, std::chrono::milliseconds lease_ttl,
+    const std::optional<std::vector<std::string>>& only) {
   auto conn = pool_.Acquire();
   if (!conn.ok()) return conn.status();
-  auto r = (*conn)->ExecPrepared(kHeartbeat, {owner, static_cast<std::int64_t>(lease_ttl.count())});
+  auto r = (*conn)->ExecPrepared(kHeartbeat,
+                                 {owner, static_cast<std::int64_t>(lease_ttl.count()),
+                                  only ? PgParam(PgTextArray(*only)) : PgParam(std::nullopt)});
   if (!r.ok()) return r.status();
   std::vector<std::string> ids;
   for (int i = 0; i < r->rows(); ++i) ids.push_back(r->GetString(i, 0));

@@ -183,9 +183,9 @@ struct WorkerDeath {
 };
 
 struct WorkerRecovery {
-  int released = 0;                  // runs given back, runnable now
+  int released = 0;                   // runs given back, runnable now
   std::optional<int> blamed_crashes;  // the blamed run's crash count now
-  bool blamed_failed = false;        // ... and whether it was failed for it
+  bool blamed_failed = false;         // ... and whether it was failed for it
 };
 
 struct LoadedWorkflow {
@@ -253,8 +253,11 @@ class Store {
   virtual Result<ClaimBatch> ClaimRuns(const ClaimRequest& request) = 0;
   // Renews every lease `owner` holds and its daemon heartbeat, in one
   // statement; returns the ids of the runs whose lease was renewed.
-  virtual Result<std::vector<std::string>> Heartbeat(std::string_view owner,
-                                                     std::chrono::milliseconds lease_ttl) = 0;
+  // With `only`, renews just those runs (the ones this instance is working
+  // on): a run it abandoned, or claimed without learning it, then expires.
+  virtual Result<std::vector<std::string>> Heartbeat(
+      std::string_view owner, std::chrono::milliseconds lease_ttl,
+      const std::optional<std::vector<std::string>>& only = std::nullopt) = 0;
   // Earliest available_at among PENDING/SLEEPING runs of the given
   // workflows, and earliest lease expiry among RUNNING runs; nullopt when
   // there is none.
@@ -347,8 +350,9 @@ class PgStore final : public Store {
   Status UnregisterDaemon(std::string_view daemon_id) override;
   Result<WorkerRecovery> RecoverWorker(const WorkerDeath& death) override;
   Result<ClaimBatch> ClaimRuns(const ClaimRequest& request) override;
-  Result<std::vector<std::string>> Heartbeat(std::string_view owner,
-                                             std::chrono::milliseconds lease_ttl) override;
+  Result<std::vector<std::string>> Heartbeat(
+      std::string_view owner, std::chrono::milliseconds lease_ttl,
+      const std::optional<std::vector<std::string>>& only = std::nullopt) override;
   Result<std::optional<Micros>> NextWakeTime(const std::vector<WorkflowKey>& loaded) override;
   Status RecordStep(const Lease& lease, const StepRecord& step,
                     WriteFeedback* feedback = nullptr) override;
