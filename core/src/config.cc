@@ -3,12 +3,21 @@
 // flags share one validation path and one error format.
 #include "kagzi/core/config.h"
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cctype>
+#include <cerrno>
 #include <charconv>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <memory>
 #include <sstream>
 
+#include <libpq-fe.h>
 #include <toml++/toml.h>
 
 namespace kagzi {
@@ -70,6 +79,11 @@ const std::vector<KeySpec>& Specs() {
        [](std::string_view v, Config* c) {
          if (v.empty()) return Status::InvalidArgument("must not be empty");
          c->database_url = std::string(v);
+         return Status::Ok();
+       }},
+      {"database_password_file",
+       [](std::string_view v, Config* c) {
+         c->database_password_file = std::string(v);  // empty: no file
          return Status::Ok();
        }},
       {"plugin_dir",
@@ -307,8 +321,146 @@ Result<Config> LoadConfig(const ConfigLoadOptions& options) {
     std::replace(flag.begin(), flag.end(), '_', '-');
     KAGZI_RETURN_IF_ERROR(ApplyValue(key, value, fmt::format("flag {}", flag), &config));
   }
+  if (!config.database_password_file.empty()) {
+    auto password = ReadDatabasePasswordFile(config.database_password_file);
+    if (!password.ok()) return password.status();
+    auto url = DatabaseUrlWithPassword(config.database_url, *password);
+    if (!url.ok()) return url.status();
+    config.database_url = std::move(url).value();
+  }
   KAGZI_RETURN_IF_ERROR(ValidateConfig(config));
   return config;
+}
+
+std::string RedactLibpqError(std::string_view url, std::string_view message) {
+  std::string out(message);
+  if (RedactDatabaseUrl(url) == url) return out;  // no password to give away
+  char* err = nullptr;
+  PQconninfoOption* opts = PQconninfoParse(std::string(url).c_str(), &err);
+  PQconninfoFree(opts);
+  if (err == nullptr) return out;  // it parses: libpq quotes no part of it
+  PQfreemem(err);
+  auto first = out.find('"');
+  auto last = out.rfind('"');
+  if (first != std::string::npos && last > first) out.replace(first, last - first + 1, "\"***\"");
+  return out;
+}
+
+Result<std::string> ReadDatabasePasswordFile(const std::string& path) {
+  // One descriptor for the checks and the read: the file checked is the one read.
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY);
+  if (fd < 0) {
+    return Status::InvalidArgument("database_password_file \"{}\": cannot be read: {}", path,
+                                   std::strerror(errno));
+  }
+  std::unique_ptr<int, void (*)(int*)> closer(&fd, [](int* f) { ::close(*f); });
+  struct stat st {};
+  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    return Status::InvalidArgument("database_password_file \"{}\": not a regular file", path);
+  }
+  const unsigned mode = st.st_mode & 07777;
+  if ((mode & 077) != 0) {
+    return Status::InvalidArgument(
+        "database_password_file \"{}\": mode {:04o} lets group or others read or write it; "
+        "make it readable by kagzid's user alone (chmod 0600 or 0400)",
+        path, mode);
+  }
+  constexpr std::size_t kMaxBytes = 64 * 1024;
+  std::string text;
+  char buf[4096];
+  while (true) {
+    ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      return Status::InvalidArgument("database_password_file \"{}\": cannot be read: {}", path,
+                                     std::strerror(errno));
+    }
+    if (n == 0) break;
+    text.append(buf, static_cast<std::size_t>(n));
+    if (text.size() > kMaxBytes) {
+      return Status::InvalidArgument("database_password_file \"{}\": larger than {} bytes", path,
+                                     kMaxBytes);
+    }
+  }
+  while (!text.empty() && (text.back() == '\n' || text.back() == '\r')) text.pop_back();
+  if (text.empty()) {
+    return Status::InvalidArgument("database_password_file \"{}\": is empty", path);
+  }
+  if (text.find_first_of(std::string_view("\n\r\0", 3)) != std::string::npos) {
+    return Status::InvalidArgument(
+        "database_password_file \"{}\": holds a line break or NUL; the file must hold the "
+        "password alone (one line)",
+        path);
+  }
+  return text;
+}
+
+Result<std::string> DatabaseUrlWithPassword(std::string_view url, std::string_view password) {
+  using Options = std::unique_ptr<PQconninfoOption, void (*)(PQconninfoOption*)>;
+  auto parse = [](const std::string& text, std::string* error) -> Options {
+    char* err = nullptr;
+    Options opts(PQconninfoParse(text.c_str(), &err), &PQconninfoFree);
+    if (err != nullptr) {
+      *error = err;
+      while (!error->empty() && (error->back() == '\n' || error->back() == ' ')) error->pop_back();
+      PQfreemem(err);
+    }
+    return opts;
+  };
+  auto password_of = [](const Options& opts) -> const char* {
+    for (const PQconninfoOption* o = opts.get(); o != nullptr && o->keyword != nullptr; ++o) {
+      if (std::strcmp(o->keyword, "password") == 0) return o->val;
+    }
+    return nullptr;
+  };
+  // A conninfo value: single-quoted, backslashes and quotes escaped.
+  auto quote = [](std::string_view v) {
+    std::string q = "'";
+    for (char ch : v) {
+      if (ch == '\\' || ch == '\'') q += '\\';
+      q += ch;
+    }
+    return q + "'";
+  };
+  const bool uri = url.starts_with("postgresql://") || url.starts_with("postgres://");
+  // libpq takes a string without '=' as a bare database name.
+  std::string out =
+      !uri && url.find('=') == std::string_view::npos ? "dbname=" + quote(url) : std::string(url);
+  std::string error;
+  Options opts = parse(out, &error);
+  if (!opts) {
+    return Status::InvalidArgument("database_url \"{}\": {}", RedactDatabaseUrl(url),
+                                   RedactLibpqError(url, error));
+  }
+  if (const char* existing = password_of(opts); existing != nullptr && *existing != '\0') {
+    return Status::InvalidArgument(
+        "database_password_file is set, but database_url \"{}\" holds a password too; keep the "
+        "password in one place",
+        RedactDatabaseUrl(url));
+  }
+  if (uri) {
+    // A query parameter, percent-encoding all but the unreserved characters.
+    out += url.find('?') == std::string_view::npos ? "?password=" : "&password=";
+    for (char ch : password) {
+      auto c = static_cast<unsigned char>(ch);
+      if (std::isalnum(c) || ch == '-' || ch == '.' || ch == '_' || ch == '~') {
+        out += ch;
+      } else {
+        out += fmt::format("%{:02X}", c);
+      }
+    }
+  } else {
+    out += " password=" + quote(password);
+  }
+  // What libpq will read back must be exactly this password.
+  Options check = parse(out, &error);
+  const char* got = check ? password_of(check) : nullptr;
+  if (got == nullptr || std::string_view(got) != password) {
+    return Status::InvalidArgument(
+        "database_url \"{}\": cannot add the password of database_password_file to it",
+        RedactDatabaseUrl(url));
+  }
+  return out;
 }
 
 std::string RedactDatabaseUrl(std::string_view url) {
@@ -386,20 +538,21 @@ std::string TomlFloat(double v) {
 std::string DescribeConfig(const Config& c) {
   return fmt::format(
       "# effective configuration{}\n"
-      "database_url = {}\nplugin_dir = {}\nconcurrency = {}\nlease_ttl = \"{}\"\n"
+      "database_url = {}\ndatabase_password_file = {}\nplugin_dir = {}\nconcurrency = {}\n"
+      "lease_ttl = \"{}\"\n"
       "heartbeat_interval = \"{}\"\npoll_interval = \"{}\"\ndrain_timeout = \"{}\"\n"
       "log_level = \"{}\"\nmax_payload_bytes = {}\nretry_max_attempts = {}\n"
       "retry_initial_interval = \"{}\"\nretry_max_interval = \"{}\"\nretry_multiplier = {}\n"
       "retry_jitter = {}\nparallel_limit = {}\nworkers = {}\nmax_crashes = {}\n"
       "step_timeout = \"{}\"\n",
       c.source_file.empty() ? " (no config file read)" : " (file: " + c.source_file + ")",
-      TomlString(RedactDatabaseUrl(c.database_url)), TomlString(c.plugin_dir), c.concurrency,
-      FormatDuration(c.lease_ttl), FormatDuration(c.heartbeat_interval),
-      FormatDuration(c.poll_interval), FormatDuration(c.drain_timeout), c.log_level,
-      c.max_payload_bytes, c.retry_max_attempts, FormatDuration(c.retry_initial_interval),
-      FormatDuration(c.retry_max_interval), TomlFloat(c.retry_multiplier),
-      TomlFloat(c.retry_jitter), c.parallel_limit, c.workers, c.max_crashes,
-      FormatDuration(c.step_timeout));
+      TomlString(RedactDatabaseUrl(c.database_url)), TomlString(c.database_password_file),
+      TomlString(c.plugin_dir), c.concurrency, FormatDuration(c.lease_ttl),
+      FormatDuration(c.heartbeat_interval), FormatDuration(c.poll_interval),
+      FormatDuration(c.drain_timeout), c.log_level, c.max_payload_bytes, c.retry_max_attempts,
+      FormatDuration(c.retry_initial_interval), FormatDuration(c.retry_max_interval),
+      TomlFloat(c.retry_multiplier), TomlFloat(c.retry_jitter), c.parallel_limit, c.workers,
+      c.max_crashes, FormatDuration(c.step_timeout));
 }
 
 }  // namespace kagzi

@@ -98,7 +98,7 @@ Result<std::unique_ptr<PgConnection>> PgConnection::Connect(const std::string& u
   PGconn* conn = PQconnectdbParams(keys, values, /*expand_dbname=*/1);
   if (conn == nullptr) return Status::Unavailable("cannot allocate a libpq connection");
   if (PQstatus(conn) != CONNECTION_OK) {
-    std::string err = Trim(PQerrorMessage(conn));
+    std::string err = RedactLibpqError(url, Trim(PQerrorMessage(conn)));
     PQfinish(conn);
     return Status::Unavailable("cannot connect to database_url \"{}\": {}", RedactDatabaseUrl(url),
                                err);

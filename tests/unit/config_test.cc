@@ -2,6 +2,7 @@
 // precedence, and the errors that name the key and where its value came from.
 #include "kagzi/core/config.h"
 
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -16,6 +17,7 @@
 #include <string>
 
 #include <gtest/gtest.h>
+#include <libpq-fe.h>
 
 namespace kagzi {
 namespace {
@@ -621,6 +623,245 @@ TEST(DescribeConfigTest, QuotesValuesSoTheOutputParses) {
   ASSERT_TRUE(st.ok()) << st.message() << "\n" << text;
   EXPECT_EQ(back.plugin_dir, c.plugin_dir);
   EXPECT_EQ(back.database_url, c.database_url);
+}
+
+// --- database_password_file and libpq options ------------------------------
+
+// A file holding `text` with mode `mode`.
+std::string WriteSecret(const ScratchDir& dir, const std::string& name, const std::string& text,
+                        mode_t mode) {
+  std::string file = dir.Write(name, text);
+  EXPECT_EQ(chmod(file.c_str(), mode), 0);
+  return file;
+}
+
+// libpq's reading of a URL or conninfo string: keyword -> value, set ones only.
+std::map<std::string, std::string> LibpqOptions(const std::string& url) {
+  std::map<std::string, std::string> out;
+  char* err = nullptr;
+  PQconninfoOption* opts = PQconninfoParse(url.c_str(), &err);
+  if (err != nullptr) {
+    ADD_FAILURE() << "libpq cannot parse \"" << url << "\": " << err;
+    PQfreemem(err);
+  }
+  for (PQconninfoOption* o = opts; o != nullptr && o->keyword != nullptr; ++o) {
+    if (o->val != nullptr) out[o->keyword] = o->val;
+  }
+  PQconninfoFree(opts);
+  return out;
+}
+
+TEST(PasswordFileTest, ReadsTheFileLessItsTrailingNewline) {
+  ScratchDir dir;
+  for (const auto& [text, want] : std::vector<std::pair<std::string, std::string>>{
+           {"s3cret\n", "s3cret"},
+           {"s3cret", "s3cret"},
+           {"s3cret\r\n", "s3cret"},
+           {"two words & 'quotes' \\ %41 #x\n", "two words & 'quotes' \\ %41 #x"}}) {
+    for (mode_t mode : {0600, 0400}) {
+      std::string file = WriteSecret(dir, "pw", text, mode);
+      auto pw = ReadDatabasePasswordFile(file);
+      ASSERT_TRUE(pw.ok()) << pw.status().message();
+      EXPECT_EQ(*pw, want);
+      std::filesystem::remove(file);
+    }
+  }
+}
+
+TEST(PasswordFileTest, RefusesAFileGroupOrOthersMayRead) {
+  ScratchDir dir;
+  for (mode_t mode : {0640, 0604, 0644, 0660, 0620, 0602, 0666}) {
+    std::string file = WriteSecret(dir, "pw", "hunter2\n", mode);
+    auto pw = ReadDatabasePasswordFile(file);
+    ASSERT_FALSE(pw.ok()) << std::oct << mode;
+    const std::string& msg = pw.status().message();
+    EXPECT_TRUE(Contains(msg, "database_password_file"));
+    EXPECT_TRUE(Contains(msg, file));
+    char octal[8];
+    std::snprintf(octal, sizeof octal, "%04o", static_cast<unsigned>(mode));
+    EXPECT_TRUE(Contains(msg, std::string("mode ") + octal));
+    EXPECT_TRUE(Contains(msg, "chmod 0600"));
+    EXPECT_TRUE(Lacks(msg, "hunter2"));
+    std::filesystem::remove(file);
+  }
+}
+
+TEST(PasswordFileTest, RefusesMissingEmptyMultiLineAndNonRegularFiles) {
+  ScratchDir dir;
+  struct Case {
+    std::string path;
+    std::string error;
+  };
+  std::vector<Case> cases = {
+      {dir.Path("missing"), "cannot be read"},
+      {WriteSecret(dir, "empty", "", 0600), "is empty"},
+      {WriteSecret(dir, "newline", "\n", 0600), "is empty"},
+      {WriteSecret(dir, "two-lines", "hunter2\nhunter3\n", 0600), "line break"},
+      {WriteSecret(dir, "nul", std::string("hunter2\0x", 9), 0600), "NUL"},
+      {dir.path(), "not a regular file"},
+  };
+  for (const auto& c : cases) {
+    auto pw = ReadDatabasePasswordFile(c.path);
+    ASSERT_FALSE(pw.ok()) << c.path;
+    EXPECT_TRUE(Contains(pw.status().message(), "database_password_file \"" + c.path + "\""));
+    EXPECT_TRUE(Contains(pw.status().message(), c.error));
+    EXPECT_TRUE(Lacks(pw.status().message(), "hunter"));
+  }
+}
+
+TEST(PasswordFileTest, LoadConfigGivesThePasswordToLibpqAndNeverPrintsIt) {
+  ScratchDir dir;
+  std::string secret = WriteSecret(dir, "pw", "hunter2 'x'\n", 0600);
+  // From the file, the environment and a flag.
+  std::string toml = dir.Write("k.toml",
+                               "database_url = \"postgresql://kagzi@db.example/kagzi\"\n"
+                               "database_password_file = \"" +
+                                   secret + "\"\n");
+  std::vector<ConfigLoadOptions> sources = {
+      Options(toml, FakeEnv{}),
+      Options(std::nullopt,
+              FakeEnv{{{"KAGZI_CONFIG", dir.Write("e.toml", "")},
+                       {"KAGZI_DATABASE_URL", "host=db.example user=kagzi dbname=kagzi"},
+                       {"KAGZI_DATABASE_PASSWORD_FILE", secret}}}),
+      Options(dir.Write("f.toml", ""), FakeEnv{},
+              {{"database_url", "kagzi"}, {"database_password_file", secret}}),
+  };
+  for (const auto& options : sources) {
+    auto c = LoadConfig(options);
+    ASSERT_TRUE(c.ok()) << c.status().message();
+    EXPECT_EQ(c->database_password_file, secret);
+    EXPECT_EQ(LibpqOptions(c->database_url)["password"], "hunter2 'x'") << c->database_url;
+    EXPECT_EQ(LibpqOptions(c->database_url)["dbname"], "kagzi");
+    std::string described = DescribeConfig(*c);
+    EXPECT_TRUE(Lacks(described, "hunter2"));
+    EXPECT_TRUE(Contains(described, "database_password_file = \"" + secret + "\""));
+    EXPECT_TRUE(Lacks(RedactDatabaseUrl(c->database_url), "hunter2"));
+  }
+  // An empty value (e.g. KAGZI_DATABASE_PASSWORD_FILE= for kagzictl run by
+  // another user) means no file.
+  auto c = LoadConfig(Options(toml, FakeEnv{{{"KAGZI_DATABASE_PASSWORD_FILE", ""}}}));
+  ASSERT_TRUE(c.ok()) << c.status().message();
+  EXPECT_EQ(c->database_url, "postgresql://kagzi@db.example/kagzi");
+  EXPECT_EQ(Config{}.database_password_file, "");
+}
+
+TEST(PasswordFileTest, LoadConfigRefusesAnOpenFileOrASecondPassword) {
+  ScratchDir dir;
+  std::string open_file = WriteSecret(dir, "open", "hunter2\n", 0644);
+  auto c = LoadConfig(
+      Options(dir.Write("a.toml", ""), FakeEnv{}, {{"database_password_file", open_file}}));
+  ASSERT_FALSE(c.ok());
+  EXPECT_TRUE(Contains(c.status().message(), "database_password_file"));
+  EXPECT_TRUE(Contains(c.status().message(), "mode 0644"));
+
+  std::string secret = WriteSecret(dir, "pw", "hunter2\n", 0600);
+  for (const char* url : {"postgresql://u:other@h/db", "postgresql://u@h/db?password=other",
+                          "host=h password=other"}) {
+    c = LoadConfig(Options(dir.Write("b.toml", ""), FakeEnv{},
+                           {{"database_url", url}, {"database_password_file", secret}}));
+    ASSERT_FALSE(c.ok()) << url;
+    EXPECT_TRUE(Contains(c.status().message(), "holds a password too")) << url;
+    EXPECT_TRUE(Lacks(c.status().message(), "other")) << c.status().message();
+    EXPECT_TRUE(Lacks(c.status().message(), "hunter2"));
+  }
+}
+
+TEST(PasswordFileTest, DatabaseUrlWithPasswordKeepsEveryOtherOption) {
+  const std::vector<std::string> passwords = {"plain",       "with space",       "q'uo\"te",
+                                              "back\\slash", "%41&x=1#frag?/@:", "caf\xc3\xa9"};
+  const std::vector<std::string> urls = {
+      "postgresql:///kagzi",
+      "postgres://kagzi@db.example:5433/kagzi",
+      "postgresql://kagzi@db.example/kagzi?sslmode=verify-full&sslrootcert=/etc/kagzi/root.crt",
+      "postgresql://kagzi@[::1]:5432/kagzi?connect_timeout=5",
+      "host=/run/postgresql dbname=kagzi",
+      "host=db.example user=kagzi dbname='my db' sslmode=require",
+      "kagzi",
+  };
+  for (const auto& url : urls) {
+    for (const auto& password : passwords) {
+      auto with = DatabaseUrlWithPassword(url, password);
+      ASSERT_TRUE(with.ok()) << url << ": " << with.status().message();
+      auto before = LibpqOptions(url == "kagzi" ? "dbname=kagzi" : url);
+      auto after = LibpqOptions(*with);
+      EXPECT_EQ(after["password"], password) << *with;
+      after.erase("password");
+      EXPECT_EQ(after, before) << url << " -> " << *with;
+      EXPECT_TRUE(Lacks(RedactDatabaseUrl(*with), password)) << *with;
+    }
+  }
+  auto bad = DatabaseUrlWithPassword("host=h dbname='unterminated", "x");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_TRUE(Contains(bad.status().message(), "database_url"));
+}
+
+// TLS: libpq's sslmode, sslrootcert, sslcert and sslkey (and their
+// neighbours) in database_url reach libpq as written, whether the URL comes
+// from the file, the environment or a flag, is redacted for a log line or
+// gets a password from database_password_file.
+TEST(TlsOptionsTest, PassThroughToLibpqUnchanged) {
+  const std::map<std::string, std::string> tls = {{"sslmode", "verify-full"},
+                                                  {"sslrootcert", "/etc/kagzi/tls/root.crt"},
+                                                  {"sslcert", "/etc/kagzi/tls/kagzi.crt"},
+                                                  {"sslkey", "/etc/kagzi/tls/kagzi.key"}};
+  const std::vector<std::string> urls = {
+      "postgresql://kagzi@db.example:5432/kagzi?sslmode=verify-full"
+      "&sslrootcert=/etc/kagzi/tls/root.crt&sslcert=/etc/kagzi/tls/kagzi.crt"
+      "&sslkey=/etc/kagzi/tls/kagzi.key",
+      "host=db.example port=5432 user=kagzi dbname=kagzi sslmode=verify-full "
+      "sslrootcert=/etc/kagzi/tls/root.crt sslcert=/etc/kagzi/tls/kagzi.crt "
+      "sslkey=/etc/kagzi/tls/kagzi.key",
+  };
+  ScratchDir dir;
+  std::string secret = WriteSecret(dir, "pw", "hunter2\n", 0600);
+  for (const auto& url : urls) {
+    auto options = LibpqOptions(url);
+    for (const auto& [key, value] : tls) EXPECT_EQ(options[key], value) << key;
+
+    std::string toml = dir.Write("t.toml", "database_url = \"" + url + "\"\n");
+    for (const auto& load :
+         {Options(toml, FakeEnv{}),
+          Options(dir.Write("e.toml", ""), FakeEnv{{{"KAGZI_DATABASE_URL", url}}}),
+          Options(dir.Write("f.toml", ""), FakeEnv{}, {{"database_url", url}})}) {
+      auto c = LoadConfig(load);
+      ASSERT_TRUE(c.ok()) << c.status().message();
+      EXPECT_EQ(c->database_url, url);
+    }
+    EXPECT_EQ(RedactDatabaseUrl(url), url);
+
+    auto c = LoadConfig(Options(toml, FakeEnv{}, {{"database_password_file", secret}}));
+    ASSERT_TRUE(c.ok()) << c.status().message();
+    EXPECT_TRUE(c->database_url.starts_with(url)) << c->database_url;
+    auto with = LibpqOptions(c->database_url);
+    for (const auto& [key, value] : tls) EXPECT_EQ(with[key], value) << key;
+    EXPECT_EQ(with["password"], "hunter2");
+    std::string redacted = RedactDatabaseUrl(c->database_url);
+    for (const auto& [key, value] : tls) EXPECT_TRUE(Contains(redacted, key + "=" + value));
+  }
+}
+
+// libpq's parse errors quote what they stumbled on, which can be part of a
+// password; what kagzid and kagzictl show of them never holds it.
+TEST(RedactLibpqErrorTest, ParseErrorsNeverShowPasswordText) {
+  for (const char* url :
+       {"postgresql://u:se%zzcret@/db?host=/nonexistent", "host=/nonexistent password=foo secret",
+        "postgresql://u@/db?host=/nonexistent&password=se%zzcret",
+        "postgresql://u:p%00secret@/db?host=/nonexistent"}) {
+    const char* keys[] = {"dbname", nullptr};
+    const char* values[] = {url, nullptr};
+    PGconn* conn = PQconnectdbParams(keys, values, 1);
+    std::string raw = PQerrorMessage(conn);
+    PQfinish(conn);
+    ASSERT_TRUE(Contains(raw, "cret")) << "libpq no longer quotes the text; adapt the test";
+    std::string shown = RedactLibpqError(url, raw);
+    EXPECT_TRUE(Lacks(shown, "cret")) << url;
+    EXPECT_TRUE(Contains(shown, "\"***\"")) << shown;
+  }
+  // Without a password, or once the URL parses, libpq's message is kept.
+  std::string msg = "invalid URI query parameter: \"bogus\"";
+  EXPECT_EQ(RedactLibpqError("postgresql://u@/db?bogus=1", msg), msg);
+  msg = "connection to server on socket \"/x/.s.PGSQL.5432\" failed";
+  EXPECT_EQ(RedactLibpqError("postgresql://u:secret@/db?host=/x", msg), msg);
 }
 
 }  // namespace

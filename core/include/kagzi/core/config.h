@@ -23,6 +23,13 @@ inline constexpr std::string_view kDefaultConfigPath = "/etc/kagzi/kagzid.toml";
 
 struct Config {
   std::string database_url = "postgresql:///kagzi";
+  // A file holding the database password alone (key database_password_file;
+  // empty: none). LoadConfig reads it, refuses it when group or others may
+  // read it, and adds the password to database_url as libpq's `password`
+  // keyword (DatabaseUrlWithPassword), so that every connection gets it.
+  // database_url is therefore secret after loading: print it only through
+  // RedactDatabaseUrl.
+  std::string database_password_file;
   std::string plugin_dir = "/usr/lib/kagzi/plugins";
   int concurrency = 16;
   std::chrono::milliseconds lease_ttl{30'000};
@@ -89,6 +96,25 @@ std::string FormatDuration(std::chrono::milliseconds d);
 // A connection URL or conninfo string with any password replaced by "***",
 // safe to log.
 std::string RedactDatabaseUrl(std::string_view url);
+
+// libpq's error `message` about `url`, safe to show: libpq's parse errors
+// quote the text they stumbled on (`invalid percent-encoded token:
+// "se%zzcret"`), which may be part of a password. When the URL does not
+// parse and holds a password, the quoted text is replaced by "***".
+std::string RedactLibpqError(std::string_view url, std::string_view message);
+
+// The password in a database_password_file: the whole file less a trailing
+// newline. Refused, with the key, the path and the mode named (never the
+// contents), when the file is not a regular file, group or others may read
+// or write it (mode & 077), it is empty, or it holds a line break or NUL.
+Result<std::string> ReadDatabasePasswordFile(const std::string& path);
+
+// `url` (a libpq URI or conninfo string, as database_url) with `password`
+// added as libpq's password keyword: a percent-encoded query parameter of a
+// URI, a quoted keyword of a conninfo string. Every other option (host,
+// sslmode, sslrootcert, sslcert, sslkey, ...) is kept as written. Refused
+// when libpq cannot parse `url` or it already holds a password.
+Result<std::string> DatabaseUrlWithPassword(std::string_view url, std::string_view password);
 
 // The config as TOML text, for --check-config (password redacted).
 std::string DescribeConfig(const Config& config);
