@@ -12,6 +12,7 @@
 #include <filesystem>
 #include <fstream>
 #include <random>
+#include <regex>
 #include <sstream>
 
 #include "support/test_db.h"
@@ -93,6 +94,21 @@ std::string ReadFile(const std::string& path) {
   return ss.str();
 }
 
+void KeepSanitizerReport(const std::string& output, const std::string& what) {
+  const char* dir = std::getenv("KAGZI_SANITIZER_LOG_DIR");
+  if (dir == nullptr || *dir == '\0') return;
+  static const std::regex kReport(
+      R"((ERROR|WARNING): (AddressSanitizer|LeakSanitizer|ThreadSanitizer)|)"
+      R"(\.(c|cc|cpp|h|hpp):[0-9]+:[0-9]+: runtime error: )");
+  if (!std::regex_search(output, kReport)) return;
+  std::random_device rd;
+  std::string name = what.substr(what.find_last_of('/') + 1);
+  std::ofstream(std::string(dir) + "/stderr." + name + "." + std::to_string(getpid()) + "." +
+                std::to_string(rd()))
+      << "output of " << what << " (test pid " << getpid() << "):\n"
+      << output;
+}
+
 CommandResult RunCommand(const std::vector<std::string>& argv,
                          const std::map<std::string, std::string>& env,
                          std::chrono::milliseconds timeout) {
@@ -116,6 +132,7 @@ CommandResult RunCommand(const std::vector<std::string>& argv,
   }
   result.out = ReadFile(out);
   result.err = ReadFile(err);
+  KeepSanitizerReport(result.err + result.out, argv[0]);
   std::filesystem::remove(out);
   std::filesystem::remove(err);
   return result;
@@ -131,6 +148,7 @@ Process::~Process() {
     int raw = 0;
     waitpid(pid_, &raw, 0);
   }
+  if (pid_ > 0) KeepSanitizerReport(Log(), argv_[0]);
 }
 
 bool Process::Start() {

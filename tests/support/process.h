@@ -69,6 +69,15 @@ bool Eventually(Pred pred, std::chrono::milliseconds timeout) {
 
 std::string ReadFile(const std::string& path);
 
+// Sanitized builds: when `output` (a child's stdout/stderr) holds a
+// sanitizer report, keeps a copy of it in $KAGZI_SANITIZER_LOG_DIR (set by
+// the asan and tsan test presets), where the test sanitizer.reports finds
+// it. Reports normally go there directly (log_path), but GCC's UBSan, linked
+// beside ASan, writes to stderr whatever UBSAN_OPTIONS says; a kagzid worker
+// that such a report ends is restarted, and its test might still pass.
+// RunCommand and Process call it for every child.
+void KeepSanitizerReport(const std::string& output, const std::string& what);
+
 // A fresh empty directory under the test binary dir, removed at destruction.
 class TempDir {
  public:

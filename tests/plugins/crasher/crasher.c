@@ -61,12 +61,25 @@ static kagzi_status prepare_step(void *user, const kagzi_writer *result) {
   return result->write(result, "1", 1);
 }
 
+/* A real fault, uninstrumented: in a sanitized build UndefinedBehavior
+ * Sanitizer would report the null store and exit(1) instead, and ASan or
+ * TSan would report it as a deadly signal; the test wants the worker killed
+ * by SIGSEGV. */
+#if defined(__GNUC__)
+#define CRASHER_UNSANITIZED __attribute__((no_sanitize("address", "thread", "undefined")))
+#else
+#define CRASHER_UNSANITIZED
+#endif
+CRASHER_UNSANITIZED static void segfault(void) {
+  volatile int *nowhere = NULL;
+  *nowhere = 1;
+}
+
 static kagzi_status charge_step(void *user, const kagzi_writer *result) {
   const crasher_input *in = (const crasher_input *)user;
   append_line(in, "charge-card");
   if (strcmp(in->mode, "segv") == 0) {
-    volatile int *nowhere = NULL;
-    *nowhere = 1;
+    segfault();
   } else if (strcmp(in->mode, "abort") == 0) {
     abort();
   } else if (strcmp(in->mode, "exit") == 0) {
