@@ -30,12 +30,20 @@ std::string Checksum(std::string_view text) {
 
 Result<MigrationReport> ApplyLocked(PgConnection& conn,
                                     const std::vector<EmbeddedMigration>& migrations) {
-  auto created = conn.Exec(
-      "CREATE TABLE IF NOT EXISTS kagzi_schema_migrations ("
-      " name text PRIMARY KEY,"
-      " checksum text NOT NULL,"
-      " applied_at timestamptz NOT NULL DEFAULT now())");
-  if (!created.ok()) return created.status();
+  // Created only when missing: even CREATE TABLE IF NOT EXISTS needs the
+  // CREATE privilege, which a least-privilege runtime role does not have
+  // (docs/operations.md); it only reads the table. The advisory lock makes
+  // check-then-create safe.
+  auto exists = conn.Exec("SELECT to_regclass('kagzi_schema_migrations') IS NOT NULL");
+  if (!exists.ok()) return exists.status();
+  if (exists->rows() != 1 || !exists->GetBool(0, 0)) {
+    auto created = conn.Exec(
+        "CREATE TABLE IF NOT EXISTS kagzi_schema_migrations ("
+        " name text PRIMARY KEY,"
+        " checksum text NOT NULL,"
+        " applied_at timestamptz NOT NULL DEFAULT now())");
+    if (!created.ok()) return created.status();
+  }
   auto recorded = conn.Exec("SELECT name, checksum FROM kagzi_schema_migrations ORDER BY name");
   if (!recorded.ok()) return recorded.status();
   std::map<std::string, std::string> done;
