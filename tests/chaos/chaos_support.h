@@ -363,6 +363,9 @@ class DaemonGroup {
         env_(std::move(env)) {}
   ~DaemonGroup() {
     if (running()) KillGroup();
+    // Sanitized builds: a report in the log (every incarnation's) is kept
+    // for the test sanitizer.reports (tests/support/process.h).
+    KeepSanitizerReport(ReadFile(log_path_), "kagzid");
   }
   DaemonGroup(const DaemonGroup&) = delete;
   DaemonGroup& operator=(const DaemonGroup&) = delete;
