@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cctype>
 #include <cerrno>
 #include <charconv>
@@ -463,45 +464,159 @@ Result<std::string> DatabaseUrlWithPassword(std::string_view url, std::string_vi
   return out;
 }
 
-std::string RedactDatabaseUrl(std::string_view url) {
-  std::string out(url);
-  // URI form: scheme://user:password@host...
-  if (auto scheme = out.find("://"); scheme != std::string::npos) {
-    auto at = out.find('@', scheme + 3);
-    auto slash = out.find('/', scheme + 3);
-    if (at != std::string::npos && (slash == std::string::npos || at < slash)) {
-      auto colon = out.find(':', scheme + 3);
-      if (colon != std::string::npos && colon < at) out.replace(colon + 1, at - colon - 1, "***");
-    }
-  }
-  // password=... in a URI query (the value ends at '&' or '#') or a conninfo
-  // string, where libpq allows spaces around '=' and the value is either
-  // quoted ('...' with backslash escapes) or runs to the next space (with
-  // backslash escapes). "sslpassword" is caught too.
-  const bool uri = out.find("://") != std::string::npos;
-  auto is_space = [](char ch) { return std::isspace(static_cast<unsigned char>(ch)) != 0; };
-  for (std::size_t pos = out.find("password"); pos != std::string::npos;
-       pos = out.find("password", pos + 1)) {
-    std::size_t eq = pos + 8;
-    while (!uri && eq < out.size() && is_space(out[eq])) ++eq;
-    if (eq >= out.size() || out[eq] != '=') continue;
-    std::size_t start = eq + 1;
-    while (!uri && start < out.size() && is_space(out[start])) ++start;
-    std::size_t end = start;
-    if (uri) {
-      while (end < out.size() && out[end] != '&' && out[end] != '#') ++end;
-    } else if (end < out.size() && out[end] == '\'') {
-      ++end;
-      while (end < out.size() && out[end] != '\'') end += (out[end] == '\\') ? 2 : 1;
-      if (end < out.size()) ++end;
+namespace {
+
+bool IsSpace(char ch) { return std::isspace(static_cast<unsigned char>(ch)) != 0; }
+
+// How hard to look for a password. A text libpq reads is redacted exactly
+// as libpq reads it (Exact); a text libpq refuses is only ever printed in an
+// error, and there a mistyped keyword ("Password", "passwd") or a misplaced
+// '@' may still hold a password, so anything that looks like one is hidden
+// (Suspicious).
+enum class Strictness { kExact, kSuspicious };
+
+bool IsPasswordKeyword(std::string_view keyword, Strictness strictness) {
+  if (keyword == "password" || keyword == "sslpassword") return true;
+  if (strictness == Strictness::kExact) return false;
+  std::string lower(keyword);
+  std::transform(lower.begin(), lower.end(), lower.begin(),
+                 [](unsigned char ch) { return static_cast<char>(std::tolower(ch)); });
+  return (lower.find("pass") != std::string::npos || lower.find("pwd") != std::string::npos) &&
+         lower != "passfile";
+}
+
+// A URI query keyword as libpq reads it (percent-decoded; an invalid
+// escape is kept as it is, libpq refuses such a URI anyway).
+std::string PercentDecoded(std::string_view s) {
+  std::string out;
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    if (s[i] == '%' && i + 2 < s.size() && std::isxdigit(static_cast<unsigned char>(s[i + 1])) &&
+        std::isxdigit(static_cast<unsigned char>(s[i + 2]))) {
+      out += static_cast<char>(std::stoi(std::string(s.substr(i + 1, 2)), nullptr, 16));
+      i += 2;
     } else {
-      while (end < out.size() && !is_space(out[end])) end += (out[end] == '\\') ? 2 : 1;
+      out += s[i];
     }
-    end = std::min(end, out.size());
-    out.replace(start, end - start, "***");
-    pos = start;
   }
   return out;
+}
+
+// postgresql://[user[:password]@][host][/dbname][?keyword=value&...], read
+// as libpq reads it: the user part ends at the first '@' (if one comes
+// before any '/'), the password at its first ':', query values at '&'
+// (there is no fragment: a '#' belongs to the value), and query keywords
+// are percent-decoded ("pass%77ord" is a password). When libpq refuses the
+// URI, or a ':' comes before the first '/' and an '@' after it, the user
+// part is taken to end at the last '@' before the query: in
+// "postgresql://u:pa/ss@h" the unencoded '/' is the user's mistake, not the
+// end of the password.
+std::string RedactUri(std::string out, std::size_t prefix, Strictness strictness) {
+  std::size_t pos = prefix;
+  std::size_t stop = out.find_first_of("@/", pos);
+  // A ':' before the first '/' and an '@' after it: libpq reads "u" as the
+  // host and "pa" as the port, and fails only when it connects, but the
+  // text is a user and password with an unencoded '/'. Hidden either way.
+  const std::size_t at = out.rfind('@', out.find('?', pos));
+  const bool slash_first = stop != std::string::npos && out[stop] == '/';
+  if (at != std::string::npos && at >= pos &&
+      (strictness == Strictness::kSuspicious || (slash_first && out.find(':', pos) < stop))) {
+    stop = at;
+  }
+  if (stop != std::string::npos && out[stop] == '@') {
+    if (auto colon = out.find(':', pos); colon < stop) {
+      out.replace(colon + 1, stop - colon - 1, "***");
+      stop = colon + 4;
+    }
+    pos = stop + 1;
+  }
+  const std::size_t query = out.find('?', pos);
+  if (query == std::string::npos) return out;
+  for (std::size_t i = query + 1; i < out.size();) {
+    std::size_t amp = out.find('&', i);
+    if (amp == std::string::npos) amp = out.size();
+    const std::size_t eq = out.find('=', i);
+    if (eq < amp &&
+        IsPasswordKeyword(PercentDecoded(std::string_view(out).substr(i, eq - i)), strictness)) {
+      out.replace(eq + 1, amp - eq - 1, "***");
+      amp = eq + 4;
+    }
+    i = amp + 1;
+  }
+  return out;
+}
+
+// keyword = value ... read as libpq's conninfo parser reads it: keywords end
+// at '=' or a space, spaces may surround '=', a value is quoted ('...',
+// with backslash escapes, ending at the closing quote) or runs to the next
+// space (with backslash escapes). The values of password keywords become
+// "***". From the first thing libpq would refuse (a keyword without '=',
+// an unterminated quote) the rest is hidden: it may hold a password.
+std::string RedactConninfo(std::string_view in, Strictness strictness) {
+  std::string out;
+  std::size_t i = 0;
+  const std::size_t n = in.size();
+  auto spaces = [&] {
+    const std::size_t from = i;
+    while (i < n && IsSpace(in[i])) ++i;
+    out.append(in.substr(from, i - from));
+  };
+  while (true) {
+    spaces();
+    if (i >= n) break;
+    const std::size_t k = i;
+    while (i < n && in[i] != '=' && !IsSpace(in[i])) ++i;
+    const std::string_view keyword = in.substr(k, i - k);
+    while (i < n && IsSpace(in[i])) ++i;
+    if (i >= n || in[i] != '=') {
+      // A bare word: libpq refuses the text; the word and what follows
+      // may be a password.
+      out += "***";
+      break;
+    }
+    out.append(in.substr(k, i - k));
+    out += '=';
+    ++i;
+    spaces();
+    const std::size_t v = i;
+    bool malformed = false;
+    if (i < n && in[i] == '\'') {
+      ++i;
+      while (i < n && in[i] != '\'') i += in[i] == '\\' ? 2 : 1;
+      malformed = i >= n;
+      if (!malformed) ++i;
+    } else {
+      while (i < n && !IsSpace(in[i])) i += in[i] == '\\' ? 2 : 1;
+    }
+    i = std::min(i, n);
+    if (malformed) {
+      out += "***";
+    } else if (IsPasswordKeyword(keyword, strictness)) {
+      // A quoted value stays quoted: libpq reads the next keyword right
+      // after the closing quote, without a space.
+      out += v < n && in[v] == '\'' ? "'***'" : "***";
+    } else {
+      out.append(in.substr(v, i - v));
+    }
+    if (malformed) break;
+  }
+  return out;
+}
+
+}  // namespace
+
+// Mirrors libpq's two forms (see RedactUri and RedactConninfo): a text is a
+// URI exactly when it starts with "postgresql://" or "postgres://";
+// anything else is a conninfo string, even with "://" in a value.
+std::string RedactDatabaseUrl(std::string_view url) {
+  char* error = nullptr;
+  PQconninfoOption* options = PQconninfoParse(std::string(url).c_str(), &error);
+  PQconninfoFree(options);
+  const Strictness strictness = error == nullptr ? Strictness::kExact : Strictness::kSuspicious;
+  PQfreemem(error);
+  for (std::string_view prefix : {"postgresql://", "postgres://"}) {
+    if (url.starts_with(prefix)) return RedactUri(std::string(url), prefix.size(), strictness);
+  }
+  return RedactConninfo(url, strictness);
 }
 
 namespace {

@@ -574,6 +574,47 @@ TEST(RedactDatabaseUrlTest, HidesPasswordWithSpacesAroundEquals) {
   EXPECT_TRUE(Contains(r, "dbname=db"));
 }
 
+// Shapes the config fuzzer (tests/fuzz/fuzz_config.cc) found leaking.
+TEST(RedactDatabaseUrlTest, ReadsTheTextAsLibpqDoes) {
+  // A conninfo string is not a URI because a value holds "://".
+  std::string r = RedactDatabaseUrl("host=h sslrootcert=x://y password = secret");
+  EXPECT_TRUE(Lacks(r, "secret")) << r;
+  EXPECT_TRUE(Contains(r, "sslrootcert=x://y")) << r;
+  // A '#' in a URI is part of the value, not a fragment.
+  r = RedactDatabaseUrl("postgresql://h/db?password=ab#secret&sslmode=require");
+  EXPECT_TRUE(Lacks(r, "secret")) << r;
+  EXPECT_TRUE(Contains(r, "sslmode=require")) << r;
+  // "password" inside another value is not a keyword; the real one is hidden.
+  r = RedactDatabaseUrl("application_name=password=x password=secret");
+  EXPECT_TRUE(Lacks(r, "secret")) << r;
+  EXPECT_TRUE(Contains(r, "application_name=password=x")) << r;
+  // Query keywords are percent-decoded by libpq.
+  r = RedactDatabaseUrl("postgresql://h/db?pass%77ord=secret");
+  EXPECT_TRUE(Lacks(r, "secret")) << r;
+  r = RedactDatabaseUrl("postgresql://h/db?%73slpassword=secret");
+  EXPECT_TRUE(Lacks(r, "secret")) << r;
+}
+
+TEST(RedactDatabaseUrlTest, HidesLikelyPasswordsInTextLibpqRefuses) {
+  // An unencoded '/' in the password: libpq sees no user part and refuses
+  // the port, and the error would print the URL.
+  std::string r = RedactDatabaseUrl("postgresql://u:pa/secret@h/db");
+  EXPECT_TRUE(Lacks(r, "secret")) << r;
+  EXPECT_TRUE(Contains(r, "postgresql://u:***@h/db")) << r;
+  // Mistyped keywords are refused by libpq, but their values hidden.
+  for (const char* url : {"host=h Password=secret", "host=h passwd=secret", "host=h pwd=secret",
+                          "postgresql://h/db?PASSWORD=secret", "host=h bogus password=secret"}) {
+    r = RedactDatabaseUrl(url);
+    EXPECT_TRUE(Lacks(r, "secret")) << url << " -> " << r;
+  }
+  // A keyword without '=' hides the rest, which may be a password.
+  r = RedactDatabaseUrl("host=h secret");
+  EXPECT_TRUE(Lacks(r, "secret")) << r;
+  // An unterminated quote too.
+  r = RedactDatabaseUrl("host=h password='secret");
+  EXPECT_TRUE(Lacks(r, "secret")) << r;
+}
+
 TEST(RedactDatabaseUrlTest, LeavesPasswordlessUrlsUnchanged) {
   for (const char* url :
        {"postgresql:///kagzi", "postgresql://u@h/db", "postgresql://h:5432/db",
