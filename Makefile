@@ -14,6 +14,8 @@
 #   make test-tsan  every test under ThreadSanitizer (build/tsan)
 #   make chaos      the long chaos test: 5,000 runs, kills, PostgreSQL restarts
 #                   (scripts/chaos.sh; CHAOS_ARGS="--runs N ..."; docs/chaos.md)
+#   make fuzz       the libFuzzer targets, 60 s each (FUZZ_SECONDS, FUZZ_TARGET;
+#                   clang, build/fuzz; scripts/fuzz.sh; docs/fuzzing.md)
 
 SHELL := /bin/bash
 .DEFAULT_GOAL := build
@@ -85,3 +87,12 @@ e2e-systemd:
 .PHONY: chaos
 chaos: build
 	scripts/chaos.sh --build-dir build/dev $(CHAOS_ARGS)
+
+# Fuzzing (clang + libFuzzer, ASan + UBSan; docs/fuzzing.md): every target
+# for FUZZ_SECONDS (default 60) each, or one with FUZZ_TARGET=<name>.
+.PHONY: fuzz
+FUZZ_SECONDS ?= 60
+FUZZ_TARGET ?= all
+fuzz:
+	scripts/bootstrap.sh
+	scripts/fuzz.sh $(FUZZ_TARGET) $(FUZZ_SECONDS)

@@ -8,21 +8,15 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <cerrno>
-#include <charconv>
 #include <chrono>
-#include <cmath>
 #include <cstdlib>
-#include <cstring>
 #include <filesystem>
-#include <fstream>
-#include <iostream>
-#include <iterator>
 #include <memory>
-#include <sstream>
+#include <ostream>
 
 #include <fmt/format.h>
 
+#include "checks.h"
 #include "kagzi/core/config.h"
 #include "kagzi/core/store.h"
 #include "kagzi/core/validation.h"
@@ -47,14 +41,6 @@ const char kExitCodesHelp[] =
 namespace {
 
 using std::chrono::milliseconds;
-
-constexpr int kMaxListLimit = 10'000;
-// start --timeout T --wait waits until the deadline plus this, so that a
-// daemon has time to record the run's failure ("deadline exceeded").
-constexpr milliseconds kDeadlineGrace{2'000};
-// Longest cancel reason accepted (it becomes the runs' error).
-constexpr std::size_t kMaxReasonBytes = 4096;
-constexpr char kDefaultCancelReason[] = "cancelled with kagzictl cancel";
 
 ExitCode ReportError(Console& console, ExitCode code, std::string_view message) {
   console.err << "kagzictl: " << EscapeText(message, Newlines::kKeep) << "\n";
@@ -157,185 +143,6 @@ class Session {
   Config config_;
   std::unique_ptr<PgStore> store_;
 };
-
-// "30", "1.5" (seconds) or a duration with a unit ("500ms", "2m"); `flag`
-// names the option in errors.
-Result<milliseconds> ParseTimeout(std::string_view text, std::string_view flag = "--timeout") {
-  double seconds = 0;
-  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), seconds);
-  if (!text.empty() && ec == std::errc() && end == text.data() + text.size()) {
-    if (!std::isfinite(seconds) || seconds < 0 || seconds > 1e9) {
-      return Status::InvalidArgument("{} \"{}\" must be between 0 and 1e9 seconds", flag, text);
-    }
-    return milliseconds(std::llround(seconds * 1000));
-  }
-  auto d = ParseDuration(text);
-  if (!d.ok()) {
-    return Status::InvalidArgument(
-        "{} \"{}\" is not a number of seconds or a duration like 500ms, 30s, 5m", flag, text);
-  }
-  return *d;
-}
-
-// Parses a decimal number of exactly `digits` digits at text[pos].
-std::optional<int> Digits(std::string_view text, std::size_t pos, std::size_t digits) {
-  if (pos + digits > text.size()) return std::nullopt;
-  int v = 0;
-  for (std::size_t i = pos; i < pos + digits; ++i) {
-    if (text[i] < '0' || text[i] > '9') return std::nullopt;
-    v = v * 10 + (text[i] - '0');
-  }
-  return v;
-}
-
-// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's
-// days_from_civil).
-std::int64_t DaysFromCivil(std::int64_t y, int m, int d) {
-  y -= m <= 2 ? 1 : 0;
-  const std::int64_t era = (y >= 0 ? y : y - 399) / 400;
-  const auto yoe = static_cast<unsigned>(y - era * 400);
-  const unsigned doy =
-      (153 * static_cast<unsigned>(m > 2 ? m - 3 : m + 9) + 2) / 5 + static_cast<unsigned>(d) - 1;
-  const unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-  return era * 146097 + static_cast<std::int64_t>(doe) - 719468;
-}
-
-int DaysInMonth(int y, int m) {
-  static constexpr int kDays[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
-  const bool leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
-  return m == 2 && leap ? 29 : kDays[m - 1];
-}
-
-// RFC 3339: "2026-11-26T10:00:00Z", "2026-11-26T10:00:00.5+01:00" ('t',
-// 'z' and a space for 'T' accepted), or a date alone ("2026-11-26",
-// midnight UTC). Returns micros since the epoch.
-std::optional<Micros> ParseRfc3339(std::string_view text) {
-  auto year = Digits(text, 0, 4);
-  auto month = Digits(text, 5, 2);
-  auto day = Digits(text, 8, 2);
-  if (!year || !month || !day || text[4] != '-' || text[7] != '-') return std::nullopt;
-  if (*month < 1 || *month > 12 || *day < 1 || *day > DaysInMonth(*year, *month)) {
-    return std::nullopt;
-  }
-  Micros t = DaysFromCivil(*year, *month, *day) * 86'400 * 1'000'000;
-  if (text.size() == 10) return t;
-  if (text.size() < 20 || (text[10] != 'T' && text[10] != 't' && text[10] != ' ')) {
-    return std::nullopt;
-  }
-  auto hour = Digits(text, 11, 2);
-  auto minute = Digits(text, 14, 2);
-  auto second = Digits(text, 17, 2);
-  if (!hour || !minute || !second || text[13] != ':' || text[16] != ':' || *hour > 23 ||
-      *minute > 59 || *second > 60) {
-    return std::nullopt;
-  }
-  t += ((*hour * 60 + *minute) * 60 + std::min(*second, 59)) * Micros{1'000'000};
-  std::size_t pos = 19;
-  if (pos < text.size() && text[pos] == '.') {
-    ++pos;
-    Micros frac = 0;
-    int scale = 100'000;
-    std::size_t start = pos;
-    for (; pos < text.size() && text[pos] >= '0' && text[pos] <= '9'; ++pos) {
-      frac += (text[pos] - '0') * scale;
-      scale /= 10;
-    }
-    if (pos == start) return std::nullopt;
-    t += frac;
-  }
-  std::string_view zone = text.substr(std::min(pos, text.size()));
-  if (zone == "Z" || zone == "z") return t;
-  if (zone.size() != 6 || (zone[0] != '+' && zone[0] != '-') || zone[3] != ':') {
-    return std::nullopt;
-  }
-  auto zh = Digits(zone, 1, 2);
-  auto zm = Digits(zone, 4, 2);
-  if (!zh || !zm || *zh > 23 || *zm > 59) return std::nullopt;
-  const Micros offset = (*zh * 60 + *zm) * Micros{60'000'000};
-  return zone[0] == '+' ? t - offset : t + offset;
-}
-
-// A --since/--until value: an absolute time, or how long ago.
-struct TimeSpec {
-  bool relative = false;
-  Micros value = 0;  // micros since the epoch, or micros ago
-};
-
-Result<TimeSpec> ParseTimeSpec(std::string_view text, std::string_view flag) {
-  auto bad = [&] {
-    return Status::InvalidArgument(
-        "{} \"{}\" is not an RFC 3339 time (like 2026-11-26T10:00:00Z) or a duration ago "
-        "(like 30s, 10m, 2h, 1d, 1w)",
-        flag, text);
-  };
-  if (auto t = ParseRfc3339(text)) return TimeSpec{false, *t};
-  if (text.size() < 2) return bad();
-  std::int64_t n = 0;
-  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size() - 1, n);
-  if (ec != std::errc() || end != text.data() + text.size() - 1 || n < 0) return bad();
-  Micros unit = 0;
-  switch (text.back()) {
-    case 's':
-      unit = 1'000'000;
-      break;
-    case 'm':
-      unit = 60'000'000;
-      break;
-    case 'h':
-      unit = 3'600'000'000;
-      break;
-    case 'd':
-      unit = 86'400'000'000;
-      break;
-    case 'w':
-      unit = 7 * 86'400'000'000;
-      break;
-    default:
-      return bad();
-  }
-  if (n > 100'000 * 86'400'000'000 / unit) return bad();  // beyond ~270 years
-  return TimeSpec{true, n * unit};
-}
-
-// Free text for a cancel reason: valid UTF-8 without NUL, bounded.
-Status ValidateReason(std::string_view reason) {
-  if (reason.empty()) return Status::InvalidArgument("--reason must not be empty");
-  if (!IsValidUtf8(reason)) return Status::InvalidArgument("--reason is not valid UTF-8");
-  if (reason.find('\0') != std::string_view::npos) {
-    return Status::InvalidArgument("--reason contains a NUL byte");
-  }
-  if (reason.size() > kMaxReasonBytes) {
-    return Status::InvalidArgument("--reason is {} bytes long; the limit is {}", reason.size(),
-                                   kMaxReasonBytes);
-  }
-  return Status::Ok();
-}
-
-Result<std::string> ReadInputFile(const std::string& path) {
-  if (path == "-") {
-    std::string text((std::istreambuf_iterator<char>(std::cin)), std::istreambuf_iterator<char>());
-    if (std::cin.bad()) return Status::InvalidArgument("cannot read the input from stdin");
-    return text;
-  }
-  std::error_code ec;
-  if (std::filesystem::is_directory(path, ec)) {
-    return Status::InvalidArgument("cannot read input file \"{}\": it is a directory", path);
-  }
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    return Status::InvalidArgument("cannot read input file \"{}\": {}", path, std::strerror(errno));
-  }
-  std::ostringstream text;
-  text << in.rdbuf();
-  if (in.bad()) return Status::InvalidArgument("cannot read input file \"{}\"", path);
-  return text.str();
-}
-
-Status CheckRunId(std::string_view id) {
-  if (IsUuid(id)) return Status::Ok();
-  return Status::InvalidArgument(
-      "\"{}\" is not a run id: runs are named by UUIDs, as printed by kagzictl start", id);
-}
 
 // A JSON value for the terminal: compact and escaped; "null" when absent.
 std::string PrintableJson(const std::optional<std::string>& json) {
@@ -443,49 +250,9 @@ ExitCode StartCommand(const GlobalOptions& global, const StartOptions& o, Consol
   Session session(global, console);
   if (auto failed = session.LoadConfig()) return *failed;
   const std::string context = fmt::format("cannot start workflow \"{}\"", o.workflow);
-  auto usage = [&](const Status& st) {
-    return ReportError(console, ExitCode::kUsage, st.WithContext(context).message());
-  };
-  if (Status st = ValidateName(o.workflow, "the workflow name"); !st.ok()) {
-    return ReportError(console, ExitCode::kUsage, st.message());
-  }
-  if (o.idempotency_key) {
-    if (Status st = ValidateName(*o.idempotency_key, "the idempotency key (--id)"); !st.ok()) {
-      return usage(st);
-    }
-  }
-  // --timeout: the run's deadline, and (without --wait-timeout) the wait's
-  // limit, plus a grace period for the daemon to record the timeout.
-  std::optional<milliseconds> deadline;
-  if (o.timeout) {
-    auto t = ParseTimeout(*o.timeout);
-    if (!t.ok()) return usage(t.status());
-    if (t->count() <= 0) {
-      return usage(Status::InvalidArgument("--timeout \"{}\" must be more than 0", *o.timeout));
-    }
-    deadline = *t;
-  }
-  std::optional<milliseconds> timeout;
-  if (o.wait_timeout) {
-    auto t = ParseTimeout(*o.wait_timeout, "--wait-timeout");
-    if (!t.ok()) return usage(t.status());
-    timeout = *t;
-  } else if (deadline) {
-    timeout = *deadline + kDeadlineGrace;
-  }
-  std::string input = "{}";
-  std::string what = "input (--input)";
-  if (o.input) {
-    input = *o.input;
-  } else if (o.input_file) {
-    auto text = ReadInputFile(*o.input_file);
-    if (!text.ok()) return usage(text.status());
-    input = std::move(text).value();
-    what = fmt::format("input file \"{}\"", *o.input_file);
-  }
-  if (Status st = ValidateJson(input, what, session.config().max_payload_bytes); !st.ok()) {
-    return usage(st);
-  }
+  auto checked = CheckStart(o, session.config(), ReadInputFile);
+  if (!checked.ok()) return ReportError(console, ExitCode::kUsage, checked.status().message());
+  StartPlan plan = std::move(checked).value();
 
   // Everything the user typed is valid: now the database.
   PgStore& store = session.store();
@@ -503,9 +270,9 @@ ExitCode StartCommand(const GlobalOptions& global, const StartOptions& o, Consol
   }
   StartRequest request;
   request.workflow = o.workflow;
-  request.input = std::move(input);
+  request.input = std::move(plan.input);
   request.idempotency_key = o.idempotency_key;
-  request.timeout = deadline;
+  request.timeout = plan.deadline;
   auto started = store.StartRun(request);
   if (!started.ok()) return session.ReportStoreError(started.status().WithContext(context));
   if (!started->created) {
@@ -538,7 +305,8 @@ ExitCode StartCommand(const GlobalOptions& global, const StartOptions& o, Consol
     return ExitCode::kSuccess;
   }
   if (!o.json) console.out << started->run_id << "\n" << std::flush;
-  return WaitAndReport(session, console, started->run_id, timeout, o.json, started->created);
+  return WaitAndReport(session, console, started->run_id, plan.wait_limit, o.json,
+                       started->created);
 }
 
 ExitCode StatusCommand(const GlobalOptions& global, const RunOptions& o, Console& console) {
@@ -614,53 +382,11 @@ ExitCode ShowCommand(const GlobalOptions& global, const RunOptions& o, Console& 
 ExitCode ListCommand(const GlobalOptions& global, const ListOptions& o, Console& console) {
   Session session(global, console);
   if (auto failed = session.LoadConfig()) return *failed;
-  ListFilter filter;
-  if (o.status) {
-    filter.status = ParseRunStatus(*o.status);
-    if (!filter.status) {
-      return ReportError(console, ExitCode::kUsage,
-                         fmt::format("--status \"{}\" is not a run status (allowed, in any case: "
-                                     "PENDING, RUNNING, SLEEPING, COMPLETED, FAILED, CANCELLED)",
-                                     *o.status));
-    }
-  }
-  if (o.workflow) {
-    if (Status st = ValidateName(*o.workflow, "--workflow"); !st.ok()) {
-      return ReportError(console, ExitCode::kUsage, st.message());
-    }
-    filter.workflow = o.workflow;
-  }
-  if (o.version) {
-    if (*o.version < 1) {
-      return ReportError(console, ExitCode::kUsage,
-                         fmt::format("--version {} is not a workflow version (versions are "
-                                     "1 or more)",
-                                     *o.version));
-    }
-    filter.version = o.version;
-  }
-  std::optional<TimeSpec> since, until;
-  if (o.since) {
-    auto t = ParseTimeSpec(*o.since, "--since");
-    if (!t.ok()) return ReportError(console, ExitCode::kUsage, t.status().message());
-    since = *t;
-  }
-  if (o.until) {
-    auto t = ParseTimeSpec(*o.until, "--until");
-    if (!t.ok()) return ReportError(console, ExitCode::kUsage, t.status().message());
-    until = *t;
-  }
-  if (o.parent) {
-    if (Status st = CheckRunId(*o.parent); !st.ok()) {
-      return ReportError(console, ExitCode::kUsage, "--parent: " + st.message());
-    }
-    filter.parent_run_id = o.parent;
-  }
-  if (o.limit < 1 || o.limit > kMaxListLimit) {
-    return ReportError(console, ExitCode::kUsage,
-                       fmt::format("--limit {} is out of range (1..{})", o.limit, kMaxListLimit));
-  }
-  filter.limit = o.limit;
+  auto checked = CheckList(o);
+  if (!checked.ok()) return ReportError(console, ExitCode::kUsage, checked.status().message());
+  ListFilter filter = checked->filter;
+  std::optional<TimeSpec> since = checked->since;
+  std::optional<TimeSpec> until = checked->until;
   if ((since && since->relative) || (until && until->relative)) {
     auto now = session.store().Now();  // "ago" is on the database clock
     if (!now.ok()) return session.ReportStoreError(now.status());
@@ -736,30 +462,17 @@ ExitCode ResultCommand(const GlobalOptions& global, const RunOptions& o, Console
 ExitCode WaitCommand(const GlobalOptions& global, const WaitOptions& o, Console& console) {
   Session session(global, console);
   if (auto failed = session.LoadConfig()) return *failed;
-  if (Status st = CheckRunId(o.run_id); !st.ok()) {
-    return ReportError(console, ExitCode::kUsage, st.message());
-  }
-  std::optional<milliseconds> timeout;
-  if (o.timeout) {
-    auto t = ParseTimeout(*o.timeout);
-    if (!t.ok()) return ReportError(console, ExitCode::kUsage, t.status().message());
-    timeout = *t;
-  }
-  return WaitAndReport(session, console, o.run_id, timeout, o.json, std::nullopt);
+  auto timeout = CheckWait(o);
+  if (!timeout.ok()) return ReportError(console, ExitCode::kUsage, timeout.status().message());
+  return WaitAndReport(session, console, o.run_id, *timeout, o.json, std::nullopt);
 }
 
 ExitCode CancelCommand(const GlobalOptions& global, const CancelOptions& o, Console& console) {
   Session session(global, console);
   if (auto failed = session.LoadConfig()) return *failed;
-  if (Status st = CheckRunId(o.run_id); !st.ok()) {
-    return ReportError(console, ExitCode::kUsage, st.message());
-  }
-  if (o.reason) {
-    if (Status st = ValidateReason(*o.reason); !st.ok()) {
-      return ReportError(console, ExitCode::kUsage, st.message());
-    }
-  }
-  const std::string reason = o.reason.value_or(kDefaultCancelReason);
+  auto checked = CheckCancel(o);
+  if (!checked.ok()) return ReportError(console, ExitCode::kUsage, checked.status().message());
+  const std::string reason = std::move(checked).value();
   const std::string context = fmt::format("cannot cancel run {}", o.run_id);
   auto affected = session.store().RequestCancel(o.run_id, reason);
   if (!affected.ok()) {
@@ -817,18 +530,10 @@ ExitCode CancelCommand(const GlobalOptions& global, const CancelOptions& o, Cons
 ExitCode SignalCommand(const GlobalOptions& global, const SignalOptions& o, Console& console) {
   Session session(global, console);
   if (auto failed = session.LoadConfig()) return *failed;
-  if (Status st = CheckRunId(o.run_id); !st.ok()) {
-    return ReportError(console, ExitCode::kUsage, st.message());
-  }
+  auto checked = CheckSignal(o, session.config());
+  if (!checked.ok()) return ReportError(console, ExitCode::kUsage, checked.status().message());
   const std::string context = fmt::format("cannot signal run {}", o.run_id);
-  if (Status st = ValidateName(o.name, "the event name"); !st.ok()) {
-    return ReportError(console, ExitCode::kUsage, st.WithContext(context).message());
-  }
-  const std::string data = o.data.value_or("null");
-  if (Status st = ValidateJson(data, "event data (--data)", session.config().max_payload_bytes);
-      !st.ok()) {
-    return ReportError(console, ExitCode::kUsage, st.WithContext(context).message());
-  }
+  const std::string data = std::move(checked).value();
   Status sent = session.store().SendEvent(o.run_id, o.name, data);
   if (!sent.ok()) {
     if (sent.IsNotFound() || sent.IsInvalidArgument()) {

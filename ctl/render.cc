@@ -5,6 +5,7 @@
 #include "render.h"
 
 #include <ctime>
+#include <limits>
 
 #include <fmt/format.h>
 #include <rapidjson/encodedstream.h>
@@ -64,10 +65,20 @@ bool IsC1Control(std::string_view text, std::size_t i, std::size_t len) {
 
 std::string TimeOrDash(std::optional<Micros> t) { return t ? FormatTime(*t) : "-"; }
 
+// end - start, saturated: times come from the database, and a corrupt or
+// infinite one must not overflow.
+Micros Span(Micros end, Micros start) {
+  Micros d = 0;
+  if (__builtin_sub_overflow(end, start, &d)) {
+    return end > start ? std::numeric_limits<Micros>::max() : std::numeric_limits<Micros>::min();
+  }
+  return d;
+}
+
 // How long a run took (or has taken so far, "-" while unfinished).
 std::string RunDuration(const RunRecord& run) {
   if (!run.finished_at) return "-";
-  return FormatElapsed(*run.finished_at - run.started_at.value_or(run.created_at));
+  return FormatElapsed(Span(*run.finished_at, run.started_at.value_or(run.created_at)));
 }
 
 bool IsPending(const StepRecord& step) {
@@ -78,10 +89,10 @@ std::string StepDuration(const StepRecord& step) {
   if (IsPending(step)) return "-";
   if (step.kind == StepKind::kSleep && step.wake_at) {
     // A sleep's interesting span is how long it parks the run.
-    return FormatElapsed(*step.wake_at - step.started_at.value_or(step.finished_at));
+    return FormatElapsed(Span(*step.wake_at, step.started_at.value_or(step.finished_at)));
   }
   if (!step.started_at) return "-";
-  return FormatElapsed(step.finished_at - *step.started_at);
+  return FormatElapsed(Span(step.finished_at, *step.started_at));
 }
 
 std::string ErrorText(const StepRecord& step) {
@@ -379,7 +390,7 @@ std::string RenderDaemonsTable(const std::vector<DaemonRecord>& daemons, Micros 
     t.AddRow({d.info.id, d.info.hostname, std::to_string(d.info.pid),
               d.info.worker_index > 0 ? std::to_string(d.info.worker_index) : "-",
               std::to_string(d.info.restarts), d.info.version, std::to_string(d.info.concurrency),
-              std::to_string(d.running), FormatElapsed(now - d.heartbeat_at) + " ago",
+              std::to_string(d.running), FormatElapsed(Span(now, d.heartbeat_at)) + " ago",
               d.alive ? "alive" : "dead"});
   }
   return t.Render();
@@ -532,7 +543,7 @@ void WriteDaemon(JsonWriter& w, const DaemonRecord& d, Micros now) {
   WriteTimeMember(w, "started_at", d.started_at);
   WriteTimeMember(w, "heartbeat_at", d.heartbeat_at);
   WriteString(w, "heartbeat_age_ms");
-  w.Int64(std::max<Micros>(0, now - d.heartbeat_at) / 1000);
+  w.Int64(std::max<Micros>(0, Span(now, d.heartbeat_at)) / 1000);
   WriteString(w, "alive");
   w.Bool(d.alive);
   WriteString(w, "supervisor_id");

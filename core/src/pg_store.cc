@@ -417,7 +417,11 @@ Result<ClaimBatch> PgStore::ClaimRuns(const ClaimRequest& req) {
   auto conn = pool_.Acquire();
   if (!conn.ok()) return conn.status();
   PgConnection& c = **conn;
-  auto [names, versions] = LoadedArrays(req.loaded);
+  // Not a structured binding: clang before 16 cannot capture one in the
+  // lambda below (the fuzz build, tests/fuzz, uses clang 14).
+  const std::pair<std::string, std::string> arrays = LoadedArrays(req.loaded);
+  const std::string& names = arrays.first;
+  const std::string& versions = arrays.second;
   // Two statements in one READ COMMITTED transaction. The claim locks and
   // updates the runs; the journal is read afterwards under a fresh snapshot.
   // Reading it in the claim statement would use the snapshot taken before

@@ -15,6 +15,10 @@ namespace {
 
 using namespace pg_internal;  // NOLINT(google-build-using-namespace)
 
+// The largest JSON text the client calls store (a run input, an event
+// payload): the largest max_payload_bytes may be set to.
+constexpr std::int64_t kMaxStoredJsonBytes = std::int64_t{1} << 30;
+
 // $5: the run's timeout in milliseconds (NULL: no deadline); the deadline
 // is taken on the database clock. When the idempotency key matches an
 // existing run, that run (and its deadline) is left as it is.
@@ -124,6 +128,15 @@ const Statement kListDaemons = {
 }  // namespace
 
 Result<StartResult> PgStore::StartRun(const StartRequest& req) {
+  // Callers (kagzictl) validate first, against the configured
+  // max_payload_bytes; these checks keep whatever reaches the table sane
+  // even for a caller that did not: a name, a key that is not Kagzi's own,
+  // and JSON within what a json column holds.
+  KAGZI_RETURN_IF_ERROR(ValidateName(req.workflow, "the workflow name"));
+  if (req.idempotency_key) {
+    KAGZI_RETURN_IF_ERROR(ValidateIdempotencyKey(*req.idempotency_key, "the idempotency key"));
+  }
+  KAGZI_RETURN_IF_ERROR(ValidateJson(req.input, "the run input", kMaxStoredJsonBytes, ""));
   if (req.timeout && req.timeout->count() <= 0) {
     return Status::InvalidArgument("the timeout of a run must be positive, not {} ms",
                                    req.timeout->count());
@@ -301,8 +314,7 @@ Status PgStore::SendEvent(std::string_view run_id, std::string_view name,
   // The size limit is the caller's (kagzictl checks max_payload_bytes
   // before connecting); this cap only keeps the text within what a json
   // column holds.
-  constexpr std::int64_t kMaxEventBytes = std::int64_t{1} << 30;
-  KAGZI_RETURN_IF_ERROR(ValidateJson(payload_json, "the event payload", kMaxEventBytes));
+  KAGZI_RETURN_IF_ERROR(ValidateJson(payload_json, "the event payload", kMaxStoredJsonBytes, ""));
   auto conn = pool_.Acquire();
   if (!conn.ok()) return conn.status();
   PgConnection& c = **conn;

@@ -78,11 +78,22 @@ bool IsValidUtf8(std::string_view text) { return !FirstInvalidUtf8(text).has_val
 
 namespace {
 // Accepts every value; refuses nesting deeper than kMaxJsonDepth, which
-// PostgreSQL's json functions and most consumers cannot handle.
+// PostgreSQL's json functions and most consumers cannot handle, and strings
+// that are not Unicode text: RapidJSON 1.1 decodes an unpaired low
+// surrogate escape ("\udc00") into the UTF-8 form of a surrogate instead of
+// refusing it, and such a string cannot be printed, re-encoded or read by
+// a plugin as UTF-8.
 struct DepthLimitedHandler : rapidjson::BaseReaderHandler<rapidjson::UTF8<>, DepthLimitedHandler> {
   int depth = 0;
   bool too_deep = false;
+  bool not_unicode = false;
   bool Default() { return true; }
+  bool String(const char* s, rapidjson::SizeType length, bool /*copy*/) {
+    if (IsValidUtf8(std::string_view(s, length))) return true;
+    not_unicode = true;
+    return false;
+  }
+  bool Key(const char* s, rapidjson::SizeType length, bool copy) { return String(s, length, copy); }
   bool Open() {
     if (++depth > kMaxJsonDepth) too_deep = true;
     return !too_deep;
@@ -100,10 +111,15 @@ struct DepthLimitedHandler : rapidjson::BaseReaderHandler<rapidjson::UTF8<>, Dep
 };
 }  // namespace
 
-Status ValidateJson(std::string_view text, std::string_view what, std::int64_t max_bytes) {
+Status ValidateJson(std::string_view text, std::string_view what, std::int64_t max_bytes,
+                    std::string_view limit_key) {
   if (static_cast<std::int64_t>(text.size()) > max_bytes) {
-    return Status::InvalidArgument("{} is {} bytes, larger than the limit of {} bytes", what,
-                                   text.size(), max_bytes);
+    if (limit_key.empty()) {
+      return Status::InvalidArgument("{} is {} bytes, larger than the limit of {} bytes", what,
+                                     text.size(), max_bytes);
+    }
+    return Status::InvalidArgument("{} is {} bytes, larger than the limit of {} bytes ({})", what,
+                                   text.size(), max_bytes, limit_key);
   }
   if (auto bad = FirstInvalidUtf8(text)) {
     return Status::InvalidArgument("{} is not valid UTF-8 (at byte {})", what, *bad);
@@ -124,6 +140,12 @@ Status ValidateJson(std::string_view text, std::string_view what, std::int64_t m
     return Status::InvalidArgument("{} nests deeper than {} levels (at byte {})", what,
                                    kMaxJsonDepth, ok.Offset());
   }
+  if (handler.not_unicode) {
+    return Status::InvalidArgument(
+        "{} is not valid JSON: a \\u escape in a string is an unpaired UTF-16 surrogate "
+        "(string ending before byte {})",
+        what, ok.Offset());
+  }
   if (!ok) {
     return Status::InvalidArgument("{} is not valid JSON: {} (at byte {})", what,
                                    rapidjson::GetParseError_En(ok.Code()), ok.Offset());
@@ -134,17 +156,37 @@ Status ValidateJson(std::string_view text, std::string_view what, std::int64_t m
 Status ValidateName(std::string_view name, std::string_view what) {
   if (name.empty()) return Status::InvalidArgument("{} is empty", what);
   if (name.size() > kMaxNameBytes) {
-    return Status::InvalidArgument("{} is {} bytes, longer than {}", what, name.size(),
-                                   kMaxNameBytes);
+    return Status::InvalidArgument("{} is {} bytes, longer than the limit of {} bytes", what,
+                                   name.size(), kMaxNameBytes);
   }
   if (auto bad = FirstInvalidUtf8(name)) {
     return Status::InvalidArgument("{} is not valid UTF-8 (at byte {})", what, *bad);
   }
-  for (char ch : name) {
-    auto c = static_cast<unsigned char>(ch);
+  for (std::size_t i = 0; i < name.size(); ++i) {
+    auto c = static_cast<unsigned char>(name[i]);
     if (c < 0x20 || c == 0x7F) {
       return Status::InvalidArgument("{} contains a control character (0x{:02x})", what, c);
     }
+    // C1 controls, U+0080..U+009F (valid UTF-8 here: 0xC2 0x80..0x9F); some
+    // terminals act on them as on ESC sequences.
+    if (c == 0xC2 && static_cast<unsigned char>(name[i + 1]) <= 0x9F) {
+      return Status::InvalidArgument("{} contains a control character (U+{:04X})", what,
+                                     static_cast<unsigned char>(name[i + 1]));
+    }
+  }
+  return Status::Ok();
+}
+
+Status ValidateIdempotencyKey(std::string_view key, std::string_view what) {
+  if (key.size() > kMaxIdempotencyKeyBytes) {
+    return Status::InvalidArgument("{} is {} bytes, longer than the limit of {} bytes", what,
+                                   key.size(), kMaxIdempotencyKeyBytes);
+  }
+  KAGZI_RETURN_IF_ERROR(ValidateName(key, what));
+  if (key.starts_with(kReservedKeyPrefix)) {
+    return Status::InvalidArgument(
+        "{} begins with \"{}\", which is reserved for the keys of Kagzi's child runs", what,
+        kReservedKeyPrefix);
   }
   return Status::Ok();
 }

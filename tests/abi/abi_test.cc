@@ -68,10 +68,18 @@ std::vector<ExpectedRefusal> ExpectedRefusals(const std::string& dir) {
       {"broken_entry_throws.so", {"kagzi_plugin_entry threw a C++ exception across the C ABI"}},
       {"broken_group_writable.so",
        {"the file is group- or world-writable (mode 0664); run chmod go-w"}},
+      {"broken_huge_workflow_count.so",
+       {"declares 4294967295 workflows, more than the limit of 4096"}},
+      // 10 MiB, with unreadable pages after the first 4 KiB: refused by the
+      // 256-byte bound, without a crash.
+      {"broken_huge_workflow_name.so",
+       {"workflow #0 name is ", "longer than the limit of 255 bytes"}},
       {"broken_init_error.so", {"init() returned status 3"}},
       {"broken_init_throws.so", {"init() threw a C++ exception across the C ABI"}},
       {"broken_no_entry.so", {"no kagzi_plugin_entry symbol"}},
       {"broken_no_workflows.so", {"declares no workflows"}},
+      {"broken_non_utf8_plugin_name.so", {"plugin name is not valid UTF-8 (at byte 3)"}},
+      {"broken_non_utf8_workflow_name.so", {"workflow #0 name is not valid UTF-8 (at byte 3)"}},
       {"broken_null_plugin_name.so", {"plugin name is NULL"}},
       {"broken_null_run.so", {"workflow \"abi_null_run\" version 1: run function is NULL"}},
       {"broken_null_workflow_array.so", {"declares 2 workflows but the workflow array is NULL"}},
@@ -92,7 +100,7 @@ std::vector<ExpectedRefusal> ExpectedRefusals(const std::string& dir) {
 }
 
 // The plugins that must load, and the workflows they must register.
-const std::vector<std::string> kLoadedFiles = {"abi_good.so", "abi_runtime.so",
+const std::vector<std::string> kLoadedFiles = {"abi_good.so", "abi_limits.so", "abi_runtime.so",
                                                "abi_runtime_cxx.so", "hello.so"};
 const std::vector<WorkflowKey> kLoadedWorkflows = {
     {"abi_good", 1},
@@ -110,6 +118,10 @@ const std::vector<WorkflowKey> kLoadedWorkflows = {
     {"abi_run_throws_int", 1},
     {"abi_step_throws", 1},
     {"abi_foreign_thread", 1},
+    {"abi_step_result_too_big", 1},
+    {"abi_step_result_at_limit", 1},
+    {"abi_output_too_big", 1},
+    {"abi_child_input_too_big", 1},
     {"hello", 1},
 };
 
@@ -191,8 +203,9 @@ TEST(AbiRegistryTest, RefusesEachBrokenPluginWithItsReasonAndLoadsTheGoodOnes) {
   for (const auto& key : kLoadedWorkflows) {
     EXPECT_NE(std::find(keys.begin(), keys.end(), key), keys.end()) << key.name;
   }
-  for (const char* name : {"abi_partial", "abi_already_loaded_other", "abi_init_error",
-                           "abi_init_throws", "abi_version_huge", "abi_duplicate"}) {
+  for (const char* name :
+       {"abi_partial", "abi_already_loaded_other", "abi_init_error", "abi_init_throws",
+        "abi_version_huge", "abi_duplicate", "abi_huge_count", "abi_non_utf8"}) {
     for (const auto& key : keys) EXPECT_NE(key.name, name) << "registered from a refused plugin";
   }
   auto good = registry.Find({"abi_good", 1});
@@ -238,7 +251,9 @@ class AbiKagzidTest : public ::testing::Test {
         std::vector<std::string>{RequiredEnv("KAGZI_TEST_KAGZID"), "-c", "/dev/null",
                                  "--database-url", db_->url(), "--plugin-dir", plugin_dir_,
                                  "--poll-interval", "200ms", "--lease-ttl", "5s",
-                                 "--heartbeat-interval", "1s", "--log-level", "info"},
+                                 "--heartbeat-interval", "1s", "--log-level", "info",
+                                 // abi_limits.so's payloads are sized against this.
+                                 "--max-payload-bytes", "4096"},
         std::map<std::string, std::string>{}, log_path_);
     ASSERT_TRUE(kagzid_->Start());
     ASSERT_TRUE(kagzid_->WaitForLog(" ready: instance ", seconds(60)))
@@ -363,6 +378,16 @@ TEST_F(AbiKagzidTest, RefusesBrokenPluginsServesGoodOnesAndFailsMisbehavingRuns)
        {"workflow threw a C++ exception across the C ABI: unknown exception"}},
       {"abi_step_throws", "{}", {"step function threw a C++ exception across the C ABI"}},
       {"abi_foreign_thread", "{}", {"the context was called from a thread other than the run's"}},
+      {"abi_step_result_too_big",
+       "{}",
+       {"step result is larger than max_payload_bytes (4096 bytes)"}},
+      {"abi_output_too_big",
+       "{}",
+       {"workflow output is 4097 bytes, larger than the limit of 4096 bytes (max_payload_bytes)"}},
+      {"abi_child_input_too_big",
+       "{}",
+       {"input of child call \"kid\" is 4097 bytes, larger than the limit of 4096 bytes "
+        "(max_payload_bytes)"}},
   };
   const std::string swallow_id = Start("abi_swallow_suspend", "\"" + swallow_ledger + "\"");
 
@@ -427,6 +452,26 @@ TEST_F(AbiKagzidTest, RefusesBrokenPluginsServesGoodOnesAndFailsMisbehavingRuns)
   }
   EXPECT_TRUE(
       kagzid_->WaitForLog("abi_foreign_thread: get_input returned 5, step returned 5", seconds(5)));
+  {
+    // The oversized result is recorded as the step's failure, not stored.
+    auto steps = Steps(ids["abi_step_result_too_big"]);
+    ASSERT_EQ(steps.size(), 1u);
+    EXPECT_EQ(steps[0].step_id, "sized");
+    EXPECT_EQ(steps[0].status, StepStatus::kFailed);
+    EXPECT_FALSE(steps[0].output.has_value());
+    EXPECT_EQ(steps[0].error.value_or(""),
+              "step result is larger than max_payload_bytes (4096 bytes)");
+  }
+  EXPECT_TRUE(Steps(ids["abi_child_input_too_big"]).empty()) << "an oversized child was started";
+  {
+    ListFilter children;
+    children.parent_run_id = ids["abi_child_input_too_big"];
+    auto runs = store_->ListRuns(children);
+    ASSERT_TRUE(runs.ok()) << runs.status().message();
+    EXPECT_TRUE(runs->empty()) << "an oversized child run was started";
+  }
+  // Exactly max_payload_bytes is within the limit.
+  ExpectCompletes("abi_step_result_at_limit", "{}", "fits");
 
   // ... and its replay after the sleep completes it properly, running step
   // "after" exactly once.

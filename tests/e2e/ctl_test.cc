@@ -1311,5 +1311,173 @@ TEST_F(CtlTest, HelpDocumentsExitCodesAndUsageErrorsExit2) {
   EXPECT_EQ(missing_run.exit_code, 2) << missing_run.err;
 }
 
+// --- hostile names, keys and payloads ----------------------------------------------
+
+// Names and idempotency keys are bound as parameters, never spliced into
+// SQL: quotes and SQL text are stored verbatim and printed safely, and the
+// tables are intact.
+TEST_F(CtlTest, SqlAndQuotesInNamesAndKeysAreStoredVerbatimAndShownSafely) {
+  const std::string name = "x'); DROP TABLE kagzi_runs;--";
+  const std::string key = R"(it's "order" 42 \ '); DELETE FROM kagzi_steps;--)";
+  const std::string input = R"({"q":"'; DROP TABLE kagzi_events;--","b":"\\"})";
+  auto started = Ctl({"start", name, "--allow-unknown", "--id", key, "--input", input});
+  ASSERT_EQ(started.exit_code, 0) << started.err;
+  const std::string id = started.out.substr(0, started.out.find('\n'));
+  ASSERT_TRUE(IsUuid(id)) << started.out;
+
+  // Stored exactly as given.
+  EXPECT_EQ(RunColumn(id, "workflow"), name);
+  EXPECT_EQ(RunColumn(id, "idempotency_key"), key);
+  EXPECT_EQ(RunColumn(id, "input->>'q'"), "'; DROP TABLE kagzi_events;--");
+  // The same key finds the same run; the note on stderr quotes the key.
+  auto again = Ctl({"start", name, "--allow-unknown", "--id", key});
+  ASSERT_EQ(again.exit_code, 0) << again.err;
+  EXPECT_EQ(again.out, started.out);
+  EXPECT_TRUE(Contains(again.err, "already exists for idempotency key \"" + key + "\""));
+
+  // Human output: the name and key as typed, on their own lines or cells.
+  auto list = Ctl({"list"});
+  ASSERT_EQ(list.exit_code, 0) << list.err;
+  EXPECT_TRUE(Contains(list.out, id + "  " + name));
+  auto filtered = Ctl({"list", "--workflow", name});
+  ASSERT_EQ(filtered.exit_code, 0) << filtered.err;
+  EXPECT_TRUE(Contains(filtered.out, id));
+  auto show = Ctl({"show", id});
+  ASSERT_EQ(show.exit_code, 0) << show.err;
+  EXPECT_TRUE(Contains(show.out, "workflow:  " + name + "\n"));
+  EXPECT_TRUE(Contains(show.out, "key:       " + key + "\n"));
+  auto status = Ctl({"status", id});
+  ASSERT_EQ(status.exit_code, 0) << status.err;
+  EXPECT_TRUE(Contains(status.out, name));
+
+  // JSON output: valid documents holding the exact strings.
+  auto list_json = Ctl({"list", "--json"});
+  ASSERT_EQ(list_json.exit_code, 0) << list_json.err;
+  auto runs = ParseJson(list_json.out);
+  ASSERT_TRUE(runs["runs"].IsArray());
+  ASSERT_EQ(runs["runs"].Size(), 1u);
+  EXPECT_EQ(Str(runs["runs"][0]["workflow"]), name);
+  EXPECT_EQ(Str(runs["runs"][0]["idempotency_key"]), key);
+  auto show_json = Ctl({"show", id, "--json"});
+  ASSERT_EQ(show_json.exit_code, 0) << show_json.err;
+  auto doc = ParseJson(show_json.out);
+  EXPECT_EQ(Str(doc["workflow"]), name);
+  EXPECT_EQ(Str(doc["idempotency_key"]), key);
+  EXPECT_EQ(Str(doc["input"]["q"]), "'; DROP TABLE kagzi_events;--");
+  EXPECT_EQ(Str(doc["input"]["b"]), "\\");
+
+  // An event named like SQL, with quotes in its data.
+  auto signal = Ctl({"signal", id, name, "--data", R"({"why":"it's \"quoted\""})"});
+  ASSERT_EQ(signal.exit_code, 0) << signal.err;
+  EXPECT_EQ(db_->Query("SELECT name FROM kagzi_events WHERE run_id = '" + id + "'"), name);
+
+  // Every table is still there, with what was written.
+  for (const char* table : {"kagzi_runs", "kagzi_steps", "kagzi_events", "kagzi_workflows"}) {
+    EXPECT_EQ(db_->Query(std::string("SELECT to_regclass('") + table + "') IS NOT NULL"), "t")
+        << table;
+  }
+  EXPECT_EQ(db_->Query("SELECT count(*) FROM kagzi_runs"), "1");
+  EXPECT_EQ(db_->Query("SELECT count(*) FROM kagzi_events"), "1");
+}
+
+// Control characters (C0, DEL, C1) in names and keys are refused before
+// the database is contacted, with the byte named and not echoed raw.
+TEST_F(CtlTest, ControlCharactersInNamesAndKeysAreRefusedBeforeConnecting) {
+  const std::string some_run = "00000000-0000-4000-8000-000000000000";
+  struct Case {
+    std::vector<std::string> args;
+    std::string message;
+  };
+  const std::vector<Case> cases = {
+      {{"start", "two\nlines"}, "the workflow name contains a control character (0x0a)"},
+      {{"start", "esc\x1b[2J"}, "the workflow name contains a control character (0x1b)"},
+      {{"start", "nel\xc2\x85"}, "the workflow name contains a control character (U+0085)"},
+      {{"start", "w", "--id", "key\r"}, "the idempotency key (--id) contains a control character"},
+      {{"start", "w", "--id", "kagzi:child:" + some_run + "/charge"},
+       "the idempotency key (--id) begins with \"kagzi:\", which is reserved"},
+      {{"start", "w", "--id", std::string(256, 'k')},
+       "the idempotency key (--id) is 256 bytes, longer than the limit of 255 bytes"},
+      {{"start", std::string(256, 'w')},
+       "the workflow name is 256 bytes, longer than the limit of 255 bytes"},
+      {{"signal", some_run, "ev\x7f"}, "the event name contains a control character (0x7f)"},
+      {{"signal", some_run, std::string(256, 'e')},
+       "the event name is 256 bytes, longer than the limit of 255 bytes"},
+      {{"list", "--workflow", "a\tb"}, "--workflow contains a control character (0x09)"},
+  };
+  for (const auto& c : cases) {
+    std::vector<std::string> args = {"--database-url", kUnreachableUrl};
+    args.insert(args.end(), c.args.begin(), c.args.end());
+    auto r = CtlRaw(args);
+    EXPECT_EQ(r.exit_code, 2) << c.message << ": " << r.err;
+    EXPECT_TRUE(Contains(r.err, c.message));
+    EXPECT_FALSE(ContainsControlBytes(r.err)) << r.err;
+  }
+}
+
+// max_payload_bytes bounds the run input (--input, --input-file, stdin)
+// and event data; errors name the limit and the key, and an endless input
+// file is not read to its end.
+TEST_F(CtlTest, PayloadLimitsNameTheConfigKey) {
+  const std::map<std::string, std::string> small = {{"KAGZI_MAX_PAYLOAD_BYTES", "1024"}};
+  const std::string big = "\"" + std::string(2000, 'x') + "\"";
+  auto input = CtlRaw({"--database-url", kUnreachableUrl, "start", "w", "--input", big}, small);
+  EXPECT_EQ(input.exit_code, 2) << input.err;
+  EXPECT_TRUE(Contains(input.err,
+                       "input (--input) is 2002 bytes, larger than the limit of 1024 bytes "
+                       "(max_payload_bytes)"));
+
+  const auto started = std::chrono::steady_clock::now();
+  auto endless =
+      CtlRaw({"--database-url", kUnreachableUrl, "start", "w", "--input-file", "/dev/zero"}, small);
+  EXPECT_EQ(endless.exit_code, 2) << endless.err;
+  EXPECT_TRUE(Contains(endless.err,
+                       "input file \"/dev/zero\" is larger than the limit of 1024 bytes "
+                       "(max_payload_bytes)"));
+  EXPECT_LT(std::chrono::steady_clock::now() - started, std::chrono::seconds(20));
+
+  auto data = CtlRaw({"--database-url", kUnreachableUrl, "signal",
+                      "00000000-0000-4000-8000-000000000000", "go", "--data", big},
+                     small);
+  EXPECT_EQ(data.exit_code, 2) << data.err;
+  EXPECT_TRUE(Contains(data.err,
+                       "event data (--data) is 2002 bytes, larger than the limit of 1024 bytes "
+                       "(max_payload_bytes)"));
+
+  // At the limit is fine.
+  const std::string exact = "\"" + std::string(1022, 'x') + "\"";
+  auto fits = Ctl({"start", "w", "--allow-unknown", "--input", exact}, small);
+  EXPECT_EQ(fits.exit_code, 0) << fits.err;
+  EXPECT_EQ(db_->Query("SELECT count(*) FROM kagzi_runs"), "1");
+}
+
+// The store refuses what kagzictl refuses, for callers that skip kagzictl.
+TEST_F(CtlTest, StoreRefusesBadNamesKeysAndPayloads) {
+  StartRequest request;
+  request.workflow = "w";
+  request.input = "{}";
+  request.idempotency_key = "kagzi:child:00000000-0000-4000-8000-000000000000/s";
+  auto reserved = store_->StartRun(request);
+  ASSERT_FALSE(reserved.ok());
+  EXPECT_TRUE(reserved.status().IsInvalidArgument()) << reserved.status().message();
+  request.idempotency_key = "ok";
+  request.workflow = "bad\nname";
+  EXPECT_FALSE(store_->StartRun(request).ok());
+  request.workflow = "w";
+  request.input = R"("\udc00")";
+  EXPECT_FALSE(store_->StartRun(request).ok());
+  request.input = "{";
+  EXPECT_FALSE(store_->StartRun(request).ok());
+  EXPECT_EQ(db_->Query("SELECT count(*) FROM kagzi_runs"), "0");
+
+  request.input = "{}";
+  auto run = store_->StartRun(request);
+  ASSERT_TRUE(run.ok()) << run.status().message();
+  Status bad_name = store_->SendEvent(run->run_id, "a\xc2\x9b", "null");
+  EXPECT_TRUE(bad_name.IsInvalidArgument()) << bad_name.message();
+  Status bad_data = store_->SendEvent(run->run_id, "go", R"(["\ude00"])");
+  EXPECT_TRUE(bad_data.IsInvalidArgument()) << bad_data.message();
+  EXPECT_EQ(db_->Query("SELECT count(*) FROM kagzi_events"), "0");
+}
+
 }  // namespace
 }  // namespace kagzi
