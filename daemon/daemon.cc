@@ -12,6 +12,11 @@
 
 namespace kagzi::daemon {
 
+// The most step results, completions and failures committed together. A
+// group is what arrived while the previous one was being committed; this
+// only bounds one transaction's size (and how long it holds row locks).
+constexpr int kMaxWritesPerCommit = 256;
+
 using std::chrono::milliseconds;
 
 std::string NewUuid() {
@@ -104,6 +109,8 @@ Status Daemon::Start(const std::atomic<bool>& stop_requested) {
       RetryPolicy{config_.retry_max_attempts, config_.retry_initial_interval,
                   config_.retry_max_interval, config_.retry_multiplier, config_.retry_jitter};
   exec_options.run.parallel_limit = config_.parallel_limit;
+  committer_ = std::make_unique<GroupCommitter>(*store_, kMaxWritesPerCommit);
+  exec_options.run.writer = committer_.get();
   executors_ = std::make_unique<ExecutorPool>(
       *store_, registry_, in_flight_, exec_options,
       [this] {
@@ -122,6 +129,7 @@ Status Daemon::Start(const std::atomic<bool>& stop_requested) {
     if (identity_.shared != nullptr) identity_.shared->loop_heartbeat_ms = MonotonicMs();
     UpdateStatus();
   });
+  committer_->Start();
   executors_->Start();
   lease_keeper_->Start();
   scheduler_->Start();
@@ -214,6 +222,9 @@ bool Daemon::Shutdown() {
   lease_keeper_->Stop();
   if (drained) {
     executors_->Stop();
+    committer_->Stop();
+    log->debug("group commit: {} write(s) in {} commit(s)", committer_->writes(),
+               committer_->groups());
     registry_.Deinit();
   }
   if (Status st = store_->UnregisterDaemon(id_); !st.ok()) {

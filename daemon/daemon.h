@@ -18,6 +18,7 @@
 #include <optional>
 
 #include "executor.h"
+#include "group_commit.h"
 #include "in_flight.h"
 #include "kagzi/core/config.h"
 #include "lease_keeper.h"
@@ -63,6 +64,8 @@ class Daemon {
   std::unique_ptr<PgStore> store_;
   PluginRegistry registry_;
   InFlightRuns in_flight_;
+  // Declared before the executors, which use it: destroyed after them.
+  std::unique_ptr<GroupCommitter> committer_;
   std::unique_ptr<ExecutorPool> executors_;
   std::unique_ptr<LeaseKeeper> lease_keeper_;
   std::unique_ptr<Scheduler> scheduler_;

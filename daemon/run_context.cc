@@ -9,6 +9,7 @@
 #include <cmath>
 #include <mutex>
 
+#include "group_commit.h"
 #include "kagzi/core/log.h"
 #include "kagzi/core/validation.h"
 #include "worker_shared.h"
@@ -242,9 +243,28 @@ Status RunContext::Write(const std::function<Status()>& write) {
   }
 }
 
+Status RunContext::Fenced(FencedWrite::Kind kind, const StepRecord* step, std::string value,
+                          WriteFeedback* feedback) {
+  FencedWrite w;
+  w.kind = kind;
+  w.lease = control_->lease;
+  if (step) w.step = *step;
+  w.value = std::move(value);
+  Status st = Write([&] {
+    if (options_.writer) {
+      options_.writer->Write(w);
+    } else {
+      store_.ApplyWrites({&w});
+    }
+    return w.result;
+  });
+  if (feedback) *feedback = w.feedback;
+  return st;
+}
+
 Status RunContext::Record(const StepRecord& record) {
   WriteFeedback feedback;
-  Status st = Write([&] { return store_.RecordStep(control_->lease, record, &feedback); });
+  Status st = Fenced(FencedWrite::Kind::kRecordStep, &record, {}, &feedback);
   if (st.ok() && feedback.cancel_requested && !cancel_requested_) {
     cancel_requested_ = true;
     cancel_reason_ = feedback.cancel_reason.value_or("cancelled");
@@ -925,8 +945,7 @@ kagzi_status RunContext::Parallel(kagzi_parallel_step* steps, std::size_t count,
                 DbNow() +
                 std::chrono::duration_cast<std::chrono::microseconds>(*plan.retry_in).count();
           }
-          s.write =
-              Write([&] { return store_.RecordStep(control_->lease, plan.record, &s.feedback); });
+          s.write = Fenced(FencedWrite::Kind::kRecordStep, &plan.record, {}, &s.feedback);
         }
         s.plan = std::move(plan);
       }
@@ -1084,7 +1103,7 @@ RunOutcome RunContext::Finish(kagzi_status status, std::optional<std::string> ex
       }
       case RunOutcome::kTimedOut: {
         std::string why = "deadline exceeded: the run did not finish in time";
-        Status st = Write([&] { return store_.FailRun(control_->lease, why); });
+        Status st = Fenced(FencedWrite::Kind::kFailRun, nullptr, why);
         outcome_detail_ = why;
         return st.ok() ? RunOutcome::kTimedOut : RunOutcome::kAbandoned;
       }
@@ -1109,7 +1128,7 @@ RunOutcome RunContext::Finish(kagzi_status status, std::optional<std::string> ex
     failure = fmt::format("workflow threw a C++ exception across the C ABI: {}", *exception);
   } else if (status == KAGZI_OK) {
     std::string out = output_.value_or("null");
-    Status st = Write([&] { return store_.CompleteRun(control_->lease, out); });
+    Status st = Fenced(FencedWrite::Kind::kCompleteRun, nullptr, std::move(out));
     if (st.ok()) return RunOutcome::kCompleted;
     outcome_detail_ = st.message();
     return RunOutcome::kAbandoned;
@@ -1127,7 +1146,7 @@ RunOutcome RunContext::Finish(kagzi_status status, std::optional<std::string> ex
     failure = fmt::format("workflow returned unknown status {}", status);
   }
   outcome_detail_ = *failure;
-  Status st = Write([&] { return store_.FailRun(control_->lease, *failure); });
+  Status st = Fenced(FencedWrite::Kind::kFailRun, nullptr, *failure);
   if (st.ok()) return RunOutcome::kFailed;
   outcome_detail_ = st.message();
   return RunOutcome::kAbandoned;

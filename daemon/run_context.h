@@ -67,6 +67,8 @@ struct RetryPolicy {
   double jitter = 0.2;
 };
 
+class GroupCommitter;
+
 struct RunContextOptions {
   std::int64_t max_payload_bytes = 16 * 1024 * 1024;
   // How long a fenced write is retried while the database is unreachable
@@ -74,6 +76,9 @@ struct RunContextOptions {
   std::chrono::milliseconds write_retry_budget{10'000};
   RetryPolicy default_retry;
   int parallel_limit = 8;
+  // Step results, completions and failures go through it (group commit);
+  // nullptr: each is written on its own.
+  GroupCommitter* writer = nullptr;
 };
 
 // Called when a run parks, with its wake time (database clock, micros), if
@@ -156,6 +161,10 @@ class RunContext {
   // Runs a fenced write, retrying while the database is unreachable.
   Status Write(const std::function<Status()>& write);
   Status Record(const StepRecord& record);
+  // A step result, completion or failure, through options_.writer (group
+  // commit) when there is one; retried like Write.
+  Status Fenced(FencedWrite::Kind kind, const StepRecord* step, std::string value,
+                WriteFeedback* feedback = nullptr);
   Attempt RunStepFunction(kagzi_step_fn fn, void* user, const std::string& id) const;
   StepPlan PlanStep(const std::string& id, int seq, int attempt, const RetryPolicy& policy,
                     Attempt attempt_result, Micros started) const;

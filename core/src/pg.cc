@@ -160,15 +160,79 @@ Result<PgResult> PgConnection::ExecPrepared(const Statement& stmt,
   return ExecPrepared(stmt, std::vector<PgParam>(params));
 }
 
+Status PgConnection::Prepare(const Statement& stmt) {
+  if (prepared_.contains(stmt.name)) return Status::Ok();
+  PGresult* raw = PQprepare(conn_, stmt.name, stmt.sql, 0, nullptr);
+  Status st = StatusFromResult(raw, fmt::format("preparing statement {}", stmt.name));
+  PQclear(raw);
+  if (st.ok()) prepared_.insert(stmt.name);
+  return st;
+}
+
+Result<std::vector<PgResult>> PgConnection::ExecTransaction(const std::vector<Call>& calls) {
+  for (const auto& call : calls) KAGZI_RETURN_IF_ERROR(Prepare(*call.stmt));
+  if (PQenterPipelineMode(conn_) != 1) {
+    return Status::Internal("cannot enter pipeline mode: {}", Trim(PQerrorMessage(conn_)));
+  }
+  // Between two Syncs the server runs the statements of a pipeline as one
+  // implicit transaction: committed at the Sync, rolled back as a whole
+  // (and the rest skipped) at the first error.
+  std::vector<const char*> values;
+  for (const auto& call : calls) {
+    values.clear();
+    for (const auto& p : call.params) values.push_back(p.value() ? p.value()->c_str() : nullptr);
+    if (PQsendQueryPrepared(conn_, call.stmt->name, static_cast<int>(values.size()), values.data(),
+                            nullptr, nullptr, 0) != 1) {
+      broken_ = true;
+      return Status::Unavailable("statement {}: {}", call.stmt->name, Trim(PQerrorMessage(conn_)));
+    }
+  }
+  if (PQpipelineSync(conn_) != 1) {
+    broken_ = true;
+    return Status::Unavailable("pipeline sync: {}", Trim(PQerrorMessage(conn_)));
+  }
+  std::vector<PgResult> results;
+  results.reserve(calls.size());
+  Status first_error;
+  for (const auto& call : calls) {
+    PGresult* raw = PQgetResult(conn_);
+    if (raw == nullptr) {
+      broken_ = true;
+      return Status::Unavailable("statement {}: no result: {}", call.stmt->name,
+                                 Trim(PQerrorMessage(conn_)));
+    }
+    PgResult res(raw);
+    if (PQresultStatus(raw) != PGRES_PIPELINE_ABORTED && first_error.ok()) {
+      first_error = StatusFromResult(raw, fmt::format("statement {}", call.stmt->name));
+    }
+    results.push_back(std::move(res));
+    // Each statement's results end with a NULL.
+    if (PGresult* extra = PQgetResult(conn_); extra != nullptr) {
+      PQclear(extra);
+      broken_ = true;
+      return Status::Unavailable("statement {}: unexpected extra result", call.stmt->name);
+    }
+  }
+  PGresult* sync = PQgetResult(conn_);
+  const bool synced = sync != nullptr && PQresultStatus(sync) == PGRES_PIPELINE_SYNC;
+  PQclear(sync);
+  if (!synced) {
+    // No answer to the Sync: the commit's outcome is unknown.
+    broken_ = true;
+    return Status::Unavailable("commit of a pipelined transaction: {}",
+                               Trim(PQerrorMessage(conn_)));
+  }
+  if (PQexitPipelineMode(conn_) != 1) {
+    broken_ = true;
+    return Status::Internal("cannot leave pipeline mode: {}", Trim(PQerrorMessage(conn_)));
+  }
+  if (!first_error.ok()) return first_error;
+  return results;
+}
+
 Result<PgResult> PgConnection::ExecPrepared(const Statement& stmt,
                                             const std::vector<PgParam>& params) {
-  if (!prepared_.contains(stmt.name)) {
-    PGresult* raw = PQprepare(conn_, stmt.name, stmt.sql, 0, nullptr);
-    Status st = StatusFromResult(raw, fmt::format("preparing statement {}", stmt.name));
-    PQclear(raw);
-    if (!st.ok()) return st;
-    prepared_.insert(stmt.name);
-  }
+  KAGZI_RETURN_IF_ERROR(Prepare(stmt));
   std::vector<const char*> values;
   values.reserve(params.size());
   for (const auto& p : params) values.push_back(p.value() ? p.value()->c_str() : nullptr);

@@ -5,8 +5,10 @@
 // claim: either it commits before the claim locks the run (and the claim's
 // journal read, a later statement, sees it), or it sees the new epoch and
 // writes nothing. See docs/ARCHITECTURE.md.
+#include <algorithm>
 #include <thread>
 
+#include "kagzi/core/log.h"
 #include "kagzi/core/store.h"
 #include "kagzi/core/validation.h"
 #include "pg_store_internal.h"
@@ -567,16 +569,53 @@ std::optional<ErrorKind> ParseErrorKind(std::string_view s) {
   return std::nullopt;
 }
 
+namespace {
+
+std::vector<PgParam> RecordStepParams(const Lease& lease, const StepRecord& s) {
+  bool failed = s.status == StepStatus::kFailed || s.status == StepStatus::kRetrying;
+  return {lease.run_id,
+          lease.owner,
+          lease.epoch,
+          s.step_id,
+          s.seq,
+          StepKindName(s.kind),
+          StepStatusName(s.status),
+          s.output,
+          s.error,
+          failed ? PgParam(ErrorKindName(s.error_kind)) : PgParam(std::nullopt),
+          s.attempts,
+          OptMicros(s.wake_at),
+          OptMicros(s.started_at),
+          s.event_name,
+          s.child_run_id};
+}
+
+// kRecordStep's answer: whether the entry was written, and the run's
+// cancellation request into *feedback.
+bool RecordStepWritten(const PgResult& r, WriteFeedback* feedback) {
+  if (r.rows() != 1) return false;
+  if (feedback) {
+    feedback->cancel_requested = r.GetBool(0, 1);
+    feedback->cancel_reason = r.GetOptional(0, 2);
+  }
+  return r.GetInt(0, 0) == 1;
+}
+
+std::string RecordedWhat(const StepRecord& s) {
+  return fmt::format("step \"{}\" was recorded", s.step_id);
+}
+
+Status LeaseLost(const Lease& lease, std::string_view what) {
+  return Status::Conflict("run {}: lease lost (epoch {}) before it could be {}", lease.run_id,
+                          lease.epoch, what);
+}
+
+}  // namespace
+
 Status PgStore::RecordStep(const Lease& lease, const StepRecord& s, WriteFeedback* feedback) {
   auto conn = pool_.Acquire();
   if (!conn.ok()) return conn.status();
-  bool failed = s.status == StepStatus::kFailed || s.status == StepStatus::kRetrying;
-  auto r = (*conn)->ExecPrepared(
-      kRecordStep,
-      {lease.run_id, lease.owner, lease.epoch, s.step_id, s.seq, StepKindName(s.kind),
-       StepStatusName(s.status), s.output, s.error,
-       failed ? PgParam(ErrorKindName(s.error_kind)) : PgParam(std::nullopt), s.attempts,
-       OptMicros(s.wake_at), OptMicros(s.started_at), s.event_name, s.child_run_id});
+  auto r = (*conn)->ExecPrepared(kRecordStep, RecordStepParams(lease, s));
   if (!r.ok()) {
     // A unique violation can only come from the journal (a seq taken by
     // another id): the statement rolled back and the lease is intact.
@@ -587,14 +626,8 @@ Status PgStore::RecordStep(const Lease& lease, const StepRecord& s, WriteFeedbac
     }
     return r.status();
   }
-  if (r->rows() == 1) {
-    if (feedback) {
-      feedback->cancel_requested = r->GetBool(0, 1);
-      feedback->cancel_reason = r->GetOptional(0, 2);
-    }
-    if (r->GetInt(0, 0) == 1) return Status::Ok();
-  }
-  return WhyNothingWritten(**conn, lease, fmt::format("step \"{}\" was recorded", s.step_id));
+  if (RecordStepWritten(*r, feedback)) return Status::Ok();
+  return WhyNothingWritten(**conn, lease, RecordedWhat(s));
 }
 
 Result<std::optional<Micros>> PgStore::ParkRun(const Lease& lease,
@@ -699,10 +732,7 @@ Status FencedUpdate(PgPool& pool, const Statement& stmt, const Lease& lease,
   auto r = value ? (*conn)->ExecPrepared(stmt, {lease.run_id, lease.owner, lease.epoch, *value})
                  : (*conn)->ExecPrepared(stmt, {lease.run_id, lease.owner, lease.epoch});
   if (!r.ok()) return r.status();
-  if (r->Affected() == 0) {
-    return Status::Conflict("run {}: lease lost (epoch {}) before it could be {}", lease.run_id,
-                            lease.epoch, what);
-  }
+  if (r->Affected() == 0) return LeaseLost(lease, what);
   return Status::Ok();
 }
 }  // namespace
@@ -717,6 +747,85 @@ Status PgStore::FailRun(const Lease& lease, std::string_view error) {
 
 Status PgStore::ReleaseRun(const Lease& lease) {
   return FencedUpdate(pool_, kRelease, lease, std::nullopt, "released");
+}
+
+void Store::ApplyWrites(const std::vector<FencedWrite*>& writes) {
+  for (FencedWrite* w : writes) {
+    switch (w->kind) {
+      case FencedWrite::Kind::kRecordStep:
+        w->result = RecordStep(w->lease, w->step, &w->feedback);
+        break;
+      case FencedWrite::Kind::kCompleteRun:
+        w->result = CompleteRun(w->lease, w->value);
+        break;
+      case FencedWrite::Kind::kFailRun:
+        w->result = FailRun(w->lease, w->value);
+        break;
+    }
+  }
+}
+
+void PgStore::ApplyWrites(const std::vector<FencedWrite*>& writes) {
+  if (writes.size() < 2) return Store::ApplyWrites(writes);
+  // Row locks are taken in run id order, so two daemons' groups never wait
+  // for each other in a cycle (a completion's trigger may still lock a
+  // parent out of order; a deadlock then fails the group, below).
+  std::vector<FencedWrite*> sorted = writes;
+  std::sort(sorted.begin(), sorted.end(), [](const FencedWrite* a, const FencedWrite* b) {
+    return a->lease.run_id < b->lease.run_id;
+  });
+  std::vector<PgConnection::Call> calls;
+  calls.reserve(sorted.size());
+  for (const FencedWrite* w : sorted) {
+    switch (w->kind) {
+      case FencedWrite::Kind::kRecordStep:
+        calls.push_back({&kRecordStep, RecordStepParams(w->lease, w->step)});
+        break;
+      case FencedWrite::Kind::kCompleteRun:
+        calls.push_back({&kComplete, {w->lease.run_id, w->lease.owner, w->lease.epoch, w->value}});
+        break;
+      case FencedWrite::Kind::kFailRun:
+        calls.push_back({&kFail, {w->lease.run_id, w->lease.owner, w->lease.epoch, w->value}});
+        break;
+    }
+  }
+  {
+    auto conn = pool_.Acquire();
+    if (!conn.ok()) {
+      for (FencedWrite* w : sorted) w->result = conn.status();
+      return;
+    }
+    auto results = (*conn)->ExecTransaction(calls);
+    if (results.ok()) {
+      for (std::size_t i = 0; i < sorted.size(); ++i) {
+        FencedWrite* w = sorted[i];
+        const PgResult& r = (*results)[i];
+        switch (w->kind) {
+          case FencedWrite::Kind::kRecordStep:
+            w->result = RecordStepWritten(r, &w->feedback)
+                            ? Status::Ok()
+                            : WhyNothingWritten(**conn, w->lease, RecordedWhat(w->step));
+            break;
+          case FencedWrite::Kind::kCompleteRun:
+            w->result = r.Affected() == 0 ? LeaseLost(w->lease, "completed") : Status::Ok();
+            break;
+          case FencedWrite::Kind::kFailRun:
+            w->result = r.Affected() == 0 ? LeaseLost(w->lease, "failed") : Status::Ok();
+            break;
+        }
+      }
+      return;
+    }
+    Logger("store")->debug("a group of {} writes failed, writing them one by one: {}",
+                           sorted.size(), results.status().message());
+  }
+  // Nothing of the group was written (a statement failed: a journal
+  // conflict, a deadlock, a serialization failure), or the connection died
+  // and whether it committed is unknown. Each write then goes on its own
+  // and gets its own answer. They are idempotent, so a group that did
+  // commit is answered too: a recorded entry is recorded again identically,
+  // and a finished run's lease is gone (kConflict, as after any lost reply).
+  Store::ApplyWrites(sorted);
 }
 
 Result<Micros> PgStore::Now() {

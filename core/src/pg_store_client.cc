@@ -127,31 +127,46 @@ const Statement kListDaemons = {
 
 }  // namespace
 
-Result<StartResult> PgStore::StartRun(const StartRequest& req) {
+namespace {
+
+// What StartRun checks before it writes; `which` names the request in a
+// batch ("" for a single start).
+Status CheckStart(const StartRequest& req, std::string_view which) {
+  auto named = [&](const Status& st) {
+    return which.empty() ? st : Status(st.code(), fmt::format("{}: {}", which, st.message()));
+  };
   // Callers (kagzictl) validate first, against the configured
   // max_payload_bytes; these checks keep whatever reaches the table sane
   // even for a caller that did not: a name, a key that is not Kagzi's own,
   // and JSON within what a json column holds.
-  KAGZI_RETURN_IF_ERROR(ValidateName(req.workflow, "the workflow name"));
+  if (Status st = ValidateName(req.workflow, "the workflow name"); !st.ok()) return named(st);
   if (req.idempotency_key) {
-    KAGZI_RETURN_IF_ERROR(ValidateIdempotencyKey(*req.idempotency_key, "the idempotency key"));
+    if (Status st = ValidateIdempotencyKey(*req.idempotency_key, "the idempotency key"); !st.ok()) {
+      return named(st);
+    }
   }
-  KAGZI_RETURN_IF_ERROR(ValidateJson(req.input, "the run input", kMaxStoredJsonBytes, ""));
+  if (Status st = ValidateJson(req.input, "the run input", kMaxStoredJsonBytes, ""); !st.ok()) {
+    return named(st);
+  }
   if (req.timeout && req.timeout->count() <= 0) {
-    return Status::InvalidArgument("the timeout of a run must be positive, not {} ms",
-                                   req.timeout->count());
+    return named(Status::InvalidArgument("the timeout of a run must be positive, not {} ms",
+                                         req.timeout->count()));
   }
-  auto conn = pool_.Acquire();
-  if (!conn.ok()) return conn.status();
-  auto r = (*conn)->ExecPrepared(
-      kStart,
-      {req.workflow, req.input,
-       req.idempotency_key ? PgParam(*req.idempotency_key) : PgParam(std::nullopt), req.priority,
-       req.timeout ? PgParam(static_cast<std::int64_t>(req.timeout->count()))
-                   : PgParam(std::nullopt)});
-  if (!r.ok()) return r.status();
-  if (r->rows() == 1) return StartResult{r->GetString(0, 0), true};
-  auto existing = (*conn)->ExecPrepared(kFindByKey, {*req.idempotency_key});
+  return Status::Ok();
+}
+
+std::vector<PgParam> StartParams(const StartRequest& req) {
+  return {req.workflow, req.input,
+          req.idempotency_key ? PgParam(*req.idempotency_key) : PgParam(std::nullopt), req.priority,
+          req.timeout ? PgParam(static_cast<std::int64_t>(req.timeout->count()))
+                      : PgParam(std::nullopt)};
+}
+
+// kStart's answer: the new run, or (its key was taken) the run that holds
+// the key, if it is of the same workflow.
+Result<StartResult> StartAnswer(PgConnection& conn, const StartRequest& req, const PgResult& r) {
+  if (r.rows() == 1) return StartResult{r.GetString(0, 0), true};
+  auto existing = conn.ExecPrepared(kFindByKey, {*req.idempotency_key});
   if (!existing.ok()) return existing.status();
   if (existing->rows() == 0) {
     return Status::Conflict("idempotency key \"{}\" is in use by a run being started",
@@ -162,6 +177,38 @@ Result<StartResult> PgStore::StartRun(const StartRequest& req) {
                             *req.idempotency_key, existing->Get(0, 0), existing->Get(0, 1));
   }
   return StartResult{existing->GetString(0, 0), false};
+}
+
+}  // namespace
+
+Result<StartResult> PgStore::StartRun(const StartRequest& req) {
+  KAGZI_RETURN_IF_ERROR(CheckStart(req, ""));
+  auto conn = pool_.Acquire();
+  if (!conn.ok()) return conn.status();
+  auto r = (*conn)->ExecPrepared(kStart, StartParams(req));
+  if (!r.ok()) return r.status();
+  return StartAnswer(**conn, req, *r);
+}
+
+Result<std::vector<Result<StartResult>>> PgStore::StartRuns(
+    const std::vector<StartRequest>& requests) {
+  std::vector<PgConnection::Call> calls;
+  calls.reserve(requests.size());
+  for (std::size_t i = 0; i < requests.size(); ++i) {
+    KAGZI_RETURN_IF_ERROR(CheckStart(requests[i], fmt::format("run #{}", i + 1)));
+    calls.push_back({&kStart, StartParams(requests[i])});
+  }
+  std::vector<Result<StartResult>> out;
+  if (requests.empty()) return out;
+  auto conn = pool_.Acquire();
+  if (!conn.ok()) return conn.status();
+  auto results = (*conn)->ExecTransaction(calls);
+  if (!results.ok()) return results.status();
+  out.reserve(requests.size());
+  for (std::size_t i = 0; i < requests.size(); ++i) {
+    out.push_back(StartAnswer(**conn, requests[i], (*results)[i]));
+  }
+  return out;
 }
 
 Result<bool> PgStore::WorkflowKnown(std::string_view workflow) {

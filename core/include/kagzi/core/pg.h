@@ -104,6 +104,18 @@ class PgConnection {
   Result<PgResult> ExecPrepared(const Statement& stmt, std::initializer_list<PgParam> params);
   Result<PgResult> ExecPrepared(const Statement& stmt, const std::vector<PgParam>& params);
 
+  // One statement of a pipelined transaction (ExecTransaction).
+  struct Call {
+    const Statement* stmt;
+    std::vector<PgParam> params;
+  };
+  // Runs every call in one implicit transaction, sent as one libpq
+  // pipeline: one round trip and one commit for all of them. Returns each
+  // call's result, in order, once the transaction has committed. If any
+  // call fails the server rolls the whole transaction back (nothing was
+  // written) and its error is returned; kUnavailable with broken() means
+  // the connection died and whether it committed is unknown.
+  Result<std::vector<PgResult>> ExecTransaction(const std::vector<Call>& calls);
   // LISTEN support: subscribe, then wait on socket() and drain.
   Status Listen(std::string_view channel);
   // Reads what arrived on the socket without blocking.
@@ -121,6 +133,7 @@ class PgConnection {
  private:
   explicit PgConnection(PGconn* conn) : conn_(conn) {}
   Status StatusFromResult(const PGresult* res, std::string_view what);
+  Status Prepare(const Statement& stmt);
 
   PGconn* conn_;
   bool broken_ = false;

@@ -154,6 +154,19 @@ struct ParkOptions {
   std::optional<std::int64_t> expected_wake_seq;
 };
 
+// One fenced write for a claimed run, for Store::ApplyWrites; `result`
+// and `feedback` are filled in as RecordStep, CompleteRun or FailRun would
+// return them.
+struct FencedWrite {
+  enum class Kind { kRecordStep, kCompleteRun, kFailRun };
+  Kind kind = Kind::kRecordStep;
+  Lease lease;
+  StepRecord step;    // kRecordStep
+  std::string value;  // kCompleteRun: the output JSON; kFailRun: the error
+  Status result;
+  WriteFeedback feedback;
+};
+
 struct ClaimBatch {
   Micros db_now = 0;
   std::vector<ClaimedRun> runs;
@@ -302,6 +315,12 @@ class Store {
   // Gives the run back (PENDING, runnable now) so another daemon takes it at
   // once; bumps the epoch so late writes from this lease are refused.
   virtual Status ReleaseRun(const Lease& lease) = 0;
+  // Applies fenced writes of different runs (at most one per run) and
+  // fills in each one's result, with as few commits as it can: PgStore
+  // commits them together, in one transaction sent as one pipeline (group
+  // commit). Every write is durable once this returns with its result ok.
+  // This default makes the calls one by one.
+  virtual void ApplyWrites(const std::vector<FencedWrite*>& writes);
 
   // --- clients (kagzictl) -------------------------------------------------
   virtual Result<StartResult> StartRun(const StartRequest& request) = 0;
@@ -368,7 +387,14 @@ class PgStore final : public Store {
   Status CompleteRun(const Lease& lease, std::string_view output_json) override;
   Status FailRun(const Lease& lease, std::string_view error) override;
   Status ReleaseRun(const Lease& lease) override;
+  void ApplyWrites(const std::vector<FencedWrite*>& writes) override;
   Result<StartResult> StartRun(const StartRequest& request) override;
+  // Starts many runs with one round trip and one commit. Every request is
+  // checked first as StartRun checks it; one that fails fails the call and
+  // nothing is started. Otherwise all new runs are committed together, and
+  // each request gets what StartRun would have returned (an idempotency key
+  // that matches a run of another workflow: that request's kConflict).
+  Result<std::vector<Result<StartResult>>> StartRuns(const std::vector<StartRequest>& requests);
   Result<bool> WorkflowKnown(std::string_view workflow) override;
   Result<RunRecord> GetRun(std::string_view run_id) override;
   Result<std::vector<StepRecord>> GetSteps(std::string_view run_id) override;

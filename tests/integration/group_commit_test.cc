@@ -1,0 +1,223 @@
+// Group commit: Store::ApplyWrites on PostgreSQL (one pipelined
+// transaction for many runs' fenced writes, each answered as its own call
+// would be) and the daemon's GroupCommitter on top of it.
+#include "group_commit.h"
+
+#include <thread>
+
+#include "store_fixture.h"
+
+namespace kagzi::testing {
+namespace {
+
+class GroupCommitTest : public StoreTest {
+ protected:
+  // Starts and claims n runs of "wf".
+  std::vector<ClaimedRun> StartAndClaim(int n) {
+    for (int i = 0; i < n; ++i) Start("wf", "{\"i\":" + std::to_string(i) + "}");
+    ClaimBatch batch = Claim(NewUuid(), {{"wf", 1}}, n);
+    EXPECT_EQ(batch.runs.size(), static_cast<std::size_t>(n));
+    return std::move(batch.runs);
+  }
+
+  static FencedWrite StepWrite(const ClaimedRun& run, const std::string& id, int seq) {
+    FencedWrite w;
+    w.kind = FencedWrite::Kind::kRecordStep;
+    w.lease = LeaseOf(run);
+    w.step = MakeStep(id, seq, "{\"run\":\"" + run.run.id + "\"}");
+    return w;
+  }
+
+  static FencedWrite EndWrite(const ClaimedRun& run, FencedWrite::Kind kind, std::string value) {
+    FencedWrite w;
+    w.kind = kind;
+    w.lease = LeaseOf(run);
+    w.value = std::move(value);
+    return w;
+  }
+
+  // How many transactions wrote the rows `where` selects (their xmin).
+  int WritingTransactions(const std::string& table, const std::string& where) const {
+    return Count("SELECT count(DISTINCT xmin::text) FROM " + table + " WHERE " + where);
+  }
+};
+
+TEST_F(GroupCommitTest, AGroupIsOneTransactionAndEachWriteGetsItsOwnAnswer) {
+  auto runs = StartAndClaim(5);
+  FencedWrite a = StepWrite(runs[0], "a", 0);
+  FencedWrite b = StepWrite(runs[1], "b", 0);
+  FencedWrite done = EndWrite(runs[2], FencedWrite::Kind::kCompleteRun, "{\"ok\":true}");
+  FencedWrite failed = EndWrite(runs[3], FencedWrite::Kind::kFailRun, "it broke");
+  FencedWrite stale = StepWrite(runs[4], "late", 0);
+  stale.lease.epoch += 7;  // a lease this run no longer has
+  store_->ApplyWrites({&a, &b, &done, &failed, &stale});
+
+  EXPECT_TRUE(a.result.ok()) << a.result.message();
+  EXPECT_TRUE(b.result.ok()) << b.result.message();
+  EXPECT_TRUE(done.result.ok()) << done.result.message();
+  EXPECT_TRUE(failed.result.ok()) << failed.result.message();
+  EXPECT_EQ(stale.result.code(), StatusCode::kConflict) << stale.result.message();
+  EXPECT_NE(stale.result.message().find(runs[4].run.id), std::string::npos);
+
+  EXPECT_EQ(Get(runs[2].run.id).status, RunStatus::kCompleted);
+  EXPECT_EQ(Get(runs[2].run.id).output, "{\"ok\":true}");
+  EXPECT_EQ(Get(runs[3].run.id).status, RunStatus::kFailed);
+  EXPECT_EQ(Get(runs[3].run.id).error, "it broke");
+  EXPECT_EQ(Get(runs[4].run.id).status, RunStatus::kRunning);
+  EXPECT_EQ(Count("SELECT count(*) FROM kagzi_steps"), 2);
+  EXPECT_EQ(Count("SELECT count(*) FROM kagzi_steps WHERE step_id = 'late'"), 0);
+  // Both journal entries and both run rows were written by one transaction.
+  const std::string ids = "('" + runs[2].run.id + "', '" + runs[3].run.id + "')";
+  EXPECT_EQ(WritingTransactions("kagzi_steps", "true"), 1);
+  EXPECT_EQ(Count("SELECT count(*) FROM kagzi_runs r WHERE r.id IN " + ids +
+                  " AND r.xmin::text = (SELECT min(xmin::text) FROM kagzi_steps)"),
+            2);
+}
+
+TEST_F(GroupCommitTest, CancelRequestsReachTheWriterInTheGroup) {
+  auto runs = StartAndClaim(2);
+  auto cancelled = store_->RequestCancel(runs[1].run.id, "stop it");
+  ASSERT_TRUE(cancelled.ok()) << cancelled.status().message();
+  FencedWrite a = StepWrite(runs[0], "a", 0);
+  FencedWrite b = StepWrite(runs[1], "b", 0);
+  store_->ApplyWrites({&a, &b});
+  ASSERT_TRUE(a.result.ok());
+  ASSERT_TRUE(b.result.ok());
+  EXPECT_FALSE(a.feedback.cancel_requested);
+  EXPECT_TRUE(b.feedback.cancel_requested);
+  EXPECT_EQ(b.feedback.cancel_reason, "stop it");
+}
+
+TEST_F(GroupCommitTest, AFailingWriteDoesNotTakeTheOthersWithIt) {
+  auto runs = StartAndClaim(3);
+  ASSERT_TRUE(store_->RecordStep(LeaseOf(runs[1]), MakeStep("first", 0, "1")).ok());
+  FencedWrite a = StepWrite(runs[0], "a", 0);
+  FencedWrite clash = StepWrite(runs[1], "other", 0);  // seq 0 is "first"'s
+  FencedWrite bad = StepWrite(runs[2], "c", 0);
+  bad.step.output = "{not json";
+  FencedWrite done = EndWrite(runs[0], FencedWrite::Kind::kCompleteRun, "null");
+  // Two writes of one run (a parallel group's members may do that): in
+  // the order given.
+  store_->ApplyWrites({&a, &clash, &bad});
+  store_->ApplyWrites({&done});
+
+  EXPECT_TRUE(a.result.ok()) << a.result.message();
+  EXPECT_EQ(clash.result.code(), StatusCode::kInternal) << clash.result.message();
+  EXPECT_NE(clash.result.message().find("other"), std::string::npos) << clash.result.message();
+  EXPECT_EQ(bad.result.code(), StatusCode::kInvalidArgument) << bad.result.message();
+  EXPECT_TRUE(done.result.ok()) << done.result.message();
+  EXPECT_EQ(Count("SELECT count(*) FROM kagzi_steps WHERE step_id IN ('a', 'first')"), 2);
+  EXPECT_EQ(Count("SELECT count(*) FROM kagzi_steps WHERE step_id IN ('other', 'c')"), 0);
+}
+
+TEST_F(GroupCommitTest, AGroupRetriedAfterItCommittedIsAnsweredTheSame) {
+  // What the fallback relies on when a commit's reply is lost: recording
+  // the same entries again is a success, finishing a finished run a
+  // conflict, and nothing changes.
+  auto runs = StartAndClaim(2);
+  FencedWrite a = StepWrite(runs[0], "a", 0);
+  FencedWrite done = EndWrite(runs[1], FencedWrite::Kind::kCompleteRun, "7");
+  store_->ApplyWrites({&a, &done});
+  ASSERT_TRUE(a.result.ok());
+  ASSERT_TRUE(done.result.ok());
+  store_->ApplyWrites({&a, &done});
+  EXPECT_TRUE(a.result.ok()) << a.result.message();
+  EXPECT_EQ(done.result.code(), StatusCode::kConflict) << done.result.message();
+  EXPECT_EQ(Count("SELECT count(*) FROM kagzi_steps"), 1);
+  EXPECT_EQ(Get(runs[1].run.id).output, "7");
+}
+
+TEST_F(GroupCommitTest, CommitterGathersConcurrentWritersIntoFewerCommits) {
+  constexpr int kRuns = 32;
+  auto runs = StartAndClaim(kRuns);
+  daemon::GroupCommitter committer(*store_, 256);
+  committer.Start();
+  std::vector<FencedWrite> writes;
+  for (const auto& run : runs) writes.push_back(StepWrite(run, "s", 0));
+  std::vector<std::thread> threads;
+  for (auto& w : writes) threads.emplace_back([&committer, &w] { committer.Write(w); });
+  for (auto& t : threads) t.join();
+  committer.Stop();
+  for (const auto& w : writes) EXPECT_TRUE(w.result.ok()) << w.result.message();
+  EXPECT_EQ(committer.writes(), kRuns);
+  EXPECT_GE(committer.groups(), 1);
+  EXPECT_LE(committer.groups(), kRuns);
+  EXPECT_EQ(Count("SELECT count(*) FROM kagzi_steps"), kRuns);
+  EXPECT_EQ(WritingTransactions("kagzi_steps", "true"), committer.groups());
+
+  // Once stopped, a write is made by its caller, on its own.
+  FencedWrite late = EndWrite(runs[0], FencedWrite::Kind::kCompleteRun, "1");
+  committer.Write(late);
+  EXPECT_TRUE(late.result.ok()) << late.result.message();
+  EXPECT_EQ(committer.writes(), kRuns);
+}
+
+TEST_F(GroupCommitTest, StartRunsStartsABatchInOneTransaction) {
+  std::vector<StartRequest> batch(3);
+  batch[0].workflow = "wf";
+  batch[0].input = "{\"i\":0}";
+  batch[1].workflow = "wf";
+  batch[1].idempotency_key = "order-1";
+  batch[2].workflow = "other";
+  batch[2].timeout = std::chrono::minutes(5);
+  auto started = store_->StartRuns(batch);
+  ASSERT_TRUE(started.ok()) << started.status().message();
+  ASSERT_EQ(started->size(), 3u);
+  for (const auto& r : *started) {
+    ASSERT_TRUE(r.ok()) << r.status().message();
+    EXPECT_TRUE(r->created);
+  }
+  EXPECT_EQ(Get((*started)[0]->run_id).input, "{\"i\":0}");
+  EXPECT_EQ(Get((*started)[2]->run_id).workflow, "other");
+  EXPECT_TRUE(Get((*started)[2]->run_id).deadline_at.has_value());
+  EXPECT_EQ(Count("SELECT count(*) FROM kagzi_runs"), 3);
+  EXPECT_EQ(WritingTransactions("kagzi_runs", "true"), 1);
+
+  // The key again (twice in one batch, once for another workflow), and a
+  // new run: each gets StartRun's answer, and only the new run is added.
+  std::vector<StartRequest> again(4);
+  again[0].workflow = "wf";
+  again[0].idempotency_key = "order-1";
+  again[1].workflow = "wf";
+  again[1].idempotency_key = "order-1";
+  again[2].workflow = "other";
+  again[2].idempotency_key = "order-1";
+  again[3].workflow = "wf";
+  auto second = store_->StartRuns(again);
+  ASSERT_TRUE(second.ok()) << second.status().message();
+  ASSERT_EQ(second->size(), 4u);
+  for (int i : {0, 1}) {
+    ASSERT_TRUE((*second)[i].ok()) << (*second)[i].status().message();
+    EXPECT_FALSE((*second)[i]->created);
+    EXPECT_EQ((*second)[i]->run_id, (*started)[1]->run_id);
+  }
+  EXPECT_EQ((*second)[2].status().code(), StatusCode::kConflict);
+  EXPECT_NE((*second)[2].status().message().find("order-1"), std::string::npos);
+  ASSERT_TRUE((*second)[3].ok());
+  EXPECT_TRUE((*second)[3]->created);
+  EXPECT_EQ(Count("SELECT count(*) FROM kagzi_runs"), 4);
+}
+
+TEST_F(GroupCommitTest, StartRunsWithOneBadRequestStartsNothing) {
+  std::vector<StartRequest> batch(3);
+  for (auto& r : batch) r.workflow = "wf";
+  batch[1].input = "{\"unclosed\":";
+  auto started = store_->StartRuns(batch);
+  ASSERT_FALSE(started.ok());
+  EXPECT_EQ(started.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(started.status().message().find("run #2"), std::string::npos)
+      << started.status().message();
+  batch[1].input = "null";
+  batch[2].idempotency_key = "kagzi:child:x/y";
+  started = store_->StartRuns(batch);
+  ASSERT_FALSE(started.ok());
+  EXPECT_NE(started.status().message().find("run #3"), std::string::npos)
+      << started.status().message();
+  EXPECT_EQ(Count("SELECT count(*) FROM kagzi_runs"), 0);
+  auto none = store_->StartRuns({});
+  ASSERT_TRUE(none.ok());
+  EXPECT_TRUE(none->empty());
+}
+
+}  // namespace
+}  // namespace kagzi::testing
