@@ -28,27 +28,45 @@ using namespace pg_internal;  // NOLINT(google-build-using-namespace)
   "::text[]) AND (r.version IS NULL OR (r.workflow, r.version) IN " \
   "(SELECT * FROM unnest(" names "::text[], " versions "::int[])))"
 
-const Statement kClaim = {
-    "kagzi_claim",
-    "WITH loaded AS (SELECT * FROM unnest($2::text[], $3::int[]) AS l(name, version)), "
-    "latest AS (SELECT name, max(version) AS version FROM loaded GROUP BY name), "
-    "picked AS ("
-    "  SELECT r.id FROM kagzi_runs r"
-    "  WHERE ((r.status IN ('PENDING', 'SLEEPING') AND r.available_at <= now())"
-    "         OR (r.status = 'RUNNING' AND r.lease_expires_at < now()))"
-    "    AND " KAGZI_LOADED_FILTER("$2", "$3")
-    "  ORDER BY r.priority DESC, r.available_at, r.id"
-    "  LIMIT $4"
-    "  FOR UPDATE OF r SKIP LOCKED), "
-    "claimed AS ("
-    "  UPDATE kagzi_runs r SET status = 'RUNNING', lease_owner = $1::uuid,"
-    "    lease_expires_at = now() + $5::bigint * interval '1 millisecond',"
-    "    lease_epoch = r.lease_epoch + 1, attempts = r.attempts + 1,"
-    "    version = COALESCE(r.version, (SELECT l.version FROM latest l WHERE l.name = r.workflow)),"
-    "    started_at = COALESCE(r.started_at, now()), updated_at = now()"
-    "  FROM picked WHERE r.id = picked.id"
-    "  RETURNING r.*) "
-    "SELECT " KAGZI_RUN_COLUMNS ", kagzi_us(now()) FROM claimed r ORDER BY r.id"};
+// Runnable runs come from two places, each read in its own index order and
+// locked with SKIP LOCKED: due runs (PENDING/SLEEPING with available_at
+// reached; index kagzi_runs_claim_order, so only the first $4 are read
+// however many wait) and runs whose lease expired. The best $4 of both are
+// claimed; an expired run locked but not picked is left as it was.
+#define KAGZI_CLAIM_SQL \
+  "WITH loaded AS (SELECT * FROM unnest($2::text[], $3::int[]) AS l(name, version)), " \
+  "latest AS (SELECT name, max(version) AS version FROM loaded GROUP BY name), " \
+  "due AS (" \
+  "  SELECT r.id, r.priority, r.available_at AS since FROM kagzi_runs r" \
+  "  WHERE r.status IN ('PENDING', 'SLEEPING') AND r.available_at <= now()" \
+  "    AND " KAGZI_LOADED_FILTER("$2", "$3") \
+  "  ORDER BY r.priority DESC, r.available_at, r.id" \
+  "  LIMIT $4" \
+  "  FOR UPDATE OF r SKIP LOCKED), " \
+  "expired AS (" \
+  "  SELECT r.id, r.priority, r.lease_expires_at AS since FROM kagzi_runs r" \
+  "  WHERE r.status = 'RUNNING' AND r.lease_expires_at < now()" \
+  "    AND " KAGZI_LOADED_FILTER("$2", "$3") \
+  "  ORDER BY r.lease_expires_at" \
+  "  LIMIT $4" \
+  "  FOR UPDATE OF r SKIP LOCKED), " \
+  "picked AS (" \
+  "  SELECT id FROM (SELECT * FROM due UNION ALL SELECT * FROM expired) c" \
+  "  ORDER BY priority DESC, since, id LIMIT $4), " \
+  "claimed AS (" \
+  "  UPDATE kagzi_runs r SET status = 'RUNNING', lease_owner = $1::uuid," \
+  "    lease_expires_at = now() + $5::bigint * interval '1 millisecond'," \
+  "    lease_epoch = r.lease_epoch + 1, attempts = r.attempts + 1," \
+  "    version = COALESCE(r.version, (SELECT l.version FROM latest l WHERE l.name = r.workflow))," \
+  "    started_at = COALESCE(r.started_at, now()), updated_at = now()" \
+  "  FROM picked WHERE r.id = picked.id" \
+  "  RETURNING r.*) " \
+  "SELECT " KAGZI_RUN_COLUMNS ", kagzi_us(now()) FROM claimed r ORDER BY r.id"
+
+const Statement kClaim = {"kagzi_claim", KAGZI_CLAIM_SQL};
+
+// The claim's plan (EXPLAIN, which does not run it): PgStore::ExplainClaim.
+const Statement kExplainClaim = {"kagzi_explain_claim", "EXPLAIN " KAGZI_CLAIM_SQL};
 
 // The journals of the runs just claimed, read by a second statement of the
 // claim's transaction (see ClaimRuns for why not by the claim itself).
@@ -472,6 +490,21 @@ Result<ClaimBatch> PgStore::ClaimRuns(const ClaimRequest& req) {
   auto result = run();
   if (!result.ok() && !c.broken()) (void)c.Exec("ROLLBACK");
   return result;
+}
+
+Result<std::string> PgStore::ExplainClaim(const ClaimRequest& req) {
+  auto conn = pool_.Acquire();
+  if (!conn.ok()) return conn.status();
+  const std::pair<std::string, std::string> arrays = LoadedArrays(req.loaded);
+  auto r = (*conn)->ExecPrepared(kExplainClaim, {req.owner, arrays.first, arrays.second, req.limit,
+                                                 static_cast<std::int64_t>(req.lease_ttl.count())});
+  if (!r.ok()) return r.status();
+  std::string plan;
+  for (int i = 0; i < r->rows(); ++i) {
+    plan += r->Get(i, 0);
+    plan += '\n';
+  }
+  return plan;
 }
 
 Result<std::vector<std::string>> PgStore::Heartbeat(

@@ -100,6 +100,31 @@ TEST_F(ClaimTest, ConcurrentClaimersNeverShareARun) {
   for (const auto& id : ghosts) EXPECT_EQ(Get(id).status, RunStatus::kPending);
 }
 
+// The claim reads the runs it takes, not the backlog: with runs waiting
+// and many more parked in the future, its plan walks the claim index in
+// order and stops at the limit (no bitmap scan of every runnable run, no
+// sort of them). A plan, not a timing: kagzi-bench reports the times.
+TEST_F(ClaimTest, ClaimWalksTheClaimIndexHoweverManyRunsWaitOrSleep) {
+  db_->Query(
+      "INSERT INTO kagzi_runs (id, workflow, input, status, available_at)"
+      " SELECT gen_random_uuid(), 'wf', '{}', 'SLEEPING', now() + interval '30 days'"
+      " FROM generate_series(1, 50000)");
+  db_->Query(
+      "INSERT INTO kagzi_runs (id, workflow, input) SELECT gen_random_uuid(), 'wf', '{}'"
+      " FROM generate_series(1, 5000)");
+  db_->Query("ANALYZE kagzi_runs");
+  auto plan = store_->ExplainClaim(ClaimRequest{NewUuid(), {{"wf", 1}}, 32});
+  ASSERT_TRUE(plan.ok()) << plan.status().message();
+  EXPECT_NE(plan->find("Index Scan using kagzi_runs_claim_order"), std::string::npos) << *plan;
+  EXPECT_EQ(plan->find("Bitmap Heap Scan"), std::string::npos) << *plan;
+  EXPECT_EQ(plan->find("Seq Scan"), std::string::npos) << *plan;
+  // And the claim takes the due runs, none of the parked ones.
+  ClaimBatch batch = Claim(NewUuid(), {{"wf", 1}}, 32);
+  EXPECT_EQ(batch.runs.size(), 32u);
+  for (const auto& claimed : batch.runs) EXPECT_EQ(claimed.run.attempts, 1);
+  EXPECT_EQ(Count("SELECT count(*) FROM kagzi_runs WHERE status = 'SLEEPING'"), 50000);
+}
+
 TEST_F(ClaimTest, BatchRespectsLimitAndReturnsDbTime) {
   for (int i = 0; i < 10; ++i) Start("wf");
   auto before = store_->Now();

@@ -369,6 +369,9 @@ class PgStore final : public Store {
   Status UnregisterDaemon(std::string_view daemon_id) override;
   Result<WorkerRecovery> RecoverWorker(const WorkerDeath& death) override;
   Result<ClaimBatch> ClaimRuns(const ClaimRequest& request) override;
+  // PostgreSQL's plan for ClaimRuns(request), as EXPLAIN prints it (the
+  // claim is planned, not run): for tests and kagzi-bench.
+  Result<std::string> ExplainClaim(const ClaimRequest& request);
   Result<std::vector<std::string>> Heartbeat(
       std::string_view owner, std::chrono::milliseconds lease_ttl,
       const std::optional<std::vector<std::string>>& only = std::nullopt) override;
