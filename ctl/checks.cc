@@ -185,20 +185,21 @@ void ReadBounded(std::istream& in, std::int64_t max_bytes, std::string* text) {
   }
 }
 
-Status TooLarge(std::string_view what, std::int64_t max_bytes) {
-  return Status::InvalidArgument("{} is larger than the limit of {} bytes (max_payload_bytes)",
-                                 what, max_bytes);
+Status TooLarge(std::string_view what, std::int64_t max_bytes, std::string_view limit_name) {
+  return Status::InvalidArgument("{} is larger than the limit of {} bytes ({})", what, max_bytes,
+                                 limit_name);
 }
 
 }  // namespace
 
-Result<std::string> ReadInputFile(const std::string& path, std::int64_t max_bytes) {
+Result<std::string> ReadInputFile(const std::string& path, std::int64_t max_bytes,
+                                  std::string_view limit_name) {
   std::string text;
   if (path == "-") {
     ReadBounded(std::cin, max_bytes, &text);
     if (std::cin.bad()) return Status::InvalidArgument("cannot read the input from stdin");
     if (static_cast<std::int64_t>(text.size()) > max_bytes) {
-      return TooLarge("the input on stdin", max_bytes);
+      return TooLarge("the input on stdin", max_bytes, limit_name);
     }
     return text;
   }
@@ -213,9 +214,64 @@ Result<std::string> ReadInputFile(const std::string& path, std::int64_t max_byte
   ReadBounded(in, max_bytes, &text);
   if (in.bad()) return Status::InvalidArgument("cannot read input file \"{}\"", path);
   if (static_cast<std::int64_t>(text.size()) > max_bytes) {
-    return TooLarge(fmt::format("input file \"{}\"", path), max_bytes);
+    return TooLarge(fmt::format("input file \"{}\"", path), max_bytes, limit_name);
   }
   return text;
+}
+
+std::string BatchSourceName(const std::string& path) {
+  return path == "-" ? std::string("--batch - (stdin)") : fmt::format("--batch \"{}\"", path);
+}
+
+Result<std::vector<BatchRun>> ParseBatch(std::string_view text, const BatchOptions& o) {
+  if (o.id_prefix) {
+    KAGZI_RETURN_IF_ERROR(
+        ValidateIdempotencyKey(*o.id_prefix, "the idempotency key prefix (--id-prefix)"));
+  }
+  // A byte order mark may open the file (editors on Windows write one); it
+  // is not part of the first run's input. Elsewhere it is refused below:
+  // RapidJSON skips a leading one, but PostgreSQL's json type does not.
+  constexpr std::string_view kBom = "\xef\xbb\xbf";
+  if (text.starts_with(kBom)) text.remove_prefix(kBom.size());
+  std::vector<BatchRun> runs;
+  int line = 0;
+  for (std::size_t pos = 0; pos < text.size();) {
+    std::size_t end = text.find('\n', pos);
+    if (end == std::string_view::npos) end = text.size();
+    std::string_view input = text.substr(pos, end - pos);
+    pos = end + 1;
+    ++line;
+    if (input.ends_with('\r')) input.remove_suffix(1);  // CRLF line ends
+    if (input.find_first_not_of(" \t\r") == std::string_view::npos) continue;
+    if (runs.size() >= o.max_runs) {
+      return Status::InvalidArgument(
+          "{}: more than {} runs (line {} is run {}); one call starts at most {}: split the "
+          "file",
+          o.source, o.max_runs, line, o.max_runs + 1, o.max_runs);
+    }
+    if (input.starts_with(kBom)) {
+      return Status::InvalidArgument(
+          "{}: line {}: the run input begins with a byte order mark (U+FEFF), which is not "
+          "JSON",
+          o.source, line);
+    }
+    if (Status st = ValidateJson(input, "the run input", o.max_payload_bytes); !st.ok()) {
+      return st.WithContext(fmt::format("{}: line {}", o.source, line));
+    }
+    BatchRun run;
+    run.line = line;
+    run.input = std::string(input);
+    if (o.id_prefix) {
+      run.idempotency_key = fmt::format("{}-{}", *o.id_prefix, line);
+      if (Status st =
+              ValidateIdempotencyKey(*run.idempotency_key, "its idempotency key (--id-prefix)");
+          !st.ok()) {
+        return st.WithContext(fmt::format("{}: line {}", o.source, line));
+      }
+    }
+    runs.push_back(std::move(run));
+  }
+  return runs;
 }
 
 Result<StartPlan> CheckStart(const StartOptions& o, const Config& config, const FileReader& read) {
@@ -246,12 +302,35 @@ Result<StartPlan> CheckStart(const StartOptions& o, const Config& config, const 
   } else if (plan.deadline) {
     plan.wait_limit = *plan.deadline + kDeadlineGrace;
   }
+  if (o.batch) {
+    // The command line refuses these combinations already; callers that
+    // build StartOptions themselves get the same answer.
+    if (o.input || o.input_file || o.idempotency_key || o.wait) {
+      return Status::InvalidArgument(
+                 "--batch cannot be combined with --input, --input-file, --id or --wait")
+          .WithContext(context);
+    }
+    BatchOptions batch;
+    batch.source = BatchSourceName(*o.batch);
+    batch.id_prefix = o.id_prefix;
+    batch.max_payload_bytes = config.max_payload_bytes;
+    auto text = read(*o.batch, kMaxBatchBytes, kBatchBytesLimitName);
+    if (!text.ok()) return text.status().WithContext(context);
+    auto runs = ParseBatch(*text, batch);
+    if (!runs.ok()) return runs.status().WithContext(context);
+    plan.batch = std::move(runs).value();
+    return plan;
+  }
+  if (o.id_prefix) {
+    return Status::InvalidArgument("--id-prefix needs --batch (use --id for a single run)")
+        .WithContext(context);
+  }
   plan.input = "{}";
   std::string what = "input (--input)";
   if (o.input) {
     plan.input = *o.input;
   } else if (o.input_file) {
-    auto text = read(*o.input_file, config.max_payload_bytes);
+    auto text = read(*o.input_file, config.max_payload_bytes, "max_payload_bytes");
     if (!text.ok()) return text.status().WithContext(context);
     plan.input = std::move(text).value();
     what = fmt::format("input file \"{}\"", *o.input_file);

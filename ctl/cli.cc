@@ -7,9 +7,12 @@
 #include <charconv>
 #include <ostream>
 #include <string>
+#include <string_view>
 
 #include <CLI/CLI.hpp>
+#include <fmt/format.h>
 
+#include "checks.h"
 #include "render.h"
 
 namespace kagzi::ctl {
@@ -41,7 +44,7 @@ constexpr char kStatusJsonHelp[] =
     "reason, or null); absent values are null.\n"
     "\n";
 
-std::string Footer(const char* extra = "") { return std::string(extra) + kExitCodesHelp; }
+std::string Footer(std::string_view extra = "") { return std::string(extra) + kExitCodesHelp; }
 
 void AddJsonFlag(CLI::App* command, bool* json) {
   command->add_flag("--json", *json, "Print one JSON document on stdout (for scripts)");
@@ -87,24 +90,38 @@ std::optional<int> ParseCommandLine(int argc, const char* const* argv, CommandLi
 
   // start
   StartOptions start;
-  OptionalString start_input, start_input_file, start_id, start_timeout, start_wait_timeout;
+  OptionalString start_input, start_input_file, start_id, start_timeout, start_wait_timeout,
+      start_batch, start_id_prefix;
   CLI::App* start_cmd = app.add_subcommand(
       "start",
       "Start a run of WORKFLOW and print its id (with --wait: then its output JSON).\n"
       "The input is validated before the database is contacted.");
-  start_cmd->footer(
-      Footer("--id KEY is an idempotency key: starting again with the same key prints the\n"
-             "same run id (exit 0; a note on stderr says it already existed). A key used by\n"
-             "another workflow is refused (exit 2). With --json (no --wait): {id, workflow,\n"
-             "created, idempotency_key}; with --wait --json: the run object plus created.\n"
-             "\n"
-             "--timeout SECONDS gives the run a deadline: a run not finished by then fails\n"
-             "(\"deadline exceeded\"). With --wait it also bounds the wait: kagzictl waits\n"
-             "until the deadline plus 2 s (for kagzid to record the timeout), then exits 4\n"
-             "if the run is still not finished. --wait-timeout SECONDS bounds the wait\n"
-             "alone (and takes precedence); without either, --wait waits forever.\n"
-             "SECONDS: a number (\"30\", \"1.5\") or a duration (\"500ms\", \"2m\").\n"
-             "\n"));
+  start_cmd->footer(Footer(
+      "--id KEY is an idempotency key: starting again with the same key prints the\n"
+      "same run id (exit 0; a note on stderr says it already existed). A key used by\n"
+      "another workflow is refused (exit 2). With --json (no --wait): {id, workflow,\n"
+      "created, idempotency_key}; with --wait --json: the run object plus created.\n"
+      "\n"
+      "--timeout SECONDS gives the run a deadline: a run not finished by then fails\n"
+      "(\"deadline exceeded\"). With --wait it also bounds the wait: kagzictl waits\n"
+      "until the deadline plus 2 s (for kagzid to record the timeout), then exits 4\n"
+      "if the run is still not finished. --wait-timeout SECONDS bounds the wait\n"
+      "alone (and takes precedence); without either, --wait waits forever.\n"
+      "SECONDS: a number (\"30\", \"1.5\") or a duration (\"500ms\", \"2m\").\n"
+      "\n" +
+      fmt::format("--batch PATH (- for stdin) starts many runs in one transaction: each line\n"
+                  "that is not blank is one run's input JSON (JSON Lines). Every line is\n"
+                  "checked before the database is contacted; a bad line is named (\"line 7:\")\n"
+                  "and nothing is started. At most {} runs and {} MiB per call. The ids are\n"
+                  "printed one per line, in file order; a file with no runs starts nothing\n"
+                  "(exit 0). --id-prefix P gives line N the idempotency key P-N, so that\n"
+                  "starting the same file again (after an error, or if unsure whether it\n"
+                  "ran) starts nothing new and prints the same ids. A key that belongs to\n"
+                  "another workflow refuses its line alone: the other runs are started, each\n"
+                  "refused line is named on stderr, and the exit code is 2. With --json:\n"
+                  "{{workflow, runs: [{{line, id, created, idempotency_key, error}}]}}.\n"
+                  "\n",
+                  kMaxBatchRuns, kMaxBatchBytes >> 20)));
   start_cmd->add_option("workflow", start.workflow, "Workflow name")->required();
   auto* input_opt =
       AddOptional(start_cmd, &start_input, "--input", "Run input as JSON text (default {})")
@@ -115,11 +132,22 @@ std::optional<int> ParseCommandLine(int argc, const char* const* argv, CommandLi
                              ->option;
   input_file_opt->type_name("PATH");
   input_opt->excludes(input_file_opt);
-  AddOptional(start_cmd, &start_id, "--id", "Idempotency key")->option->type_name("KEY");
+  auto* id_opt =
+      AddOptional(start_cmd, &start_id, "--id", "Idempotency key")->option->type_name("KEY");
+  auto* batch_opt =
+      AddOptional(start_cmd, &start_batch, "--batch",
+                  "Start one run per line of PATH (JSON Lines; - for stdin) in one transaction")
+          ->option;
+  batch_opt->type_name("PATH");
+  AddOptional(start_cmd, &start_id_prefix, "--id-prefix",
+              "With --batch: line N's run gets the idempotency key P-N")
+      ->option->type_name("P")
+      ->needs(batch_opt);
   start_cmd->add_flag("--allow-unknown", start.allow_unknown,
                       "Start even if no kagzid has ever loaded WORKFLOW");
   auto* wait_flag =
       start_cmd->add_flag("--wait", start.wait, "Wait for the run to finish and print its output");
+  batch_opt->excludes(input_opt)->excludes(input_file_opt)->excludes(id_opt)->excludes(wait_flag);
   AddOptional(start_cmd, &start_timeout, "--timeout",
               "The run's deadline, SECONDS from now; with --wait, also stop waiting 2 s after "
               "it (exit 4)")
@@ -294,6 +322,8 @@ std::optional<int> ParseCommandLine(int argc, const char* const* argv, CommandLi
     start.idempotency_key = start_id.get();
     start.timeout = start_timeout.get();
     start.wait_timeout = start_wait_timeout.get();
+    start.batch = start_batch.get();
+    start.id_prefix = start_id_prefix.get();
     line->start = std::move(start);
   } else if (app.got_subcommand(status_cmd)) {
     line->command = Command::kStatus;

@@ -32,6 +32,8 @@ const char kExitCodesHelp[] =
     "     workflow, malformed or unknown run id, an idempotency key that belongs to\n"
     "     another workflow, a bad config file, a run in the wrong state (cancel or\n"
     "     signal a finished run, retry a run that is not FAILED); nothing was changed\n"
+    "     (start --batch: the runs of the lines named on stderr were refused, the\n"
+    "     others were started)\n"
     "  3  cannot reach or use the database: connection failed, no Kagzi schema\n"
     "     (start kagzid once to create it), permission denied\n"
     "  4  the run has not finished: the wait ran out (start --wait, wait), or\n"
@@ -244,6 +246,76 @@ void WriteOptionalString(JsonWriter& w, std::string_view key,
   }
 }
 
+// start --batch: every run of the file in one StartRuns call (one
+// transaction: all are started or, on an error, none), then their ids in
+// file order. A run refused alone (its key belongs to another workflow)
+// does not stop the others: it is named on stderr, and the exit code is
+// that of the worst refusal (2 for a key).
+ExitCode StartBatch(Session& session, Console& console, const StartOptions& o, StartPlan plan,
+                    std::string_view context) {
+  std::vector<BatchRun>& runs = *plan.batch;
+  const std::string source = BatchSourceName(*o.batch);
+  std::vector<StartRequest> requests;
+  requests.reserve(runs.size());
+  for (auto& run : runs) {
+    StartRequest request;
+    request.workflow = o.workflow;
+    request.input = std::move(run.input);
+    request.idempotency_key = run.idempotency_key;
+    request.timeout = plan.deadline;
+    requests.push_back(std::move(request));
+  }
+  auto started = session.store().StartRuns(requests);
+  if (!started.ok()) return session.ReportStoreError(started.status().WithContext(context));
+  requests.clear();
+
+  std::vector<BatchStartOutcome> outcomes;
+  outcomes.reserve(runs.size());
+  ExitCode code = ExitCode::kSuccess;
+  std::size_t refused = 0;
+  for (std::size_t i = 0; i < runs.size(); ++i) {
+    const Result<StartResult>& result = (*started)[i];
+    BatchStartOutcome outcome;
+    outcome.line = runs[i].line;
+    outcome.idempotency_key = runs[i].idempotency_key;
+    const std::string where = fmt::format("{}: line {}", source, runs[i].line);
+    if (!result.ok()) {
+      ++refused;
+      outcome.error = result.status().message();
+      code = std::max(code, session.ReportStoreError(result.status().WithContext(
+                                fmt::format("{}: {}", context, where))));
+    } else {
+      outcome.run_id = result->run_id;
+      outcome.created = result->created;
+      if (!result->created) {
+        console.err << "kagzictl: "
+                    << EscapeText(fmt::format("{}: run {} already exists for idempotency key "
+                                              "\"{}\"; not starting another",
+                                              where, result->run_id,
+                                              runs[i].idempotency_key.value_or("")))
+                    << "\n";
+      }
+    }
+    outcomes.push_back(std::move(outcome));
+  }
+  if (runs.empty()) {
+    console.err << "kagzictl: "
+                << EscapeText(fmt::format("{} holds no runs (every line is blank): nothing started",
+                                          source))
+                << "\n";
+  }
+  if (refused > 0) {
+    ReportError(console, code,
+                fmt::format("{}: {} of the {} runs of {} refused (named above); the other {} {} "
+                            "started",
+                            context, refused, runs.size(), source, runs.size() - refused,
+                            runs.size() - refused == 1 ? "was" : "were"));
+  }
+  console.out << (o.json ? RenderBatchStartJson(o.workflow, outcomes)
+                         : RenderBatchStartIds(outcomes));
+  return code;
+}
+
 }  // namespace
 
 ExitCode StartCommand(const GlobalOptions& global, const StartOptions& o, Console& console) {
@@ -268,6 +340,7 @@ ExitCode StartCommand(const GlobalOptions& global, const StartOptions& o, Consol
                       o.workflow));
     }
   }
+  if (plan.batch) return StartBatch(session, console, o, std::move(plan), context);
   StartRequest request;
   request.workflow = o.workflow;
   request.input = std::move(plan.input);

@@ -44,6 +44,13 @@ struct StartOptions {
   std::optional<std::string> input;       // --input JSON
   std::optional<std::string> input_file;  // --input-file PATH ("-": stdin)
   std::optional<std::string> idempotency_key;
+  // --batch PATH ("-": stdin): JSON Lines, one run's input per non-blank
+  // line, all started in one transaction. Excludes input, input_file,
+  // idempotency_key and wait.
+  std::optional<std::string> batch;
+  // --id-prefix P (with batch): line n's run gets idempotency key "P-n", so
+  // starting the same file again starts nothing new.
+  std::optional<std::string> id_prefix;
   bool allow_unknown = false;
   bool wait = false;
   // The run's deadline ("30", "1.5", "500ms", "2m"); also bounds --wait

@@ -563,4 +563,37 @@ std::string FinishJson(const rapidjson::StringBuffer& buffer) {
   return TerminalSafeJson(std::string_view(buffer.GetString(), buffer.GetSize())) + "\n";
 }
 
+std::string RenderBatchStartIds(const std::vector<BatchStartOutcome>& runs) {
+  std::string out;
+  out.reserve(runs.size() * 37);
+  for (const auto& run : runs) {
+    if (run.run_id) out += EscapeText(*run.run_id) + "\n";
+  }
+  return out;
+}
+
+std::string RenderBatchStartJson(std::string_view workflow,
+                                 const std::vector<BatchStartOutcome>& runs) {
+  rapidjson::StringBuffer buffer;
+  JsonWriter w(buffer);
+  w.StartObject();
+  WriteMember(w, "workflow", workflow);
+  WriteString(w, "runs");
+  w.StartArray();
+  for (const auto& run : runs) {
+    w.StartObject();
+    WriteString(w, "line");
+    w.Int(run.line);
+    WriteOptionalMember(w, "id", run.run_id);
+    WriteString(w, "created");
+    w.Bool(run.created);
+    WriteOptionalMember(w, "idempotency_key", run.idempotency_key);
+    WriteOptionalMember(w, "error", run.error);
+    w.EndObject();
+  }
+  w.EndArray();
+  w.EndObject();
+  return FinishJson(buffer);
+}
+
 }  // namespace kagzi::ctl

@@ -142,4 +142,23 @@ void WriteDaemon(JsonWriter& w, const DaemonRecord& daemon, Micros now);
 // The finished document as printed: terminal-safe, one line, '\n'-ended.
 std::string FinishJson(const rapidjson::StringBuffer& buffer);
 
+// --- start --batch ------------------------------------------------------------------
+
+// One run of start --batch as reported: the run it started or found, or why
+// it was refused.
+struct BatchStartOutcome {
+  int line = 0;                       // its line in the batch file
+  std::optional<std::string> run_id;  // absent when refused
+  bool created = false;               // false: its idempotency key had a run
+  std::optional<std::string> idempotency_key;
+  std::optional<std::string> error;  // why it was refused
+};
+// Each run id on a line of its own, in the order given; refused runs print
+// nothing.
+std::string RenderBatchStartIds(const std::vector<BatchStartOutcome>& runs);
+// The --json document: {workflow, runs: [{line, id (null: refused), created,
+// idempotency_key, error (null unless refused)}]}, finished by FinishJson.
+std::string RenderBatchStartJson(std::string_view workflow,
+                                 const std::vector<BatchStartOutcome>& runs);
+
 }  // namespace kagzi::ctl

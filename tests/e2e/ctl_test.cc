@@ -383,6 +383,279 @@ TEST_F(CtlTest, InputFileIsReadAndCheckedBeforeConnecting) {
   EXPECT_EQ(db_->Query("SELECT count(*) FROM kagzi_runs"), "1");
 }
 
+// --- start --batch ------------------------------------------------------------------
+
+// kagzictl ARGS with `stdin_text` on its standard input (through a pipe).
+CommandResult CtlWithStdin(const std::string& kagzictl, const std::string& stdin_path,
+                           const std::vector<std::string>& args,
+                           const std::map<std::string, std::string>& env) {
+  std::vector<std::string> argv = {"/bin/sh", "-c",       "f=$1; shift; cat \"$f\" | exec \"$@\"",
+                                   "sh",      stdin_path, kagzictl};
+  argv.insert(argv.end(), args.begin(), args.end());
+  return kagzi::testing::RunCommand(argv, env, std::chrono::seconds(60));
+}
+
+// The ids a batch printed, checked to be run ids.
+std::vector<std::string> Ids(const CommandResult& r) {
+  std::vector<std::string> ids = Lines(r.out);
+  for (const auto& id : ids) EXPECT_TRUE(IsUuid(id)) << r.out;
+  return ids;
+}
+
+TEST_F(CtlTest, BatchStartsOneRunPerLineInFileOrderInOneTransaction) {
+  KnowWorkflow("hello");
+  const std::string path = tmp_.path() + "/runs.jsonl";
+  // A blank line, a line of spaces, a CRLF line end and a last line without
+  // a newline: four runs.
+  WriteFile(path, "{\"n\": 1}\n\n  \t\n[2, \"two\"]\r\n\"three\"\n{\"n\": 4}");
+  auto r = Ctl({"start", "hello", "--batch", path, "--timeout", "1h"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.err, "");
+  std::vector<std::string> ids = Ids(r);
+  ASSERT_EQ(ids.size(), 4u) << r.out;
+  const std::vector<std::string> inputs = {R"({"n": 1})", R"([2, "two"])", R"("three")",
+                                           R"({"n": 4})"};
+  for (std::size_t i = 0; i < ids.size(); ++i) {
+    EXPECT_EQ(RunColumn(ids[i], "input::text"), inputs[i]) << "run " << i;
+    EXPECT_EQ(RunColumn(ids[i], "concat_ws('|', workflow, status, idempotency_key IS NULL)"),
+              "hello|PENDING|t");
+    // --timeout applies to each run.
+    EXPECT_EQ(RunColumn(ids[i], "deadline_at > now() + interval '59 minutes'"), "t");
+  }
+  EXPECT_EQ(db_->Query("SELECT count(*) FROM kagzi_runs"), "4");
+  // One transaction: now(), the default of created_at, is the same for all.
+  EXPECT_EQ(db_->Query("SELECT count(DISTINCT created_at) FROM kagzi_runs"), "1");
+}
+
+TEST_F(CtlTest, BatchJsonNamesEachRunsLineIdAndKey) {
+  KnowWorkflow("hello");
+  const std::string path = tmp_.path() + "/runs.jsonl";
+  WriteFile(path, "{}\n\n{\"a\": 1}\n");
+  auto r = Ctl({"start", "hello", "--batch", path, "--id-prefix", "import-7", "--json"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  auto doc = ParseJson(r.out);
+  ExpectMembers(doc, {"workflow", "runs"});
+  EXPECT_EQ(Str(doc["workflow"]), "hello");
+  ASSERT_TRUE(doc["runs"].IsArray());
+  ASSERT_EQ(doc["runs"].Size(), 2u);
+  const int lines[] = {1, 3};
+  for (rapidjson::SizeType i = 0; i < 2; ++i) {
+    const auto& run = doc["runs"][i];
+    ExpectMembers(run, {"line", "id", "created", "idempotency_key", "error"});
+    EXPECT_EQ(run["line"].GetInt(), lines[i]);
+    EXPECT_TRUE(IsUuid(Str(run["id"])));
+    EXPECT_TRUE(run["created"].GetBool());
+    EXPECT_EQ(Str(run["idempotency_key"]), fmt::format("import-7-{}", lines[i]));
+    EXPECT_TRUE(run["error"].IsNull());
+    EXPECT_EQ(RunColumn(Str(run["id"]), "idempotency_key"), Str(run["idempotency_key"]));
+  }
+  EXPECT_EQ(RunColumn(Str(doc["runs"][1]["id"]), "input::text"), R"({"a": 1})");
+}
+
+// The same file with the same --id-prefix again: nothing new, the same ids,
+// a note per line.
+TEST_F(CtlTest, BatchWithIdPrefixIsIdempotent) {
+  KnowWorkflow("hello");
+  const std::string path = tmp_.path() + "/runs.jsonl";
+  WriteFile(path, "1\n2\n3\n");
+  auto first = Ctl({"start", "hello", "--batch", path, "--id-prefix", "nightly-2026-11-26"});
+  ASSERT_EQ(first.exit_code, 0) << first.err;
+  EXPECT_EQ(first.err, "");
+  ASSERT_EQ(Ids(first).size(), 3u);
+
+  auto again = Ctl({"start", "hello", "--batch", path, "--id-prefix", "nightly-2026-11-26"});
+  ASSERT_EQ(again.exit_code, 0) << again.err;
+  EXPECT_EQ(again.out, first.out);
+  EXPECT_EQ(Lines(again.err).size(), 3u) << again.err;
+  const std::vector<std::string> ids = Ids(first);
+  EXPECT_TRUE(Contains(again.err, "--batch \"" + path + "\": line 2: run " + ids[1] +
+                                      " already exists for idempotency key "
+                                      "\"nightly-2026-11-26-2\"; not starting another"));
+  EXPECT_EQ(db_->Query("SELECT count(*) FROM kagzi_runs"), "3");
+
+  auto json =
+      Ctl({"start", "hello", "--batch", path, "--id-prefix", "nightly-2026-11-26", "--json"});
+  ASSERT_EQ(json.exit_code, 0) << json.err;
+  auto doc = ParseJson(json.out);
+  ASSERT_EQ(doc["runs"].Size(), 3u);
+  for (rapidjson::SizeType i = 0; i < 3; ++i) {
+    EXPECT_FALSE(doc["runs"][i]["created"].GetBool());
+    EXPECT_EQ(Str(doc["runs"][i]["id"]), ids[i]);
+  }
+
+  // A longer file with the same prefix starts only its new lines.
+  WriteFile(path, "1\n2\n3\n4\n");
+  auto longer = Ctl({"start", "hello", "--batch", path, "--id-prefix", "nightly-2026-11-26"});
+  ASSERT_EQ(longer.exit_code, 0) << longer.err;
+  std::vector<std::string> four = Ids(longer);
+  ASSERT_EQ(four.size(), 4u);
+  EXPECT_EQ(std::vector<std::string>(four.begin(), four.begin() + 3), ids);
+  EXPECT_EQ(db_->Query("SELECT count(*) FROM kagzi_runs"), "4");
+  // Without a prefix there are no keys: every call starts new runs.
+  auto unkeyed = Ctl({"start", "hello", "--batch", path});
+  ASSERT_EQ(unkeyed.exit_code, 0) << unkeyed.err;
+  EXPECT_EQ(db_->Query("SELECT count(*) FROM kagzi_runs"), "8");
+}
+
+// A key that belongs to another workflow refuses its line alone, as start
+// --id refuses it: exit 2, the line named; the other lines' runs start.
+TEST_F(CtlTest, BatchLineWhoseKeyBelongsToAnotherWorkflowIsRefusedAlone) {
+  KnowWorkflow("hello");
+  KnowWorkflow("other");
+  auto taken = Ctl({"start", "other", "--id", "p-2"});
+  ASSERT_EQ(taken.exit_code, 0) << taken.err;
+  const std::string other_id = Lines(taken.out).at(0);
+  const std::string path = tmp_.path() + "/runs.jsonl";
+  WriteFile(path, "{}\n{}\n{}\n");
+  auto r = Ctl({"start", "hello", "--batch", path, "--id-prefix", "p"});
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  std::vector<std::string> ids = Ids(r);
+  ASSERT_EQ(ids.size(), 2u) << r.out;
+  EXPECT_TRUE(Contains(r.err, "cannot start workflow \"hello\": --batch \"" + path +
+                                  "\": line 2: idempotency key \"p-2\" already belongs to run " +
+                                  other_id + " of workflow \"other\""));
+  EXPECT_TRUE(Contains(r.err, "1 of the 3 runs of --batch \"" + path +
+                                  "\" refused (named above); the other 2 were started"));
+  EXPECT_EQ(RunColumn(ids[0], "idempotency_key"), "p-1");
+  EXPECT_EQ(RunColumn(ids[1], "idempotency_key"), "p-3");
+  EXPECT_EQ(db_->Query("SELECT count(*) FROM kagzi_runs WHERE workflow = 'hello'"), "2");
+
+  auto json = Ctl({"start", "hello", "--batch", path, "--id-prefix", "p", "--json"});
+  EXPECT_EQ(json.exit_code, 2) << json.err;
+  auto doc = ParseJson(json.out);
+  ASSERT_EQ(doc["runs"].Size(), 3u);
+  EXPECT_TRUE(doc["runs"][1]["id"].IsNull());
+  EXPECT_FALSE(doc["runs"][1]["created"].GetBool());
+  EXPECT_TRUE(Contains(Str(doc["runs"][1]["error"]), "already belongs to run " + other_id));
+  EXPECT_EQ(Str(doc["runs"][2]["id"]), ids[1]);
+  EXPECT_EQ(db_->Query("SELECT count(*) FROM kagzi_runs"), "3");
+}
+
+// Every line is checked before the database is contacted (the URL points
+// nowhere: exit 3 would mean kagzictl tried to connect); one bad line
+// starts nothing.
+TEST_F(CtlTest, BatchBadLineIsNamedAndNothingStarts) {
+  const std::string path = tmp_.path() + "/runs.jsonl";
+  WriteFile(path, "{}\n\n{\"a\":\n{}\n");
+  auto r = CtlRaw({"--database-url", kUnreachableUrl, "start", "hello", "--batch", path});
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_EQ(r.out, "");
+  EXPECT_TRUE(Contains(r.err, "kagzictl: cannot start workflow \"hello\": --batch \"" + path +
+                                  "\": line 3: the run input is not valid JSON"));
+  EXPECT_TRUE(Contains(r.err, "(at byte 5)"));
+
+  const std::map<std::string, std::string> small = {{"KAGZI_MAX_PAYLOAD_BYTES", "1024"}};
+  WriteFile(path, "{}\n\"" + std::string(2000, 'x') + "\"\n");
+  auto big = CtlRaw({"--database-url", kUnreachableUrl, "start", "hello", "--batch", path}, small);
+  EXPECT_EQ(big.exit_code, 2) << big.err;
+  EXPECT_TRUE(Contains(big.err,
+                       "line 2: the run input is 2002 bytes, larger than the limit of 1024 "
+                       "bytes (max_payload_bytes)"));
+
+  WriteFile(path, "{}\n{}\n\"bad \xff byte\"\n");
+  auto utf8 = CtlRaw({"--database-url", kUnreachableUrl, "start", "hello", "--batch", path});
+  EXPECT_EQ(utf8.exit_code, 2) << utf8.err;
+  EXPECT_TRUE(Contains(utf8.err, "line 3: the run input is not valid UTF-8 (at byte 5)"));
+  EXPECT_FALSE(ContainsControlBytes(utf8.err));
+
+  auto missing = CtlRaw({"--database-url", kUnreachableUrl, "start", "hello", "--batch",
+                         tmp_.path() + "/missing.jsonl"});
+  EXPECT_EQ(missing.exit_code, 2) << missing.err;
+  EXPECT_TRUE(Contains(missing.err, "missing.jsonl"));
+
+  // And against the real database: line 3 of 4 is bad, no run exists.
+  KnowWorkflow("hello");
+  WriteFile(path, "{}\n{}\n[\n{}\n");
+  auto real = Ctl({"start", "hello", "--batch", path});
+  EXPECT_EQ(real.exit_code, 2) << real.err;
+  EXPECT_TRUE(Contains(real.err, "line 3: the run input is not valid JSON"));
+  EXPECT_EQ(db_->Query("SELECT count(*) FROM kagzi_runs"), "0");
+}
+
+// kMaxBatchRuns (100,000) runs per call, the real limit: refused or
+// accepted before the database is contacted, so this is cheap.
+TEST_F(CtlTest, BatchOfMoreThanTheLimitIsRefused) {
+  const std::string path = tmp_.path() + "/many.jsonl";
+  std::string text;
+  for (int i = 0; i < 100'000; ++i) text += "{}\n";
+  WriteFile(path, "\n" + text);  // a blank line first: 100,000 runs, 100,001 lines
+  auto at_limit = CtlRaw({"--database-url", kUnreachableUrl, "start", "w", "--batch", path});
+  EXPECT_EQ(at_limit.exit_code, 3)
+      << "the checks passed, then the connection failed: " << at_limit.err;
+  WriteFile(path, text + "{}\n");
+  auto over = CtlRaw({"--database-url", kUnreachableUrl, "start", "w", "--batch", path});
+  EXPECT_EQ(over.exit_code, 2) << over.err;
+  EXPECT_TRUE(Contains(over.err, "--batch \"" + path +
+                                     "\": more than 100000 runs (line 100001 is run 100001); "
+                                     "one call starts at most 100000: split the file"));
+}
+
+TEST_F(CtlTest, BatchReadsStdinAndAnEmptyBatchStartsNothing) {
+  KnowWorkflow("hello");
+  const std::string path = tmp_.path() + "/runs.jsonl";
+  WriteFile(path, "{\"via\": \"stdin\"}\n{}\n");
+  std::map<std::string, std::string> env = {{"KAGZI_CONFIG", empty_config_}};
+  auto piped = CtlWithStdin(kagzictl_, path,
+                            {"--database-url", db_->url(), "start", "hello", "--batch", "-"}, env);
+  ASSERT_EQ(piped.exit_code, 0) << piped.err;
+  std::vector<std::string> ids = Ids(piped);
+  ASSERT_EQ(ids.size(), 2u);
+  EXPECT_EQ(RunColumn(ids[0], "input::text"), R"({"via": "stdin"})");
+
+  // A bad line on stdin is named as such.
+  WriteFile(path, "{}\nnope\n");
+  auto bad = CtlWithStdin(kagzictl_, path,
+                          {"--database-url", db_->url(), "start", "hello", "--batch", "-"}, env);
+  EXPECT_EQ(bad.exit_code, 2) << bad.err;
+  EXPECT_TRUE(Contains(bad.err, "--batch - (stdin): line 2: the run input is not valid JSON"));
+
+  // An empty batch (here: stdin is /dev/null) is zero runs, not an error.
+  auto empty = Ctl({"start", "hello", "--batch", "-"});
+  EXPECT_EQ(empty.exit_code, 0) << empty.err;
+  EXPECT_EQ(empty.out, "");
+  EXPECT_TRUE(Contains(empty.err,
+                       "--batch - (stdin) holds no runs (every line is blank): "
+                       "nothing started"));
+  WriteFile(path, "\n  \n");
+  auto blank_json = Ctl({"start", "hello", "--batch", path, "--json"});
+  EXPECT_EQ(blank_json.exit_code, 0) << blank_json.err;
+  auto doc = ParseJson(blank_json.out);
+  EXPECT_EQ(Str(doc["workflow"]), "hello");
+  ASSERT_TRUE(doc["runs"].IsArray());
+  EXPECT_EQ(doc["runs"].Size(), 0u);
+  EXPECT_EQ(db_->Query("SELECT count(*) FROM kagzi_runs"), "2");
+}
+
+TEST_F(CtlTest, BatchRefusesSingleRunOptionsAndUnknownWorkflows) {
+  const std::string path = tmp_.path() + "/runs.jsonl";
+  WriteFile(path, "{}\n");
+  const std::vector<std::pair<std::vector<std::string>, std::string>> cases = {
+      {{"start", "w", "--batch", path, "--input", "{}"}, "excludes"},
+      {{"start", "w", "--batch", path, "--input-file", path}, "excludes"},
+      {{"start", "w", "--batch", path, "--id", "k"}, "excludes"},
+      {{"start", "w", "--batch", path, "--wait"}, "excludes"},
+      {{"start", "w", "--id-prefix", "p"}, "--id-prefix requires --batch"},
+      {{"start", "w", "--batch", path, "--id-prefix", "kagzi:x"},
+       "the idempotency key prefix (--id-prefix) begins with \"kagzi:\", which is reserved"},
+      {{"start", "w", "--batch", path, "--id-prefix", std::string(254, 'p')},
+       "line 1: its idempotency key (--id-prefix) is 256 bytes, longer than the limit of 255"},
+  };
+  for (const auto& [args, message] : cases) {
+    std::vector<std::string> all = {"--database-url", kUnreachableUrl};
+    all.insert(all.end(), args.begin(), args.end());
+    auto r = CtlRaw(all);
+    EXPECT_EQ(r.exit_code, 2) << message << ": " << r.err;
+    EXPECT_TRUE(Contains(r.err, message));
+    EXPECT_EQ(r.out, "");
+  }
+  auto unknown = Ctl({"start", "no-such-flow", "--batch", path});
+  EXPECT_EQ(unknown.exit_code, 2) << unknown.err;
+  EXPECT_TRUE(Contains(unknown.err, "workflow \"no-such-flow\" is not known"));
+  auto allowed = Ctl({"start", "no-such-flow", "--batch", path, "--allow-unknown"});
+  EXPECT_EQ(allowed.exit_code, 0) << allowed.err;
+  EXPECT_EQ(db_->Query("SELECT count(*) FROM kagzi_runs"), "1");
+}
+
 // --- start --wait and wait ------------------------------------------------------------
 
 TEST_F(CtlTest, StartWaitPrintsTheIdThenTheOutput) {

@@ -1,16 +1,18 @@
 // Fuzz target "ctl_args": kagzictl's command line and the checks it makes
 // before contacting the database (ctl/cli.h, ctl/checks.h), with no
 // database: the parsed command's Check* function runs with a config whose
-// max_payload_bytes is small, and --input-file reads a fake file whose
-// content comes from the input.
+// max_payload_bytes is small, and --input-file and --batch read a fake
+// file whose content comes from the input.
 //
 // Input: NUL-separated arguments (at most 24); the last one doubles as the
-// content of any --input-file. Properties:
+// content of any --input-file or --batch file. Properties:
 //   - parsing ends in a command, or in exit 0 (help, version) or exit 2
 //     with one "kagzictl: " message free of terminal control bytes;
 //   - whatever start accepts is a valid name, key and JSON input within
-//     max_payload_bytes, with a positive deadline; signal's data is valid
-//     JSON within the limit; list's filters are in range;
+//     max_payload_bytes, with a positive deadline; with --batch, every run
+//     is such an input, in line order, keyed "<--id-prefix>-<line>" when a
+//     prefix is given, and no single-run option came with it; signal's
+//     data is valid JSON within the limit; list's filters are in range;
 //   - every argument is also tried as a time (--since), a timeout and a run
 //     id: an RFC 3339 time that parses prints (FormatRfc3339) as one that
 //     parses back to the same instant; relative times are not negative.
@@ -56,8 +58,8 @@ void CheckCommand(const ctl::CommandLine& line, const std::string& file_content)
   config.max_payload_bytes = kMaxPayload;
   switch (line.command) {
     case ctl::Command::kStart: {
-      auto read = [&](const std::string& path,
-                      std::int64_t max_bytes) -> kagzi::Result<std::string> {
+      auto read = [&](const std::string& path, std::int64_t max_bytes,
+                      std::string_view /*limit_name*/) -> kagzi::Result<std::string> {
         if (path.empty() || path[0] == '!') {
           return kagzi::Status::InvalidArgument("cannot read input file \"{}\"", path);
         }
@@ -73,7 +75,32 @@ void CheckCommand(const ctl::CommandLine& line, const std::string& file_content)
         FUZZ_CHECK(kagzi::ValidateIdempotencyKey(*line.start.idempotency_key, "k").ok(),
                    *line.start.idempotency_key);
       }
-      FUZZ_CHECK(kagzi::ValidateJson(plan->input, "input", kMaxPayload).ok(), plan->input);
+      if (plan->batch) {
+        FUZZ_CHECK(line.start.batch.has_value(), "a batch plan without --batch");
+        FUZZ_CHECK(plan->batch->size() <= ctl::kMaxBatchRuns, "too many runs");
+        int last_line = 0;
+        for (const auto& run : *plan->batch) {
+          FUZZ_CHECK(run.line > last_line, "batch lines out of order");
+          last_line = run.line;
+          FUZZ_CHECK(kagzi::ValidateJson(run.input, "input", kMaxPayload).ok(), run.input);
+          FUZZ_CHECK(!run.input.starts_with("\xef\xbb\xbf"), run.input);
+          FUZZ_CHECK(run.idempotency_key.has_value() == line.start.id_prefix.has_value(),
+                     "a key without --id-prefix, or none with it");
+          if (run.idempotency_key) {
+            FUZZ_CHECK(
+                *run.idempotency_key == *line.start.id_prefix + "-" + std::to_string(run.line),
+                *run.idempotency_key);
+            FUZZ_CHECK(kagzi::ValidateIdempotencyKey(*run.idempotency_key, "k").ok(),
+                       *run.idempotency_key);
+          }
+        }
+        FUZZ_CHECK(!line.start.input && !line.start.input_file && !line.start.idempotency_key &&
+                       !line.start.wait,
+                   "--batch accepted with a single-run option");
+      } else {
+        FUZZ_CHECK(!line.start.id_prefix, "--id-prefix accepted without --batch");
+        FUZZ_CHECK(kagzi::ValidateJson(plan->input, "input", kMaxPayload).ok(), plan->input);
+      }
       if (plan->deadline) FUZZ_CHECK(plan->deadline->count() > 0, "deadline not positive");
       if (plan->wait_limit) FUZZ_CHECK(plan->wait_limit->count() >= 0, "negative wait");
       break;

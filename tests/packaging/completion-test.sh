@@ -49,7 +49,9 @@ expect_has "kagzictl " "${commands[@]}"
 expect "kagzictl sta" "start status"
 expect_has "kagzictl start --w" --wait
 expect "kagzictl wor" "workers workflows"
-expect_has "kagzictl start --" --input --input-file --id --wait --timeout --json --allow-unknown
+expect_has "kagzictl start --" --input --input-file --id --wait --timeout --json --allow-unknown \
+  --batch --id-prefix
+expect "kagzictl start hello --batch runs.jsonl --id-prefix " ""
 expect "kagzictl --database-url postgresql:///x sh" "show"
 expect "kagzictl -c /nonexistent-dir/x --da" "--database-url"
 expect "kagzictl list --status CO" "COMPLETED"
@@ -65,4 +67,5 @@ trap 'rm -rf "$tmp"' EXIT
 touch "$tmp/input-one.json" "$tmp/input-two.json"
 expect "kagzictl start hello --input-file $tmp/input-" "$tmp/input-one.json $tmp/input-two.json"
 expect "kagzictl -c $tmp/input-o" "$tmp/input-one.json"
+expect "kagzictl start hello --batch $tmp/input-t" "$tmp/input-two.json"
 echo "completion-test: PASS"

@@ -2,7 +2,8 @@
 // the size limits and the errors that name them and their config key, names
 // and idempotency keys with control characters, quotes and SQL, the JSON
 // texts RapidJSON lets through that are not Unicode, and kagzictl's checks
-// made before it connects (ctl/checks.h), including a bounded --input-file.
+// made before it connects (ctl/checks.h), including a bounded --input-file
+// and start --batch files (line numbers in errors, the run limit, keys).
 #include <unistd.h>
 
 #include <chrono>
@@ -288,6 +289,154 @@ TEST_F(CtlChecksTest, ListAndCancelChecks) {
   reason = ctl::CheckCancel(cancel);
   ASSERT_TRUE(reason.ok());
   EXPECT_EQ(*reason, ctl::kDefaultCancelReason);
+}
+
+// --- start --batch ------------------------------------------------------------------
+
+ctl::BatchOptions Batch(std::int64_t max_payload_bytes = 1024, std::size_t max_runs = 3) {
+  ctl::BatchOptions o;
+  o.source = "--batch \"b.jsonl\"";
+  o.max_payload_bytes = max_payload_bytes;
+  o.max_runs = max_runs;
+  return o;
+}
+
+TEST(BatchTest, OneRunPerLineThatIsNotBlankNumberedByItsLine) {
+  ctl::BatchOptions o = Batch();
+  o.id_prefix = "p";
+  auto runs = ctl::ParseBatch("\n{}\r\n \t\r\n[1, 2]\n\"last\"", o);
+  ASSERT_TRUE(runs.ok()) << runs.status().message();
+  ASSERT_EQ(runs->size(), 3u);
+  EXPECT_EQ((*runs)[0].line, 2);
+  EXPECT_EQ((*runs)[0].input, "{}");  // the CR of a CRLF line end is dropped
+  EXPECT_EQ((*runs)[0].idempotency_key, std::optional<std::string>("p-2"));
+  EXPECT_EQ((*runs)[1].line, 4);
+  EXPECT_EQ((*runs)[1].input, "[1, 2]");
+  EXPECT_EQ((*runs)[2].line, 5);
+  EXPECT_EQ((*runs)[2].input, "\"last\"");
+  EXPECT_EQ((*runs)[2].idempotency_key, std::optional<std::string>("p-5"));
+
+  auto none = ctl::ParseBatch("", Batch());
+  ASSERT_TRUE(none.ok());
+  EXPECT_TRUE(none->empty());
+  none = ctl::ParseBatch("\n\n   \n", Batch());
+  ASSERT_TRUE(none.ok());
+  EXPECT_TRUE(none->empty());
+  // A byte order mark at the start of the file is skipped (PostgreSQL's
+  // json type would refuse it).
+  auto bom = ctl::ParseBatch("\xef\xbb\xbf{}\n", Batch());
+  ASSERT_TRUE(bom.ok()) << bom.status().message();
+  EXPECT_EQ((*bom)[0].input, "{}");
+  auto unkeyed = ctl::ParseBatch("1\n", Batch());
+  ASSERT_TRUE(unkeyed.ok());
+  EXPECT_FALSE((*unkeyed)[0].idempotency_key.has_value());
+}
+
+TEST(BatchTest, MoreRunsThanTheLimitAreRefusedNamingIt) {
+  // Blank lines do not count; the fourth run does.
+  EXPECT_TRUE(ctl::ParseBatch("1\n\n2\n\n3\n\n", Batch()).ok());
+  auto over = ctl::ParseBatch("1\n\n2\n\n3\n\n4\n", Batch());
+  ASSERT_FALSE(over.ok());
+  EXPECT_TRUE(over.status().IsInvalidArgument());
+  EXPECT_EQ(over.status().message(),
+            "--batch \"b.jsonl\": more than 3 runs (line 7 is run 4); one call starts at most 3: "
+            "split the file");
+  EXPECT_EQ(ctl::kMaxBatchRuns, 100'000u);
+}
+
+TEST(BatchTest, TheFirstBadLineIsNamed) {
+  struct Case {
+    std::string text;
+    std::string message;
+  };
+  const std::vector<Case> cases = {
+      {"{}\n{}\n{\"a\":\n", "--batch \"b.jsonl\": line 3: the run input is not valid JSON"},
+      {"{}\n\"" + std::string(1100, 'x') + "\"\n",
+       "--batch \"b.jsonl\": line 2: the run input is 1102 bytes, larger than the limit of 1024 "
+       "bytes (max_payload_bytes)"},
+      {"\"\xc3\x28\"\n", "line 1: the run input is not valid UTF-8 (at byte 1)"},
+      {std::string("{}\n\"a\0b\"\n", 9), "line 2: the run input contains a NUL byte (at byte 2)"},
+      {"\"\\udc00\"\n", "line 1: the run input is not valid JSON: a \\u escape"},
+      {"1 2\n", "line 1: the run input is not valid JSON"},
+      {"\xef\xbb\xbf{}\n\xef\xbb\xbf{}\n",
+       "line 2: the run input begins with a byte order mark (U+FEFF), which is not JSON"},
+  };
+  for (const auto& c : cases) {
+    auto runs = ctl::ParseBatch(c.text, Batch());
+    ASSERT_FALSE(runs.ok()) << c.message;
+    EXPECT_TRUE(Contains(runs.status().message(), c.message));
+  }
+}
+
+TEST(BatchTest, IdPrefixAndEachKeyAreChecked) {
+  ctl::BatchOptions o = Batch();
+  o.id_prefix = "kagzi:child:x";
+  auto reserved = ctl::ParseBatch("{}\n", o);
+  ASSERT_FALSE(reserved.ok());
+  EXPECT_TRUE(Contains(reserved.status().message(),
+                       "the idempotency key prefix (--id-prefix) begins with \"kagzi:\""));
+  o.id_prefix = "a\tb";
+  EXPECT_FALSE(ctl::ParseBatch("{}\n", o).ok());
+  o.id_prefix = "";
+  EXPECT_FALSE(ctl::ParseBatch("{}\n", o).ok());
+  // 253 bytes + "-9" fits in 255; line 10's key does not.
+  o.id_prefix = std::string(253, 'k');
+  o.max_runs = 100;
+  EXPECT_TRUE(ctl::ParseBatch("1\n2\n3\n4\n5\n6\n7\n8\n9\n", o).ok());
+  auto long_key = ctl::ParseBatch("1\n2\n3\n4\n5\n6\n7\n8\n9\n10\n", o);
+  ASSERT_FALSE(long_key.ok());
+  EXPECT_TRUE(Contains(long_key.status().message(),
+                       "--batch \"b.jsonl\": line 10: its idempotency key (--id-prefix) is 256 "
+                       "bytes, longer than the limit of 255 bytes"));
+}
+
+TEST_F(CtlChecksTest, StartBatchReadsTheFileWithItsOwnLimitAndRefusesSingleRunOptions) {
+  ctl::StartOptions o = Start("w");
+  o.batch = Write("runs.jsonl", "{}\n\n[1]\n");
+  o.id_prefix = "nightly";
+  o.timeout = "30s";
+  auto plan = ctl::CheckStart(o, config_, ctl::ReadInputFile);
+  ASSERT_TRUE(plan.ok()) << plan.status().message();
+  ASSERT_TRUE(plan->batch.has_value());
+  ASSERT_EQ(plan->batch->size(), 2u);
+  EXPECT_EQ((*plan->batch)[1].line, 3);
+  EXPECT_EQ((*plan->batch)[1].idempotency_key, std::optional<std::string>("nightly-3"));
+  EXPECT_EQ(plan->deadline, std::optional<milliseconds>(30'000));
+
+  // The file is read up to kMaxBatchBytes, and the limit is named as such.
+  std::int64_t asked = 0;
+  std::string limit_name;
+  auto too_big = [&](const std::string& path, std::int64_t max_bytes,
+                     std::string_view name) -> Result<std::string> {
+    asked = max_bytes;
+    limit_name = std::string(name);
+    return ctl::ReadInputFile(path, 4, name);
+  };
+  plan = ctl::CheckStart(o, config_, too_big);
+  ASSERT_FALSE(plan.ok());
+  EXPECT_EQ(asked, ctl::kMaxBatchBytes);
+  EXPECT_EQ(limit_name, ctl::kBatchBytesLimitName);
+  EXPECT_EQ(plan.status().message(),
+            "cannot start workflow \"w\": input file \"" + *o.batch +
+                "\" is larger than the limit of 4 bytes (128 MiB, the most one --batch file "
+                "may hold)");
+
+  // Combinations the command line refuses are refused here too.
+  for (int i = 0; i < 4; ++i) {
+    ctl::StartOptions bad = o;
+    if (i == 0) bad.input = "{}";
+    if (i == 1) bad.input_file = *o.batch;
+    if (i == 2) bad.idempotency_key = "k";
+    if (i == 3) bad.wait = true;
+    auto refused = ctl::CheckStart(bad, config_, ctl::ReadInputFile);
+    ASSERT_FALSE(refused.ok()) << i;
+    EXPECT_TRUE(Contains(refused.status().message(), "--batch cannot be combined"));
+  }
+  ctl::StartOptions prefix_alone = Start("w");
+  prefix_alone.id_prefix = "p";
+  auto refused = ctl::CheckStart(prefix_alone, config_, ctl::ReadInputFile);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_TRUE(Contains(refused.status().message(), "--id-prefix needs --batch"));
 }
 
 }  // namespace
