@@ -16,6 +16,8 @@
 #                   (scripts/chaos.sh; CHAOS_ARGS="--runs N ..."; docs/chaos.md)
 #   make fuzz       the libFuzzer targets, 60 s each (FUZZ_SECONDS, FUZZ_TARGET;
 #                   clang, build/fuzz; scripts/fuzz.sh; docs/fuzzing.md)
+#   make bench      kagzi-bench, every workload, on a private PostgreSQL (dev
+#                   preset build; BENCH_ARGS="--quick ..."; docs/benchmarks.md)
 
 SHELL := /bin/bash
 .DEFAULT_GOAL := build
@@ -96,3 +98,15 @@ FUZZ_TARGET ?= all
 fuzz:
 	scripts/bootstrap.sh
 	scripts/fuzz.sh $(FUZZ_TARGET) $(FUZZ_SECONDS)
+
+# kagzi-bench (docs/benchmarks.md): builds it, with the kagzid and bench.so
+# it runs, in the dev preset (RelWithDebInfo: -O2, NDEBUG), then runs every
+# workload; about 4 minutes. BENCH_ARGS="--quick" is a one-minute smoke run;
+# BENCH_ARGS="--workload bench3 -W 20000" one workload, bigger.
+.PHONY: bench
+BENCH_ARGS ?=
+bench:
+	scripts/bootstrap.sh
+	cmake --preset dev
+	cmake --build --preset dev --target kagzi_bench
+	build/dev/bench/kagzi-bench $(BENCH_ARGS)
