@@ -246,8 +246,12 @@ void Supervisor::OnWorkerDeath(Worker& w, int wait_status) {
     const CrashSlot& s = sh.slots[slot];
     std::string run(s.run_id, strnlen(s.run_id, sizeof(s.run_id)));
     std::string step(s.step_id, strnlen(s.step_id, sizeof(s.step_id)));
-    if (sh.crash_signal.load() == kCrashExitCalled) {
+    // The blamed thread's own reason: the worker may have died of another
+    // thread's fault a moment later (whose run is not blamed).
+    if (const int sig = s.crash_signal.load(); sig == kCrashExitCalled) {
       what = "worker called exit()";
+    } else if (sig > 0) {
+      what = fmt::format("worker killed by {}", SignalName(sig));
     }
     if (!run.empty()) {
       death.blamed_run_id = run;

@@ -21,10 +21,14 @@ constexpr int kFatalSignals[] = {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT, SIGTR
 
 void RecordCrash(int sig) {
   if (g_shared == nullptr) return;
+  if (t_slot < 0 || t_slot >= kMaxWorkerSlots) return;  // not an executor thread
+  // Each thread records its own reason first; then the first thread to
+  // crash wins the blame. Two runs of one worker may fail at once (one
+  // aborts while another calls exit()): the blamed run is given its own
+  // reason, never the other's.
+  g_shared->slots[t_slot].crash_signal.store(sig);
   std::int32_t expected = -1;
-  // The first thread to crash wins; a second fault while dying is ignored.
   g_shared->crashed_slot.compare_exchange_strong(expected, t_slot);
-  g_shared->crash_signal.store(sig);
 }
 
 void OnFatalSignal(int sig) {
@@ -76,7 +80,6 @@ void ResetWorkerShared(WorkerShared* shared) {
   shared->loop_heartbeat_ms = MonotonicMs();
   shared->ready = 0;
   shared->crashed_slot = -1;
-  shared->crash_signal = 0;
   shared->in_flight = 0;
   shared->loaded_workflows = 0;
   shared->normal_exit = 0;
@@ -85,6 +88,7 @@ void ResetWorkerShared(WorkerShared* shared) {
     slot.state = 0;
     slot.version = 0;
     slot.step_started_ms = 0;
+    slot.crash_signal = 0;
     std::memset(slot.run_id, 0, sizeof(slot.run_id));
     std::memset(slot.step_id, 0, sizeof(slot.step_id));
   }

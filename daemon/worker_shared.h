@@ -35,6 +35,9 @@ struct CrashSlot {
   std::atomic<std::uint32_t> version;
   // CLOCK_MONOTONIC milliseconds when the current step function started.
   std::atomic<std::int64_t> step_started_ms;
+  // The signal this thread died of (or kCrashExitCalled), set before it
+  // claims crashed_slot: whichever thread wins, its own reason is there.
+  std::atomic<std::int32_t> crash_signal;
   char run_id[40];
   char step_id[256];
 };
@@ -42,8 +45,7 @@ struct CrashSlot {
 struct WorkerShared {
   std::atomic<std::int64_t> loop_heartbeat_ms;  // CLOCK_MONOTONIC ms, scheduler loop
   std::atomic<std::int32_t> ready;              // 1 once the worker is serving
-  std::atomic<std::int32_t> crashed_slot;       // slot of the thread that crashed, or -1
-  std::atomic<std::int32_t> crash_signal;       // its signal, or kCrashExitCalled
+  std::atomic<std::int32_t> crashed_slot;       // slot of the thread that crashed first, or -1
   std::atomic<std::int32_t> in_flight;          // runs in flight (for STATUS=)
   std::atomic<std::int32_t> loaded_workflows;   // (workflow, version) pairs loaded
   std::atomic<std::int32_t> normal_exit;        // 1 once the worker exits on purpose
