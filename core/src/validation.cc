@@ -124,6 +124,14 @@ Status ValidateJson(std::string_view text, std::string_view what, std::int64_t m
   if (auto bad = FirstInvalidUtf8(text)) {
     return Status::InvalidArgument("{} is not valid UTF-8 (at byte {})", what, *bad);
   }
+  // RapidJSON skips a leading byte order mark, PostgreSQL's json type
+  // refuses it (and JSON texts must not carry one, RFC 8259 8.1).
+  if (text.starts_with("\xEF\xBB\xBF")) {
+    return Status::InvalidArgument(
+        "{} is not valid JSON: it begins with a byte order mark (U+FEFF); save it as UTF-8 "
+        "without one",
+        what);
+  }
   // RapidJSON reads a NUL as the end of the text, and libpq would cut the
   // text there: refuse it instead of storing a truncated payload.
   if (auto nul = text.find('\0'); nul != std::string_view::npos) {

@@ -122,6 +122,18 @@ TEST(JsonUnicodeTest, UnpairedSurrogateEscapesAreRefused) {
   }
 }
 
+TEST(JsonUnicodeTest, ALeadingByteOrderMarkIsRefusedWithItsName) {
+  // RapidJSON skips it; PostgreSQL's json type refuses it, so it was only
+  // found at the database (kagzictl exit 5).
+  Status st = ValidateJson("\xEF\xBB\xBF{\"a\":1}", "the run input", 1024);
+  ASSERT_FALSE(st.ok());
+  EXPECT_EQ(st.code(), StatusCode::kInvalidArgument);
+  EXPECT_TRUE(Contains(st.message(), "the run input is not valid JSON")) << st.message();
+  EXPECT_TRUE(Contains(st.message(), "byte order mark")) << st.message();
+  // Inside a string it is an ordinary character.
+  EXPECT_TRUE(ValidateJson("\"\xEF\xBB\xBF\"", "the run input", 1024).ok());
+}
+
 // --- kagzictl's checks ------------------------------------------------------------
 
 class CtlChecksTest : public ::testing::Test {
