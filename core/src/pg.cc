@@ -170,6 +170,15 @@ Status PgConnection::Prepare(const Statement& stmt) {
 }
 
 Result<std::vector<PgResult>> PgConnection::ExecTransaction(const std::vector<Call>& calls) {
+  std::vector<PgResult> results;
+  results.reserve(calls.size());
+  KAGZI_RETURN_IF_ERROR(
+      ExecTransaction(calls, [&](std::size_t, const PgResult& r) { results.push_back(r); }));
+  return results;
+}
+
+Status PgConnection::ExecTransaction(
+    const std::vector<Call>& calls, const std::function<void(std::size_t, const PgResult&)>& each) {
   for (const auto& call : calls) KAGZI_RETURN_IF_ERROR(Prepare(*call.stmt));
   if (PQenterPipelineMode(conn_) != 1) {
     return Status::Internal("cannot enter pipeline mode: {}", Trim(PQerrorMessage(conn_)));
@@ -191,10 +200,9 @@ Result<std::vector<PgResult>> PgConnection::ExecTransaction(const std::vector<Ca
     broken_ = true;
     return Status::Unavailable("pipeline sync: {}", Trim(PQerrorMessage(conn_)));
   }
-  std::vector<PgResult> results;
-  results.reserve(calls.size());
   Status first_error;
-  for (const auto& call : calls) {
+  for (std::size_t i = 0; i < calls.size(); ++i) {
+    const Call& call = calls[i];
     PGresult* raw = PQgetResult(conn_);
     if (raw == nullptr) {
       broken_ = true;
@@ -205,7 +213,7 @@ Result<std::vector<PgResult>> PgConnection::ExecTransaction(const std::vector<Ca
     if (PQresultStatus(raw) != PGRES_PIPELINE_ABORTED && first_error.ok()) {
       first_error = StatusFromResult(raw, fmt::format("statement {}", call.stmt->name));
     }
-    results.push_back(std::move(res));
+    if (first_error.ok()) each(i, res);
     // Each statement's results end with a NULL.
     if (PGresult* extra = PQgetResult(conn_); extra != nullptr) {
       PQclear(extra);
@@ -226,8 +234,7 @@ Result<std::vector<PgResult>> PgConnection::ExecTransaction(const std::vector<Ca
     broken_ = true;
     return Status::Internal("cannot leave pipeline mode: {}", Trim(PQerrorMessage(conn_)));
   }
-  if (!first_error.ok()) return first_error;
-  return results;
+  return first_error;
 }
 
 Result<PgResult> PgConnection::ExecPrepared(const Statement& stmt,

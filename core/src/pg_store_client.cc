@@ -3,6 +3,7 @@
 // views. The daemon's side (claims, leases, fenced writes) is pg_store.cc.
 #include <algorithm>
 #include <cstdint>
+#include <map>
 #include <string>
 #include <thread>
 
@@ -31,6 +32,10 @@ const Statement kStart = {
 
 const Statement kFindByKey = {
     "kagzi_find_by_key", "SELECT id::text, workflow FROM kagzi_runs WHERE idempotency_key = $1"};
+
+const Statement kFindByKeys = {"kagzi_find_by_keys",
+                               "SELECT idempotency_key, id::text, workflow FROM kagzi_runs"
+                               " WHERE idempotency_key = ANY($1::text[])"};
 
 const Statement kWorkflowKnown = {
     "kagzi_workflow_known", "SELECT EXISTS (SELECT 1 FROM kagzi_workflows WHERE workflow = $1)"};
@@ -162,21 +167,20 @@ std::vector<PgParam> StartParams(const StartRequest& req) {
                       : PgParam(std::nullopt)};
 }
 
-// kStart's answer: the new run, or (its key was taken) the run that holds
-// the key, if it is of the same workflow.
-Result<StartResult> StartAnswer(PgConnection& conn, const StartRequest& req, const PgResult& r) {
-  if (r.rows() == 1) return StartResult{r.GetString(0, 0), true};
-  auto existing = conn.ExecPrepared(kFindByKey, {*req.idempotency_key});
-  if (!existing.ok()) return existing.status();
-  if (existing->rows() == 0) {
+// The answer to a start whose idempotency key was taken: the run that
+// holds it, if it is of the same workflow. `holder`: that run's id and
+// workflow (nullopt: not visible yet, its start has not committed).
+Result<StartResult> KeyTakenAnswer(
+    const StartRequest& req, const std::optional<std::pair<std::string, std::string>>& holder) {
+  if (!holder) {
     return Status::Conflict("idempotency key \"{}\" is in use by a run being started",
                             *req.idempotency_key);
   }
-  if (existing->Get(0, 1) != req.workflow) {
+  if (holder->second != req.workflow) {
     return Status::Conflict("idempotency key \"{}\" already belongs to run {} of workflow \"{}\"",
-                            *req.idempotency_key, existing->Get(0, 0), existing->Get(0, 1));
+                            *req.idempotency_key, holder->first, holder->second);
   }
-  return StartResult{existing->GetString(0, 0), false};
+  return StartResult{holder->first, false};
 }
 
 }  // namespace
@@ -187,7 +191,11 @@ Result<StartResult> PgStore::StartRun(const StartRequest& req) {
   if (!conn.ok()) return conn.status();
   auto r = (*conn)->ExecPrepared(kStart, StartParams(req));
   if (!r.ok()) return r.status();
-  return StartAnswer(**conn, req, *r);
+  if (r->rows() == 1) return StartResult{r->GetString(0, 0), true};
+  auto existing = (*conn)->ExecPrepared(kFindByKey, {*req.idempotency_key});
+  if (!existing.ok()) return existing.status();
+  if (existing->rows() == 0) return KeyTakenAnswer(req, std::nullopt);
+  return KeyTakenAnswer(req, std::make_pair(existing->GetString(0, 0), existing->GetString(0, 1)));
 }
 
 Result<std::vector<Result<StartResult>>> PgStore::StartRuns(
@@ -202,11 +210,35 @@ Result<std::vector<Result<StartResult>>> PgStore::StartRuns(
   if (requests.empty()) return out;
   auto conn = pool_.Acquire();
   if (!conn.ok()) return conn.status();
-  auto results = (*conn)->ExecTransaction(calls);
-  if (!results.ok()) return results.status();
+  // The new runs' ids as they arrive; an empty id: the key was taken.
+  std::vector<std::string> created(requests.size());
+  KAGZI_RETURN_IF_ERROR((*conn)->ExecTransaction(calls, [&](std::size_t i, const PgResult& r) {
+    if (r.rows() == 1) created[i] = r.GetString(0, 0);
+  }));
+  // Keys that were taken: who has them, in one more statement (not one per
+  // key: re-running a batch of 100,000 would make 100,000 round trips).
+  std::vector<std::string> taken;
+  for (std::size_t i = 0; i < requests.size(); ++i) {
+    if (created[i].empty()) taken.push_back(*requests[i].idempotency_key);
+  }
+  std::map<std::string, std::pair<std::string, std::string>, std::less<>> holders;  // key: id, wf
+  if (!taken.empty()) {
+    auto found = (*conn)->ExecPrepared(kFindByKeys, {PgTextArray(taken)});
+    if (!found.ok()) return found.status();
+    for (int row = 0; row < found->rows(); ++row) {
+      holders[found->GetString(row, 0)] = {found->GetString(row, 1), found->GetString(row, 2)};
+    }
+  }
   out.reserve(requests.size());
   for (std::size_t i = 0; i < requests.size(); ++i) {
-    out.push_back(StartAnswer(**conn, requests[i], (*results)[i]));
+    const StartRequest& req = requests[i];
+    if (!created[i].empty()) {
+      out.emplace_back(StartResult{std::move(created[i]), true});
+      continue;
+    }
+    auto holder = holders.find(*req.idempotency_key);
+    out.push_back(KeyTakenAnswer(
+        req, holder == holders.end() ? std::nullopt : std::make_optional(holder->second)));
   }
   return out;
 }

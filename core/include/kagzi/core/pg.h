@@ -11,6 +11,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <initializer_list>
 #include <memory>
 #include <optional>
@@ -116,6 +117,12 @@ class PgConnection {
   // written) and its error is returned; kUnavailable with broken() means
   // the connection died and whether it committed is unknown.
   Result<std::vector<PgResult>> ExecTransaction(const std::vector<Call>& calls);
+  // The same, handing each call's result to `each(index, result)` as it
+  // arrives instead of keeping them all (a batch of 100,000 would hold
+  // 100,000 PGresults). `each` runs before the commit is known: it may
+  // only take what it needs, to be acted on once this returns ok.
+  Status ExecTransaction(const std::vector<Call>& calls,
+                         const std::function<void(std::size_t, const PgResult&)>& each);
   // LISTEN support: subscribe, then wait on socket() and drain.
   Status Listen(std::string_view channel);
   // Reads what arrived on the socket without blocking.
