@@ -99,7 +99,7 @@ TEST(ConfigDefaultsTest, BuiltInDefaults) {
   EXPECT_EQ(c.concurrency, 16);
   EXPECT_EQ(c.lease_ttl, milliseconds(30'000));
   EXPECT_EQ(c.heartbeat_interval, milliseconds(10'000));
-  EXPECT_EQ(c.poll_interval, milliseconds(5'000));
+  EXPECT_EQ(c.poll_interval, milliseconds(10'000));
   EXPECT_EQ(c.drain_timeout, milliseconds(30'000));
   EXPECT_EQ(c.log_level, "info");
   EXPECT_EQ(c.max_payload_bytes, 16 * 1024 * 1024);

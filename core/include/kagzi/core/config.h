@@ -34,7 +34,7 @@ struct Config {
   int concurrency = 16;
   std::chrono::milliseconds lease_ttl{30'000};
   std::chrono::milliseconds heartbeat_interval{10'000};
-  std::chrono::milliseconds poll_interval{5'000};
+  std::chrono::milliseconds poll_interval{10'000};
   std::chrono::milliseconds drain_timeout{30'000};
   std::string log_level = "info";
   // Largest run input, step result or output accepted, in bytes.
