@@ -251,6 +251,19 @@ Result<PgResult> PgConnection::ExecPrepared(const Statement& stmt,
   return res;
 }
 
+Result<PgResult> PgConnection::ExecUnprepared(const Statement& stmt,
+                                              const std::vector<PgParam>& params) {
+  std::vector<const char*> values;
+  values.reserve(params.size());
+  for (const auto& p : params) values.push_back(p.value() ? p.value()->c_str() : nullptr);
+  PGresult* raw = PQexecParams(conn_, stmt.sql, static_cast<int>(values.size()), nullptr,
+                               values.data(), nullptr, nullptr, 0);
+  Status st = StatusFromResult(raw, fmt::format("statement {}", stmt.name));
+  PgResult res(raw);
+  if (!st.ok()) return st;
+  return res;
+}
+
 Status PgConnection::Listen(std::string_view channel) {
   // Channel names are our own constants, never user input; quote anyway.
   char* ident = PQescapeIdentifier(conn_, channel.data(), channel.size());

@@ -104,6 +104,11 @@ class PgConnection {
   // Prepared statement with parameters (prepared on first use here).
   Result<PgResult> ExecPrepared(const Statement& stmt, std::initializer_list<PgParam> params);
   Result<PgResult> ExecPrepared(const Statement& stmt, const std::vector<PgParam>& params);
+  // The same statement, planned afresh on every call (no prepared, cached
+  // plan). For a query whose best plan changes as a table grows: a cached
+  // generic plan made while the table was nearly empty keeps scanning it
+  // sequentially until autovacuum analyzes it (a minute or more).
+  Result<PgResult> ExecUnprepared(const Statement& stmt, const std::vector<PgParam>& params);
 
   // One statement of a pipelined transaction (ExecTransaction).
   struct Call {
