@@ -332,6 +332,24 @@ struct FinishCounts {
   int failed = 0;  // FAILED or CANCELLED
 };
 
+// Opens a measured window on `db`: a checkpoint (every workload starts
+// from the same full-page-write state), no session left on the database,
+// the counters read, then the daemons started. Returns the counters from
+// before the daemons.
+Result<ServerCounters> OpenWindow(BenchServer& server, const BenchSettings& settings,
+                                  const std::atomic<bool>& interrupted, const std::string& db,
+                                  DaemonSet& daemons, WorkloadResult* result) {
+  if (Status s = server.Checkpoint(); !s.ok()) result->notes.push_back(s.message());
+  KAGZI_RETURN_IF_ERROR(server.WaitForNoSessions(db, kSessionTimeout));
+  auto before = server.ReadCounters(db);
+  if (!before.ok()) return before.status();
+  if (Status s = daemons.Start(settings.daemons, interrupted); !s.ok()) {
+    (void)daemons.Stop();
+    return s;
+  }
+  return before;
+}
+
 Result<FinishCounts> CountFinished(CountedConnection& conn, const std::string& workflow) {
   auto r = conn.ExecPrepared(kCountFinished, {workflow});
   if (!r.ok()) return r.status().WithContext("counting finished runs");
@@ -571,16 +589,9 @@ Status WorkloadRunner::RunThroughput(const std::string& workflow, int runs, bool
     if (!scans.ok()) return scans.status();
     scans_before = *scans;
   }
-  if (Status s = server_.Checkpoint(); !s.ok()) result->notes.push_back(s.message());
-  KAGZI_RETURN_IF_ERROR(server_.WaitForNoSessions(db, kSessionTimeout));
-  auto before = server_.ReadCounters(db);
-  if (!before.ok()) return before.status();
-
   DaemonSet daemons(settings_, conninfo, LogPath(db, "kagzid"));
-  if (Status s = daemons.Start(settings_.daemons, interrupted_); !s.ok()) {
-    (void)daemons.Stop();
-    return s;
-  }
+  auto before = OpenWindow(server_, settings_, interrupted_, db, daemons, result);
+  if (!before.ok()) return before.status();
   auto monitor = CountedConnection::Open(conninfo, kMonitorApp);
   if (!monitor.ok()) {
     (void)daemons.Stop();
@@ -798,16 +809,9 @@ Status WorkloadRunner::RunIdleLatency(int runs, WorkloadResult* result) {
   auto prepared = PrepareDatabase(server_, settings_, db, LogPath(db, "migrate"), interrupted_);
   if (!prepared.ok()) return prepared.status();
   const std::string conninfo = *prepared;
-  if (Status s = server_.Checkpoint(); !s.ok()) result->notes.push_back(s.message());
-  KAGZI_RETURN_IF_ERROR(server_.WaitForNoSessions(db, kSessionTimeout));
-  auto before = server_.ReadCounters(db);
-  if (!before.ok()) return before.status();
-
   DaemonSet daemons(settings_, conninfo, LogPath(db, "kagzid"));
-  if (Status s = daemons.Start(settings_.daemons, interrupted_); !s.ok()) {
-    (void)daemons.Stop();
-    return s;
-  }
+  auto before = OpenWindow(server_, settings_, interrupted_, db, daemons, result);
+  if (!before.ok()) return before.status();
   struct Sample {
     std::string id;
     std::int64_t start_us = 0;
