@@ -200,6 +200,13 @@ bool RunContext::CheckThread() {
   return false;
 }
 
+void RunContext::GiveText(std::string text, const char** out, std::size_t* out_len) {
+  std::size_t n = 0;
+  const char* p = Keep(std::move(text), &n);
+  if (out) *out = p;
+  if (out_len) *out_len = n;
+}
+
 const char* RunContext::Keep(std::string s, std::size_t* len) {
   kept_.push_back(std::move(s));
   if (len) *len = kept_.back().size();
@@ -527,12 +534,7 @@ kagzi_status RunContext::Step(const char* step_id, kagzi_step_fn fn, void* user,
                               const kagzi_retry_policy* policy, const char** out,
                               std::size_t* out_len) {
   if (!CheckThread()) return KAGZI_ERR_MISUSE;
-  auto give = [&](std::string text) {
-    std::size_t n = 0;
-    const char* p = Keep(std::move(text), &n);
-    if (out) *out = p;
-    if (out_len) *out_len = n;
-  };
+  auto give = [&](std::string text) { GiveText(std::move(text), out, out_len); };
   const StepRecord* recorded = nullptr;
   std::string id;
   int seq = 0;
@@ -661,12 +663,7 @@ kagzi_status RunContext::WaitForEvent(const char* step_id, const char* event_nam
                                       std::int64_t timeout_ms, const char** payload,
                                       std::size_t* payload_len) {
   if (!CheckThread()) return KAGZI_ERR_MISUSE;
-  auto give = [&](std::string text) {
-    std::size_t n = 0;
-    const char* p = Keep(std::move(text), &n);
-    if (payload) *payload = p;
-    if (payload_len) *payload_len = n;
-  };
+  auto give = [&](std::string text) { GiveText(std::move(text), payload, payload_len); };
   const StepRecord* recorded = nullptr;
   std::string id;
   int seq = 0;
@@ -740,12 +737,7 @@ kagzi_status RunContext::WaitForEvent(const char* step_id, const char* event_nam
 kagzi_status RunContext::CallChild(const char* step_id, const char* workflow, const char* input,
                                    std::size_t input_len, const char** out, std::size_t* out_len) {
   if (!CheckThread()) return KAGZI_ERR_MISUSE;
-  auto give = [&](std::string text) {
-    std::size_t n = 0;
-    const char* p = Keep(std::move(text), &n);
-    if (out) *out = p;
-    if (out_len) *out_len = n;
-  };
+  auto give = [&](std::string text) { GiveText(std::move(text), out, out_len); };
   const StepRecord* recorded = nullptr;
   std::string id;
   int seq = 0;

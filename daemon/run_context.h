@@ -173,6 +173,9 @@ class RunContext {
   kagzi_status RecordHelper(const char* step_id, const std::function<std::string()>& make,
                             std::string* value);
   const char* Keep(std::string s, std::size_t* len);
+  // Keeps `text` for the run and points a host call's (text, length)
+  // out-parameters at it (either may be NULL).
+  void GiveText(std::string text, const char** out, std::size_t* out_len);
   Micros DbNow() const;
   bool DeadlinePassed() const;
   bool OnRunThread() const { return std::this_thread::get_id() == thread_; }
