@@ -62,6 +62,11 @@ struct CounterDelta {
   std::int64_t wal_bytes = 0;
   std::int64_t wal_syncs = 0;
   std::optional<std::int64_t> commit_records;  // nullopt: pg_walinspect unavailable
+  // Why commit_records could not be counted for this window (empty: it was,
+  // or pg_walinspect is missing altogether). On a server other work shares
+  // (the test suite's), the window's first WAL segment may be recycled
+  // before it is read.
+  std::string commit_records_problem;
   std::optional<double> cpu_seconds;
   double seconds = 0;
 };

@@ -373,6 +373,9 @@ void ApplyDelta(const CounterDelta& d, std::int64_t own, int runs, WorkloadResul
   result->wal_bytes = d.wal_bytes;
   result->wal_syncs = d.wal_syncs;
   result->pg_cpu_seconds = d.cpu_seconds;
+  if (!d.commit_records_problem.empty()) {
+    result->notes.push_back("write commits not counted: " + d.commit_records_problem);
+  }
   if (runs <= 0) return;
   const double n = runs;
   result->transactions_per_workflow =
