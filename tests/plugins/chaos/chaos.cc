@@ -43,6 +43,7 @@
 #include <system_error>
 #include <thread>
 
+#include "../common/ledger_file.h"
 #include <kagzi/kagzi.hpp>
 
 namespace {
@@ -72,20 +73,7 @@ void Record(const std::string& path, std::string_view run_id, std::string_view s
   std::string line;
   line.reserve(run_id.size() + step_id.size() + tag.size() + 3);
   line.append(run_id).append(" ").append(step_id).append(" ").append(tag).append("\n");
-  const int fd = ::open(path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
-  if (fd < 0) {
-    throw kagzi::RetryableError("open " + path + ": " + std::generic_category().message(errno));
-  }
-  const ssize_t written = ::write(fd, line.data(), line.size());
-  const int write_errno = errno;
-  ::close(fd);
-  if (written < 0) {
-    throw kagzi::RetryableError("write " + path + ": " +
-                                std::generic_category().message(write_errno));
-  }
-  if (static_cast<std::size_t>(written) != line.size()) {
-    throw kagzi::RetryableError("write " + path + ": short write");
-  }
+  kagzi_fixture::AppendLedgerLine(path, line);
 }
 
 // True the first time it is called for this run (creates the mark file).

@@ -12,38 +12,15 @@
 // durably ("nap", S ms). Output: {"steps": N, "run": "<run_id>"}.
 // A step whose result is recorded never appends again: one line per (run,
 // step) unless a daemon died between a step's write and its record.
-#include <fcntl.h>
-#include <unistd.h>
-
-#include <cerrno>
 #include <chrono>
 #include <cstdint>
 #include <string>
-#include <system_error>
 #include <thread>
 
+#include "../common/ledger_file.h"
 #include <kagzi/kagzi.hpp>
 
-namespace {
-
-void AppendLine(const std::string& path, const std::string& line) {
-  const int fd = ::open(path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
-  if (fd < 0) {
-    throw kagzi::RetryableError("open " + path + ": " + std::generic_category().message(errno));
-  }
-  const ssize_t written = ::write(fd, line.data(), line.size());
-  const int write_errno = errno;
-  ::close(fd);
-  if (written < 0) {
-    throw kagzi::RetryableError("write " + path + ": " +
-                                std::generic_category().message(write_errno));
-  }
-  if (static_cast<std::size_t>(written) != line.size()) {
-    throw kagzi::RetryableError("write " + path + ": short write");
-  }
-}
-
-}  // namespace
+namespace {}  // namespace
 
 KAGZI_WORKFLOW(ledger, 1, ctx, input) {
   const std::string ledger = input.value("ledger", "");
@@ -60,7 +37,7 @@ KAGZI_WORKFLOW(ledger, 1, ctx, input) {
     const std::string id = "step-" + std::to_string(k);
     ctx.step(id, [&] {
       if (step_ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds(step_ms));
-      AppendLine(ledger, std::string(ctx.run_id()) + " " + id + "\n");
+      kagzi_fixture::AppendLedgerLine(ledger, std::string(ctx.run_id()) + " " + id + "\n");
       if (k == fail_at) throw kagzi::PermanentError("boom at " + std::to_string(k));
       return kagzi::Json{{"k", k}};
     });
