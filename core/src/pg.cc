@@ -112,8 +112,14 @@ Result<std::unique_ptr<PgConnection>> PgConnection::Connect(const std::string& u
       },
       nullptr);
   // Times are exchanged as epoch microseconds; keep the session in UTC anyway
-  // so any text timestamps are unambiguous.
-  PGresult* r = PQexec(conn, "SET TIME ZONE 'UTC'");
+  // so any text timestamps are unambiguous. Every statement of the Store
+  // is written for READ COMMITTED (a fenced write that finds its run row
+  // updated re-checks the new version), whatever the server's default. No
+  // JIT: its compile time (100+ ms) is paid by a statement that runs in
+  // under a millisecond.
+  PGresult* r = PQexec(conn,
+                       "SET TIME ZONE 'UTC'; SET default_transaction_isolation = 'read committed';"
+                       " SET jit = off");
   PQclear(r);
   return std::unique_ptr<PgConnection>(new PgConnection(conn));
 }
@@ -169,17 +175,20 @@ Status PgConnection::Prepare(const Statement& stmt) {
   return st;
 }
 
-Result<std::vector<PgResult>> PgConnection::ExecTransaction(const std::vector<Call>& calls) {
+Result<std::vector<PgResult>> PgConnection::ExecTransaction(const std::vector<Call>& calls,
+                                                            const Call* after) {
   std::vector<PgResult> results;
   results.reserve(calls.size());
-  KAGZI_RETURN_IF_ERROR(
-      ExecTransaction(calls, [&](std::size_t, const PgResult& r) { results.push_back(r); }));
+  KAGZI_RETURN_IF_ERROR(ExecTransaction(
+      calls, [&](std::size_t, const PgResult& r) { results.push_back(r); }, after));
   return results;
 }
 
-Status PgConnection::ExecTransaction(
-    const std::vector<Call>& calls, const std::function<void(std::size_t, const PgResult&)>& each) {
+Status PgConnection::ExecTransaction(const std::vector<Call>& calls,
+                                     const std::function<void(std::size_t, const PgResult&)>& each,
+                                     const Call* after) {
   for (const auto& call : calls) KAGZI_RETURN_IF_ERROR(Prepare(*call.stmt));
+  if (after != nullptr) KAGZI_RETURN_IF_ERROR(Prepare(*after->stmt));
   if (PQenterPipelineMode(conn_) != 1) {
     return Status::Internal("cannot enter pipeline mode: {}", Trim(PQerrorMessage(conn_)));
   }
@@ -187,7 +196,7 @@ Status PgConnection::ExecTransaction(
   // implicit transaction: committed at the Sync, rolled back as a whole
   // (and the rest skipped) at the first error.
   std::vector<const char*> values;
-  for (const auto& call : calls) {
+  auto send = [&](const Call& call) {
     values.clear();
     for (const auto& p : call.params) values.push_back(p.value() ? p.value()->c_str() : nullptr);
     if (PQsendQueryPrepared(conn_, call.stmt->name, static_cast<int>(values.size()), values.data(),
@@ -195,10 +204,19 @@ Status PgConnection::ExecTransaction(
       broken_ = true;
       return Status::Unavailable("statement {}: {}", call.stmt->name, Trim(PQerrorMessage(conn_)));
     }
-  }
+    return Status::Ok();
+  };
+  for (const auto& call : calls) KAGZI_RETURN_IF_ERROR(send(call));
   if (PQpipelineSync(conn_) != 1) {
     broken_ = true;
     return Status::Unavailable("pipeline sync: {}", Trim(PQerrorMessage(conn_)));
+  }
+  if (after != nullptr) {
+    KAGZI_RETURN_IF_ERROR(send(*after));
+    if (PQpipelineSync(conn_) != 1) {
+      broken_ = true;
+      return Status::Unavailable("pipeline sync: {}", Trim(PQerrorMessage(conn_)));
+    }
   }
   Status first_error;
   for (std::size_t i = 0; i < calls.size(); ++i) {
@@ -230,11 +248,45 @@ Status PgConnection::ExecTransaction(
     return Status::Unavailable("commit of a pipelined transaction: {}",
                                Trim(PQerrorMessage(conn_)));
   }
+  if (after != nullptr) {
+    // The transaction's outcome is known by now; whatever happens to
+    // `after` is only logged (a broken connection is still marked, so
+    // the pool replaces it).
+    if (Status st = TakeAfterCommit(*after); !st.ok()) {
+      Logger("pg")->warn("{} (after the commit; the transaction's outcome stands)", st.message());
+      if (broken_) return first_error;
+    }
+  }
   if (PQexitPipelineMode(conn_) != 1) {
     broken_ = true;
     return Status::Internal("cannot leave pipeline mode: {}", Trim(PQerrorMessage(conn_)));
   }
   return first_error;
+}
+
+Status PgConnection::TakeAfterCommit(const Call& after) {
+  PGresult* raw = PQgetResult(conn_);
+  if (raw == nullptr) {
+    broken_ = true;
+    return Status::Unavailable("statement {}: no result: {}", after.stmt->name,
+                               Trim(PQerrorMessage(conn_)));
+  }
+  Status st = StatusFromResult(raw, fmt::format("statement {}", after.stmt->name));
+  PQclear(raw);
+  if (PGresult* end = PQgetResult(conn_); end != nullptr) {  // the statement's closing NULL
+    PQclear(end);
+    broken_ = true;
+    return Status::Unavailable("statement {}: unexpected extra result", after.stmt->name);
+  }
+  PGresult* sync = PQgetResult(conn_);
+  const bool synced = sync != nullptr && PQresultStatus(sync) == PGRES_PIPELINE_SYNC;
+  PQclear(sync);
+  if (!synced) {
+    broken_ = true;
+    return Status::Unavailable("statement {}: no sync: {}", after.stmt->name,
+                               Trim(PQerrorMessage(conn_)));
+  }
+  return st;
 }
 
 Result<PgResult> PgConnection::ExecPrepared(const Statement& stmt,

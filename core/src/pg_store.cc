@@ -65,11 +65,22 @@ using namespace pg_internal;  // NOLINT(google-build-using-namespace)
 
 const Statement kClaim = {"kagzi_claim", KAGZI_CLAIM_SQL};
 
+// Run before the claim, in its transaction: the claim's plan must walk the
+// claim indexes in order, never read and sort every runnable run. Planned
+// on the statistics of a young kagzi_runs (before autovacuum's first
+// ANALYZE, which on a new database under load can be a minute away)
+// PostgreSQL took the runnable runs by bitmap scan and sorted them: 10 ms
+// per claim with 10,000 waiting, where the index walk takes 0.05 ms.
+// enable_sort = off makes every plan that sorts the runnable runs cost
+// more than the index walk, whatever the statistics say (the few rows the
+// claim picks are still sorted: there is no other way).
+const Statement kClaimPlan = {"kagzi_claim_plan", "SELECT set_config('enable_sort', 'off', true)"};
+
 // The claim's plan (EXPLAIN, which does not run it): PgStore::ExplainClaim.
 const Statement kExplainClaim = {"kagzi_explain_claim", "EXPLAIN " KAGZI_CLAIM_SQL};
 
-// The journals of the runs just claimed, read by a second statement of the
-// claim's transaction (see ClaimRuns for why not by the claim itself).
+// The journals of runs claimed again, read after the claim committed (see
+// ClaimRuns for why not by the claim itself).
 const Statement kClaimJournal = {
     "kagzi_claim_journal", "SELECT s.run_id::text, " KAGZI_STEP_COLUMNS
                            ", c.status, c.output::text, c.error"
@@ -433,75 +444,93 @@ Status PgStore::UnregisterDaemon(std::string_view daemon_id) {
   return r.ok() ? Status::Ok() : r.status();
 }
 
+namespace {
+
+// The claim statement with its parameters (kClaim; ExplainClaim swaps in
+// kExplainClaim).
+PgConnection::Call ClaimCall(const ClaimRequest& req, const std::string& names,
+                             const std::string& versions) {
+  return {&kClaim, {req.owner, names, versions, req.limit,
+                    static_cast<std::int64_t>(req.lease_ttl.count())}};
+}
+
+}  // namespace
+
 Result<ClaimBatch> PgStore::ClaimRuns(const ClaimRequest& req) {
   auto conn = pool_.Acquire();
   if (!conn.ok()) return conn.status();
   PgConnection& c = **conn;
-  // Not a structured binding: clang before 16 cannot capture one in the
-  // lambda below (the fuzz build, tests/fuzz, uses clang 14).
-  const std::pair<std::string, std::string> arrays = LoadedArrays(req.loaded);
-  const std::string& names = arrays.first;
-  const std::string& versions = arrays.second;
-  // Two statements in one READ COMMITTED transaction. The claim locks and
-  // updates the runs; the journal is read afterwards under a fresh snapshot.
-  // Reading it in the claim statement would use the snapshot taken before
-  // the row locks, and miss a step that the previous (expired) lease holder
-  // committed in between: that step would then run twice. A write committed
-  // before the claim locked the row is visible to the second statement; one
-  // attempted after it waits for the lock, sees the new epoch and writes
-  // nothing.
-  auto run = [&]() -> Result<ClaimBatch> {
-    if (auto b = c.Exec("BEGIN ISOLATION LEVEL READ COMMITTED"); !b.ok()) return b.status();
-    auto r = c.ExecPrepared(kClaim, {req.owner, names, versions, req.limit,
-                                     static_cast<std::int64_t>(req.lease_ttl.count())});
-    if (!r.ok()) return r.status();
-    ClaimBatch batch;
-    std::vector<std::string> ids;
-    for (int i = 0; i < r->rows(); ++i) {
-      batch.db_now = r->GetInt(i, kRunColumnCount);
-      batch.runs.push_back(ClaimedRun{ParseRun(*r, i), {}, {}});
-      ids.push_back(batch.runs.back().run.id);
+  auto [names, versions] = LoadedArrays(req.loaded);
+  // The claim is a statement of its own, committed at once: it locks the
+  // runs it takes, bumps their epochs and commits. Their journals are read
+  // afterwards, under a snapshot taken after that commit: a step the
+  // previous (expired) lease holder committed before the claim locked the
+  // row is in it, and one it attempted later waited for the lock, saw the
+  // new epoch and wrote nothing. (Read by the claim statement itself, the
+  // journal would come from the snapshot taken before the row locks and
+  // miss such a step, which would then run twice.) Every journal write is
+  // made under a lease, so a run claimed for the first time (attempts 1)
+  // has none and its journal is not read.
+  auto results = c.ExecTransaction({{&kClaimPlan, {}}, ClaimCall(req, names, versions)});
+  if (!results.ok()) return results.status();
+  const PgResult* r = &(*results)[1];
+  ClaimBatch batch;
+  std::vector<std::string> replayed;
+  for (int i = 0; i < r->rows(); ++i) {
+    batch.db_now = r->GetInt(i, kRunColumnCount);
+    batch.runs.push_back(ClaimedRun{ParseRun(*r, i), {}, {}});
+    if (batch.runs.back().run.attempts > 1) replayed.push_back(batch.runs.back().run.id);
+  }
+  if (replayed.empty()) return batch;
+  if (Status st = ReadJournals(c, replayed, batch); !st.ok()) {
+    // The runs are leased to us but cannot be replayed: give them back
+    // rather than leave them until their lease expires.
+    for (const ClaimedRun& claimed : batch.runs) {
+      if (c.broken()) break;
+      (void)c.ExecPrepared(kRelease, {claimed.run.id, req.owner, claimed.run.lease_epoch});
     }
-    if (!ids.empty()) {
-      // Planned on each claim: on a young database a cached plan would
-      // scan the whole journal table for every claim (kagzi-bench saw
-      // 20 million rows read for 10,000 runs) until autovacuum's ANALYZE.
-      auto steps = c.ExecUnprepared(kClaimJournal, {PgTextArray(ids)});
-      if (!steps.ok()) return steps.status();
-      std::size_t k = 0;  // both results are sorted by run id
-      for (int i = 0; i < steps->rows(); ++i) {
-        std::string_view run_id = steps->Get(i, 0);
-        while (k < batch.runs.size() && batch.runs[k].run.id != run_id) ++k;
-        if (k == batch.runs.size()) {
-          return Status::Internal("claim: journal row for run {} that was not claimed", run_id);
-        }
-        StepRecord step = ParseStep(*steps, i, 1);
-        const int child_col = 1 + kStepColumnCount;
-        if (step.child_run_id && !steps->IsNull(i, child_col)) {
-          ChildOutcome outcome;
-          outcome.status = ParseRunStatus(steps->Get(i, child_col)).value_or(RunStatus::kPending);
-          outcome.output = steps->GetOptional(i, child_col + 1);
-          outcome.error = steps->GetOptional(i, child_col + 2);
-          batch.runs[k].children[*step.child_run_id] = std::move(outcome);
-        }
-        batch.runs[k].journal.push_back(std::move(step));
-      }
+    return st.WithContext("reading the journals of claimed runs");
+  }
+  return batch;
+}
+
+Status PgStore::ReadJournals(PgConnection& c, const std::vector<std::string>& run_ids,
+                             ClaimBatch& batch) {
+  // Planned on each read: on a young database a cached plan would scan the
+  // whole journal table every time (kagzi-bench saw 20 million rows read
+  // for 10,000 runs) until autovacuum's ANALYZE.
+  auto steps = c.ExecUnprepared(kClaimJournal, {PgTextArray(run_ids)});
+  if (!steps.ok()) return steps.status();
+  std::size_t k = 0;  // both are sorted by run id
+  for (int i = 0; i < steps->rows(); ++i) {
+    std::string_view run_id = steps->Get(i, 0);
+    while (k < batch.runs.size() && batch.runs[k].run.id != run_id) ++k;
+    if (k == batch.runs.size()) {
+      return Status::Internal("claim: journal row for run {} that was not claimed", run_id);
     }
-    if (auto cm = c.Exec("COMMIT"); !cm.ok()) return cm.status();
-    return batch;
-  };
-  auto result = run();
-  if (!result.ok() && !c.broken()) (void)c.Exec("ROLLBACK");
-  return result;
+    StepRecord step = ParseStep(*steps, i, 1);
+    const int child_col = 1 + kStepColumnCount;
+    if (step.child_run_id && !steps->IsNull(i, child_col)) {
+      ChildOutcome outcome;
+      outcome.status = ParseRunStatus(steps->Get(i, child_col)).value_or(RunStatus::kPending);
+      outcome.output = steps->GetOptional(i, child_col + 1);
+      outcome.error = steps->GetOptional(i, child_col + 2);
+      batch.runs[k].children[*step.child_run_id] = std::move(outcome);
+    }
+    batch.runs[k].journal.push_back(std::move(step));
+  }
+  return Status::Ok();
 }
 
 Result<std::string> PgStore::ExplainClaim(const ClaimRequest& req) {
   auto conn = pool_.Acquire();
   if (!conn.ok()) return conn.status();
-  const std::pair<std::string, std::string> arrays = LoadedArrays(req.loaded);
-  auto r = (*conn)->ExecPrepared(kExplainClaim, {req.owner, arrays.first, arrays.second, req.limit,
-                                                 static_cast<std::int64_t>(req.lease_ttl.count())});
-  if (!r.ok()) return r.status();
+  auto [names, versions] = LoadedArrays(req.loaded);
+  PgConnection::Call explain = ClaimCall(req, names, versions);
+  explain.stmt = &kExplainClaim;
+  auto results = (*conn)->ExecTransaction({{&kClaimPlan, {}}, explain});
+  if (!results.ok()) return results.status();
+  const PgResult* r = &(*results)[1];
   std::string plan;
   for (int i = 0; i < r->rows(); ++i) {
     plan += r->Get(i, 0);
@@ -802,7 +831,12 @@ void Store::ApplyWrites(const std::vector<FencedWrite*>& writes) {
 }
 
 void PgStore::ApplyWrites(const std::vector<FencedWrite*>& writes) {
-  if (writes.size() < 2) return Store::ApplyWrites(writes);
+  // A lone step record goes as a statement of its own; a group, or a run's
+  // end (whose notifications go after the commit), as one pipeline.
+  if (writes.empty() ||
+      (writes.size() == 1 && writes[0]->kind == FencedWrite::Kind::kRecordStep)) {
+    return Store::ApplyWrites(writes);
+  }
   // Row locks are taken in run id order, so two daemons' groups never wait
   // for each other in a cycle (a completion's trigger may still lock a
   // parent out of order; a deadlock then fails the group, below).
@@ -810,8 +844,16 @@ void PgStore::ApplyWrites(const std::vector<FencedWrite*>& writes) {
   std::sort(sorted.begin(), sorted.end(), [](const FencedWrite* a, const FencedWrite* b) {
     return a->lease.run_id < b->lease.run_id;
   });
+  // Runs that end here: their kagzi_run_finished goes after the commit
+  // (kNotifyAfterCommitMode, first in the group), not inside it.
+  std::vector<std::string> finishing;
+  for (const FencedWrite* w : sorted) {
+    if (w->kind != FencedWrite::Kind::kRecordStep) finishing.push_back(w->lease.run_id);
+  }
+  const std::size_t first = finishing.empty() ? 0 : 1;  // calls[first + i] is sorted[i]
   std::vector<PgConnection::Call> calls;
-  calls.reserve(sorted.size());
+  calls.reserve(first + sorted.size());
+  if (first == 1) calls.push_back({&kNotifyAfterCommitMode, {}});
   for (const FencedWrite* w : sorted) {
     switch (w->kind) {
       case FencedWrite::Kind::kRecordStep:
@@ -825,17 +867,18 @@ void PgStore::ApplyWrites(const std::vector<FencedWrite*>& writes) {
         break;
     }
   }
+  const PgConnection::Call notify = NotifyFinished(finishing);
   {
     auto conn = pool_.Acquire();
     if (!conn.ok()) {
       for (FencedWrite* w : sorted) w->result = conn.status();
       return;
     }
-    auto results = (*conn)->ExecTransaction(calls);
+    auto results = (*conn)->ExecTransaction(calls, first == 1 ? &notify : nullptr);
     if (results.ok()) {
       for (std::size_t i = 0; i < sorted.size(); ++i) {
         FencedWrite* w = sorted[i];
-        const PgResult& r = (*results)[i];
+        const PgResult& r = (*results)[first + i];
         switch (w->kind) {
           case FencedWrite::Kind::kRecordStep:
             w->result = RecordStepWritten(r, &w->feedback)

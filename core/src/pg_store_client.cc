@@ -189,9 +189,14 @@ Result<StartResult> PgStore::StartRun(const StartRequest& req) {
   KAGZI_RETURN_IF_ERROR(CheckStart(req, ""));
   auto conn = pool_.Acquire();
   if (!conn.ok()) return conn.status();
-  auto r = (*conn)->ExecPrepared(kStart, StartParams(req));
+  // The daemons hear of the run by a NOTIFY sent after the commit, in the
+  // same round trip (see kNotifyAfterCommitMode).
+  const PgConnection::Call notify = NotifyStarted({req.workflow});
+  auto r = (*conn)->ExecTransaction({{&kNotifyAfterCommitMode, {}}, {&kStart, StartParams(req)}},
+                                    &notify);
   if (!r.ok()) return r.status();
-  if (r->rows() == 1) return StartResult{r->GetString(0, 0), true};
+  const PgResult& inserted = (*r)[1];
+  if (inserted.rows() == 1) return StartResult{inserted.GetString(0, 0), true};
   auto existing = (*conn)->ExecPrepared(kFindByKey, {*req.idempotency_key});
   if (!existing.ok()) return existing.status();
   if (existing->rows() == 0) return KeyTakenAnswer(req, std::nullopt);
@@ -200,21 +205,32 @@ Result<StartResult> PgStore::StartRun(const StartRequest& req) {
 
 Result<std::vector<Result<StartResult>>> PgStore::StartRuns(
     const std::vector<StartRequest>& requests) {
+  // calls[0] defers the notifications to after the commit (one per
+  // workflow, not one per run); calls[i + 1] starts requests[i].
   std::vector<PgConnection::Call> calls;
-  calls.reserve(requests.size());
+  calls.reserve(requests.size() + 1);
+  calls.push_back({&kNotifyAfterCommitMode, {}});
+  std::vector<std::string> workflows;
   for (std::size_t i = 0; i < requests.size(); ++i) {
     KAGZI_RETURN_IF_ERROR(CheckStart(requests[i], fmt::format("run #{}", i + 1)));
     calls.push_back({&kStart, StartParams(requests[i])});
+    workflows.push_back(requests[i].workflow);
   }
   std::vector<Result<StartResult>> out;
   if (requests.empty()) return out;
+  std::sort(workflows.begin(), workflows.end());
+  workflows.erase(std::unique(workflows.begin(), workflows.end()), workflows.end());
+  const PgConnection::Call notify = NotifyStarted(workflows);
   auto conn = pool_.Acquire();
   if (!conn.ok()) return conn.status();
   // The new runs' ids as they arrive; an empty id: the key was taken.
   std::vector<std::string> created(requests.size());
-  KAGZI_RETURN_IF_ERROR((*conn)->ExecTransaction(calls, [&](std::size_t i, const PgResult& r) {
-    if (r.rows() == 1) created[i] = r.GetString(0, 0);
-  }));
+  KAGZI_RETURN_IF_ERROR((*conn)->ExecTransaction(
+      calls,
+      [&](std::size_t i, const PgResult& r) {
+        if (i > 0 && r.rows() == 1) created[i - 1] = r.GetString(0, 0);
+      },
+      &notify));
   // Keys that were taken: who has them, in one more statement (not one per
   // key: re-running a batch of 100,000 would make 100,000 round trips).
   std::vector<std::string> taken;

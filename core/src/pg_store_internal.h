@@ -4,7 +4,9 @@
 #pragma once
 
 #include <string>
+#include <vector>
 
+#include "kagzi/core/pg.h"
 #include "kagzi/core/store.h"
 #include "kagzi/core/validation.h"
 
@@ -81,6 +83,36 @@ inline std::optional<std::string> OptMicros(const std::optional<Micros>& v) {
 inline Status CheckRunId(std::string_view id) {
   if (!IsUuid(id)) return Status::InvalidArgument("\"{}\" is not a run id (a UUID)", id);
   return Status::Ok();
+}
+
+// Notifications after the commit (migration 0005). A transaction that
+// notifies holds a database-wide lock through its WAL flush, so busy
+// writers (starts, the group committer's ends of runs) run
+// kNotifyAfterCommitMode first, which keeps the status trigger quiet, and
+// send what it would have sent as ExecTransaction's `after`:
+// NotifyStarted, kagzi_wakeup for the workflows of runs just started, or
+// NotifyFinished, kagzi_run_finished for each run that is terminal once
+// the transaction is over and kagzi_wakeup for their parents that are
+// claimable now (a finished child wakes its parent). A spurious or lost
+// notification costs only latency: daemons and waiters re-read the table.
+inline constexpr Statement kNotifyAfterCommitMode = {
+    "kagzi_notify_after_commit_mode", "SELECT set_config('kagzi.notify', 'after_commit', true)"};
+inline constexpr Statement kNotifyStarted = {
+    "kagzi_notify_started", "SELECT pg_notify('kagzi_wakeup', w) FROM unnest($1::text[]) AS w"};
+inline constexpr Statement kNotifyFinished = {
+    "kagzi_notify_finished",
+    "SELECT pg_notify('kagzi_run_finished', r.id::text) FROM kagzi_runs r"
+    " WHERE r.id = ANY($1::uuid[]) AND r.status IN ('COMPLETED', 'FAILED', 'CANCELLED') "
+    "UNION ALL "
+    "SELECT pg_notify('kagzi_wakeup', p.workflow) FROM kagzi_runs p"
+    " WHERE p.id IN (SELECT c.parent_run_id FROM kagzi_runs c WHERE c.id = ANY($1::uuid[]))"
+    "   AND p.status IN ('PENDING', 'SLEEPING') AND p.available_at <= now()"};
+
+inline PgConnection::Call NotifyStarted(const std::vector<std::string>& workflows) {
+  return {&kNotifyStarted, {PgTextArray(workflows)}};
+}
+inline PgConnection::Call NotifyFinished(const std::vector<std::string>& run_ids) {
+  return {&kNotifyFinished, {PgTextArray(run_ids)}};
 }
 
 }  // namespace kagzi::pg_internal

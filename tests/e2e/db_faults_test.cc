@@ -8,7 +8,7 @@
 //       (pg_ctl stop -m immediate) is not treated as recorded: it runs again
 //       later, and every step is recorded exactly once; and the converse, a
 //       write that committed but whose reply was lost (a proxy drops it),
-//       harms nothing: for a claim's COMMIT, a step record, a park, an event
+//       harms nothing: for a claim, a step record, a park, an event
 //       consume and a completion;
 //   (c) terminated backends (pg_terminate_backend) mid-run: runs complete;
 //   (d) a step write that hits a statement timeout (statement_timeout set
@@ -90,8 +90,9 @@ class NotifySocket {
 // next execution of that statement (its Bind message) through to the server
 // and then drops the server's reply, closing both sides: the statement
 // committed, and the client only sees a lost connection. Armed with
-// kClaimCommit, it does that to the COMMIT of the next claim transaction
-// that claimed a run (kagzi_claim returned a row).
+// kClaimCommit, it does that to the next claim that claimed a run: the
+// reply to its pipeline held a row of kagzi_claim, and it is dropped up to
+// and including its ReadyForQuery, so the claim has committed.
 class ReplyDroppingProxy {
  public:
   static constexpr const char* kClaimCommit = "claim_commit";
@@ -137,7 +138,7 @@ class ReplyDroppingProxy {
     int server = -1;
     bool doomed = false;         // drop the server's next bytes
     bool claim_pending = false;  // kagzi_claim sent, reply not yet seen
-    bool claimed = false;        // its reply held a row: doom the COMMIT
+    bool claimed = false;        // its reply held a row: drop it up to 'Z'
   };
 
   static sockaddr_un Address(const std::string& path) {
@@ -167,21 +168,12 @@ class ReplyDroppingProxy {
     return false;
   }
 
-  // A simple-protocol Query message ('Q', length, text) running COMMIT.
-  static bool IsCommit(const std::string& data) {
-    const std::string text = std::string("COMMIT") + std::string(1, '\0');
-    for (auto pos = data.find(text); pos != std::string::npos; pos = data.find(text, pos + 1)) {
-      if (pos >= 5 && data[pos - 5] == 'Q') return true;
-    }
-    return false;
-  }
-
   // Whether the server's bytes (whole messages: type, length, body) hold a
-  // DataRow.
-  static bool HasDataRow(const std::string& data) {
+  // message of this type: 'D' DataRow, 'Z' ReadyForQuery.
+  static bool HasMessage(const std::string& data, char type) {
     std::size_t i = 0;
     while (i + 5 <= data.size()) {
-      if (data[i] == 'D') return true;
+      if (data[i] == type) return true;
       std::uint32_t len = 0;
       for (int k = 1; k <= 4; ++k) len = (len << 8) | static_cast<unsigned char>(data[i + k]);
       i += 1 + len;
@@ -227,9 +219,6 @@ class ReplyDroppingProxy {
               if (IsBindOf(data, "kagzi_claim")) {
                 c.claim_pending = true;
                 c.claimed = false;
-              } else if (c.claimed && IsCommit(data)) {
-                c.doomed = true;
-                armed_.clear();
               }
             } else if (!armed_.empty() && IsBindOf(data, armed_)) {
               c.doomed = true;
@@ -239,15 +228,27 @@ class ReplyDroppingProxy {
         }
         if (!closed && (from_server & (POLLIN | POLLHUP | POLLERR))) {
           ssize_t n = ::read(c.server, buffer, sizeof buffer);
+          const std::string data(buffer, static_cast<std::size_t>(n > 0 ? n : 0));
+          if (n > 0 && c.claim_pending) {
+            std::lock_guard lock(mu_);
+            if (armed_ == kClaimCommit && HasMessage(data, 'D')) {
+              c.claimed = true;
+              armed_.clear();
+            }
+            if (HasMessage(data, 'Z')) c.claim_pending = false;
+          }
           if (n <= 0 || c.doomed) {
             if (c.doomed) ++dropped_;
             closed = true;
-          } else {
-            if (c.claim_pending) {
-              c.claim_pending = false;
-              c.claimed = HasDataRow(std::string(buffer, static_cast<std::size_t>(n)));
+          } else if (c.claimed) {
+            // Swallowed; once the ReadyForQuery has gone by, the claim has
+            // committed and the connection is cut.
+            if (HasMessage(data, 'Z')) {
+              ++dropped_;
+              closed = true;
             }
-            if (!WriteAll(c.client, buffer, static_cast<std::size_t>(n))) closed = true;
+          } else if (!WriteAll(c.client, buffer, static_cast<std::size_t>(n))) {
+            closed = true;
           }
         }
         if (closed) gone.push_back(i);
@@ -528,8 +529,8 @@ TEST_F(DbFaults, StepWhoseWriteFailsWhileTheDatabaseIsDownRunsAgainAndIsRecorded
 // (b) the other side of a lost connection: a fenced write committed, but
 // its reply never arrived. The daemon retries the write, and the run must go
 // on as if the first reply had arrived: not fail, not lose the event, not
-// run a recorded step again. One test per statement: the claim's COMMIT, a
-// step's record, a park (the durable sleep), the event wait's consume, the
+// run a recorded step again. One test per statement: the claim, a step's
+// record, a park (the durable sleep), the event wait's consume, the
 // completion.
 class DbFaultsLostReply : public DbFaults, public ::testing::WithParamInterface<std::string> {};
 
@@ -546,8 +547,8 @@ TEST_P(DbFaultsLostReply, WriteWhoseReplyIsLostAfterCommitDoesNotHarmTheRun) {
   input.slow_ms = 1000;
   input.sleep_ms = 300;
   input.event = "go";
-  // The claim's COMMIT: armed before the run exists, so that the first
-  // claim that takes a row is this run's first claim.
+  // The claim: armed before the run exists, so that the first claim that
+  // takes a row is this run's first claim.
   if (GetParam() == ReplyDroppingProxy::kClaimCommit) proxy.Arm(GetParam());
   const std::string id = StartRun(input);
   {

@@ -121,13 +121,21 @@ class PgConnection {
   // call fails the server rolls the whole transaction back (nothing was
   // written) and its error is returned; kUnavailable with broken() means
   // the connection died and whether it committed is unknown.
-  Result<std::vector<PgResult>> ExecTransaction(const std::vector<Call>& calls);
+  //
+  // `after`, if given, goes in the same round trip right after the commit,
+  // as a transaction of its own (the notifications of a writer that
+  // deferred them: NotifyStarted, NotifyFinished). It runs whether or not
+  // the transaction committed, so it must be harmless either way; its
+  // failure is logged, not returned.
+  Result<std::vector<PgResult>> ExecTransaction(const std::vector<Call>& calls,
+                                                const Call* after = nullptr);
   // The same, handing each call's result to `each(index, result)` as it
   // arrives instead of keeping them all (a batch of 100,000 would hold
   // 100,000 PGresults). `each` runs before the commit is known: it may
   // only take what it needs, to be acted on once this returns ok.
   Status ExecTransaction(const std::vector<Call>& calls,
-                         const std::function<void(std::size_t, const PgResult&)>& each);
+                         const std::function<void(std::size_t, const PgResult&)>& each,
+                         const Call* after = nullptr);
   // LISTEN support: subscribe, then wait on socket() and drain.
   Status Listen(std::string_view channel);
   // Reads what arrived on the socket without blocking.
@@ -146,6 +154,8 @@ class PgConnection {
   explicit PgConnection(PGconn* conn) : conn_(conn) {}
   Status StatusFromResult(const PGresult* res, std::string_view what);
   Status Prepare(const Statement& stmt);
+  // Reads the answer to ExecTransaction's `after` and its Sync.
+  Status TakeAfterCommit(const Call& after);
 
   PGconn* conn_;
   bool broken_ = false;

@@ -4,10 +4,10 @@
 // (below) is its PostgreSQL implementation. The claim/lease protocol it
 // implements is described in docs/ARCHITECTURE.md ("Leases and fencing"):
 //   - ClaimRuns takes a batch of runnable runs with FOR UPDATE SKIP LOCKED,
-//     bumps each run's lease epoch (the fencing token) and returns each run
-//     with its journal, in one transaction (the journal is read by a second
-//     statement, after the row locks, so it includes every step the previous
-//     lease holder committed).
+//     bumps each run's lease epoch (the fencing token), commits, and returns
+//     each run with its journal (read by a second statement, after the
+//     claim committed, so it includes every step the previous lease holder
+//     committed; a run claimed for the first time has none to read).
 //   - Every write made for a claimed run (RecordStep, ParkRun, FinishRun,
 //     ReleaseRun) carries a Lease and succeeds only if the run's lease owner
 //     and epoch still match; otherwise it returns kConflict and writes
@@ -411,6 +411,10 @@ class PgStore final : public Store {
   Status RetryRun(std::string_view run_id) override;
 
  private:
+  // Adds the journals of `run_ids` (claimed again) to their runs in `batch`.
+  static Status ReadJournals(PgConnection& c, const std::vector<std::string>& run_ids,
+                             ClaimBatch& batch);
+
   PgStoreOptions options_;
   PgPool pool_;
 };

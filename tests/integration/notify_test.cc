@@ -1,0 +1,143 @@
+// Notifications after the commit (migration 0005): the busy writers keep
+// NOTIFY out of their transactions (a notifying commit holds a
+// database-wide lock through its WAL flush) and send the notifications in a
+// transaction of their own right after. Each is still sent, once: a start's
+// kagzi_wakeup, a batch's one per workflow, a run's kagzi_run_finished, and
+// the kagzi_wakeup of a parent its finished child woke. Writers that do not
+// defer (a plain UPDATE, kagzictl's) keep the trigger's notifications.
+#include <algorithm>
+#include <chrono>
+
+#include "store_fixture.h"
+
+namespace kagzi::testing {
+namespace {
+
+using std::chrono::milliseconds;
+using std::chrono::steady_clock;
+
+class NotifyTest : public StoreTest {
+ protected:
+  void SetUp() override {
+    StoreTest::SetUp();
+    auto conn = PgConnection::Connect(db_->url(), "kagzi-test-listener");
+    ASSERT_TRUE(conn.ok()) << conn.status().message();
+    listener_ = std::move(conn).value();
+    ASSERT_TRUE(listener_->Listen("kagzi_wakeup").ok());
+    ASSERT_TRUE(listener_->Listen("kagzi_run_finished").ok());
+  }
+
+  // Every notification that arrives until `expected` have and then none
+  // for a while, as "channel payload", sorted; fails the test if fewer
+  // than `expected` arrive within 10 s.
+  std::vector<std::string> Heard(std::size_t expected) {
+    std::vector<std::string> heard;
+    const auto give_up = steady_clock::now() + std::chrono::seconds(10);
+    while (true) {
+      const bool enough = heard.size() >= expected;
+      if (!enough && steady_clock::now() > give_up) {
+        ADD_FAILURE() << "heard " << heard.size() << " notifications, expected " << expected;
+        break;
+      }
+      auto got = listener_->WaitForNotifications(milliseconds(enough ? 300 : 100));
+      if (!got.ok()) {
+        ADD_FAILURE() << got.status().message();
+        break;
+      }
+      if (enough && got->empty()) break;
+      for (const auto& n : *got) heard.push_back(n.channel + " " + n.payload);
+    }
+    std::sort(heard.begin(), heard.end());
+    return heard;
+  }
+
+  std::unique_ptr<PgConnection> listener_;
+};
+
+TEST_F(NotifyTest, AStartIsAnnouncedOnce) {
+  Start("alpha");
+  EXPECT_EQ(Heard(1), std::vector<std::string>{"kagzi_wakeup alpha"});
+}
+
+TEST_F(NotifyTest, ABatchStartAnnouncesEachWorkflowOnce) {
+  std::vector<StartRequest> requests;
+  for (const char* wf : {"alpha", "beta", "alpha", "beta", "alpha"}) {
+    StartRequest r;
+    r.workflow = wf;
+    r.input = "{}";
+    requests.push_back(r);
+  }
+  auto started = store_->StartRuns(requests);
+  ASSERT_TRUE(started.ok()) << started.status().message();
+  EXPECT_EQ(Heard(2), (std::vector<std::string>{"kagzi_wakeup alpha", "kagzi_wakeup beta"}));
+}
+
+TEST_F(NotifyTest, AGroupAnnouncesTheRunsItEndedAndNoOthers) {
+  for (int i = 0; i < 3; ++i) Start("wf");
+  ClaimBatch batch = Claim(NewUuid(), {{"wf", 1}}, 3);
+  ASSERT_EQ(batch.runs.size(), 3u);
+  (void)Heard(1);  // the starts' wake-up
+  FencedWrite done;
+  done.kind = FencedWrite::Kind::kCompleteRun;
+  done.lease = LeaseOf(batch.runs[0]);
+  done.value = "{}";
+  FencedWrite failed;
+  failed.kind = FencedWrite::Kind::kFailRun;
+  failed.lease = LeaseOf(batch.runs[1]);
+  failed.value = "it broke";
+  FencedWrite step;
+  step.kind = FencedWrite::Kind::kRecordStep;
+  step.lease = LeaseOf(batch.runs[2]);
+  step.step = MakeStep("s", 0, "1");
+  FencedWrite stale = done;  // a lease the run no longer has: nothing ends
+  stale.lease = LeaseOf(batch.runs[2]);
+  stale.lease.epoch += 1;
+  store_->ApplyWrites({&done, &failed, &step, &stale});
+  ASSERT_TRUE(done.result.ok()) << done.result.message();
+  ASSERT_TRUE(failed.result.ok()) << failed.result.message();
+  ASSERT_TRUE(step.result.ok()) << step.result.message();
+  ASSERT_EQ(stale.result.code(), StatusCode::kConflict);
+  std::vector<std::string> expected = {"kagzi_run_finished " + batch.runs[0].run.id,
+                                       "kagzi_run_finished " + batch.runs[1].run.id};
+  std::sort(expected.begin(), expected.end());
+  EXPECT_EQ(Heard(2), expected);
+}
+
+TEST_F(NotifyTest, AChildThatEndsWakesItsParkedParent) {
+  const std::string parent = Start("parent");
+  (void)Heard(1);
+  db_->Query("UPDATE kagzi_runs SET status = 'SLEEPING', available_at = 'infinity' WHERE id = '" +
+             parent + "'");
+  const std::string child = NewUuid();
+  db_->Query("INSERT INTO kagzi_runs (id, workflow, input, parent_run_id) VALUES ('" + child +
+             "', 'child', '{}', '" + parent + "')");
+  (void)Heard(1);  // the child's start, announced by the trigger
+  ClaimBatch batch = Claim(NewUuid(), {{"child", 1}}, 1);
+  ASSERT_EQ(batch.runs.size(), 1u);
+  FencedWrite done;
+  done.kind = FencedWrite::Kind::kCompleteRun;
+  done.lease = LeaseOf(batch.runs[0]);
+  done.value = "{}";
+  store_->ApplyWrites({&done});
+  ASSERT_TRUE(done.result.ok()) << done.result.message();
+  EXPECT_EQ(Heard(2),
+            (std::vector<std::string>{"kagzi_run_finished " + child, "kagzi_wakeup parent"}));
+  EXPECT_EQ(Count("SELECT count(*) FROM kagzi_runs WHERE id = '" + parent +
+                  "' AND status = 'SLEEPING' AND available_at <= now()"),
+            1);
+}
+
+TEST_F(NotifyTest, AWriterThatDoesNotDeferIsAnnouncedByTheTrigger) {
+  const std::string id = Start("wf");
+  (void)Heard(1);
+  db_->Query("UPDATE kagzi_runs SET status = 'SLEEPING', available_at = 'infinity' WHERE id = '" +
+             id + "'");
+  db_->Query("SELECT kagzi_wake('" + id + "')");
+  EXPECT_EQ(Heard(1), std::vector<std::string>{"kagzi_wakeup wf"});
+  db_->Query("UPDATE kagzi_runs SET status = 'CANCELLED', available_at = now() WHERE id = '" + id +
+             "'");
+  EXPECT_EQ(Heard(1), std::vector<std::string>{"kagzi_run_finished " + id});
+}
+
+}  // namespace
+}  // namespace kagzi::testing
