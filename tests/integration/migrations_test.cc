@@ -80,6 +80,30 @@ TEST(MigrationsTest, ApplyingTwiceAppliesNothingTheSecondTime) {
   EXPECT_EQ(SchemaSnapshot(*db), schema);
 }
 
+// kagzi_us and kagzi_ts are inlined into the statements that call them
+// (migration 0006): declared more stable than their bodies, they ran as
+// functions of their own, planned afresh at every call. And they convert
+// exactly, both ways, with infinity as NULL.
+TEST(MigrationsTest, TimeConversionsAreInlinedAndExact) {
+  auto db = TestDatabase::Create();
+  ASSERT_NE(db, nullptr);
+  auto migrated = StoreOn(*db)->Migrate();
+  ASSERT_TRUE(migrated.ok()) << migrated.status().message();
+  auto conn = PgConnection::Connect(db->url(), "kagzi-test");
+  ASSERT_TRUE(conn.ok()) << conn.status().message();
+  auto plan = (*conn)->Exec(
+      "EXPLAIN (VERBOSE) SELECT kagzi_us(created_at), kagzi_ts(lease_epoch) FROM kagzi_runs");
+  ASSERT_TRUE(plan.ok()) << plan.status().message();
+  std::string text;
+  for (int i = 0; i < plan->rows(); ++i) text += std::string(plan->Get(i, 0)) + "\n";
+  EXPECT_EQ(text.find("kagzi_us("), std::string::npos) << text;
+  EXPECT_EQ(text.find("kagzi_ts("), std::string::npos) << text;
+  EXPECT_NE(text.find("EXTRACT(epoch"), std::string::npos) << text;
+  EXPECT_EQ(db->Query("SELECT kagzi_us(kagzi_ts(1700000000123456))"), "1700000000123456");
+  EXPECT_EQ(db->Query("SELECT kagzi_us(timestamptz '1970-01-01 00:00:01.5+00')"), "1500000");
+  EXPECT_EQ(db->Query("SELECT coalesce(kagzi_us('infinity')::text, 'null')"), "null");
+}
+
 TEST(MigrationsTest, ConcurrentDaemonsMigrateOnce) {
   auto db = TestDatabase::Create();
   ASSERT_NE(db, nullptr);
