@@ -257,6 +257,7 @@ Status RunContext::Fenced(FencedWrite::Kind kind, const StepRecord* step, std::s
   w.lease = control_->lease;
   if (step) w.step = *step;
   w.value = std::move(value);
+  if (kind != FencedWrite::Kind::kRecordStep) w.parent_run_id = claim_.run.parent_run_id;
   Status st = Write([&] {
     if (options_.writer) {
       options_.writer->Write(w);

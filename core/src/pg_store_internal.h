@@ -91,28 +91,34 @@ inline Status CheckRunId(std::string_view id) {
 // kNotifyAfterCommitMode first, which keeps the status trigger quiet, and
 // send what it would have sent as ExecTransaction's `after`:
 // NotifyStarted, kagzi_wakeup for the workflows of runs just started, or
-// NotifyFinished, kagzi_run_finished for each run that is terminal once
-// the transaction is over and kagzi_wakeup for their parents that are
-// claimable now (a finished child wakes its parent). A spurious or lost
-// notification costs only latency: daemons and waiters re-read the table.
+// NotifyFinished, kagzi_run_finished for each run whose end was written
+// and kagzi_wakeup for their parents that are claimable now (a finished
+// child wakes its parent). A spurious notification (an end refused
+// because the lease was lost) or a lost one costs only latency: daemons
+// and waiters re-read the table. The common statements read no table, so
+// that PostgreSQL keeps one generic plan for them.
 inline constexpr Statement kNotifyAfterCommitMode = {
     "kagzi_notify_after_commit_mode", "SELECT set_config('kagzi.notify', 'after_commit', true)"};
 inline constexpr Statement kNotifyStarted = {
     "kagzi_notify_started", "SELECT pg_notify('kagzi_wakeup', w) FROM unnest($1::text[]) AS w"};
 inline constexpr Statement kNotifyFinished = {
     "kagzi_notify_finished",
-    "SELECT pg_notify('kagzi_run_finished', r.id::text) FROM kagzi_runs r"
-    " WHERE r.id = ANY($1::uuid[]) AND r.status IN ('COMPLETED', 'FAILED', 'CANCELLED') "
+    "SELECT pg_notify('kagzi_run_finished', r) FROM unnest($1::text[]) AS r"};
+inline constexpr Statement kNotifyFinishedAndParents = {
+    "kagzi_notify_finished_and_parents",
+    "SELECT pg_notify('kagzi_run_finished', r) FROM unnest($1::text[]) AS r "
     "UNION ALL "
     "SELECT pg_notify('kagzi_wakeup', p.workflow) FROM kagzi_runs p"
-    " WHERE p.id IN (SELECT c.parent_run_id FROM kagzi_runs c WHERE c.id = ANY($1::uuid[]))"
-    "   AND p.status IN ('PENDING', 'SLEEPING') AND p.available_at <= now()"};
+    " WHERE p.id = ANY($2::uuid[]) AND p.status IN ('PENDING', 'SLEEPING')"
+    "   AND p.available_at <= now()"};
 
 inline PgConnection::Call NotifyStarted(const std::vector<std::string>& workflows) {
   return {&kNotifyStarted, {PgTextArray(workflows)}};
 }
-inline PgConnection::Call NotifyFinished(const std::vector<std::string>& run_ids) {
-  return {&kNotifyFinished, {PgTextArray(run_ids)}};
+inline PgConnection::Call NotifyFinished(const std::vector<std::string>& run_ids,
+                                         const std::vector<std::string>& parent_ids) {
+  if (parent_ids.empty()) return {&kNotifyFinished, {PgTextArray(run_ids)}};
+  return {&kNotifyFinishedAndParents, {PgTextArray(run_ids), PgTextArray(parent_ids)}};
 }
 
 }  // namespace kagzi::pg_internal

@@ -163,6 +163,9 @@ struct FencedWrite {
   Lease lease;
   StepRecord step;    // kRecordStep
   std::string value;  // kCompleteRun: the output JSON; kFailRun: the error
+  // kCompleteRun, kFailRun: the run's parent, which its end wakes (for the
+  // kagzi_wakeup sent after the commit).
+  std::optional<std::string> parent_run_id;
   Status result;
   WriteFeedback feedback;
 };
