@@ -62,10 +62,17 @@ const Statement kSessions = {
     "SELECT pid FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()"};
 const Statement kWalBytes = {"bench_wal_bytes",
                              "SELECT pg_wal_lsn_diff($2::pg_lsn, $1::pg_lsn)::bigint"};
+// COMMIT records between two WAL positions: of transactions that wrote
+// something else in the window (write commits), and of those that wrote
+// nothing but the commit (a transaction that only sent NOTIFY: it has a
+// transaction id, so its commit is logged, but nothing to flush).
 const Statement kCommitRecords = {
     "bench_commit_records",
-    "SELECT coalesce(sum(count), 0)::bigint FROM pg_get_wal_stats($1::pg_lsn, $2::pg_lsn, true)"
-    " WHERE \"resource_manager/record_type\" = 'Transaction/COMMIT'"};
+    "SELECT count(*) FILTER (WHERE wrote), count(*) FILTER (WHERE NOT wrote) FROM ("
+    "  SELECT bool_or(resource_manager <> 'Transaction') AS wrote"
+    "  FROM pg_get_wal_records_info($1::pg_lsn, $2::pg_lsn) WHERE xid <> '0'"
+    "  GROUP BY xid"
+    "  HAVING bool_or(resource_manager = 'Transaction' AND record_type = 'COMMIT')) c"};
 const Statement kClock = {"bench_clock",
                           "SELECT (extract(epoch FROM clock_timestamp()) * 1000000)::bigint"};
 
@@ -180,7 +187,7 @@ Status BenchServer::EnableWalInspect() {
       auto commits = CommitRecords(from->GetString(0, 0), to->GetString(0, 0));
       if (!commits.ok()) {
         walinspect_problem_ = "pg_get_wal_stats failed: " + commits.status().message();
-      } else if (commits->value_or(0) < 1) {
+      } else if (!*commits || (*commits)->writes < 1) {
         walinspect_problem_ = "pg_get_wal_stats found no COMMIT record of a write transaction";
       }
     }
@@ -313,16 +320,16 @@ Result<ServerCounters> BenchServer::ReadCounters(std::string_view db) {
   return c;
 }
 
-Result<std::optional<std::int64_t>> BenchServer::CommitRecords(const std::string& from,
+Result<std::optional<CommitCounts>> BenchServer::CommitRecords(const std::string& from,
                                                                const std::string& to) {
-  if (!walinspect_problem_.empty()) return std::optional<std::int64_t>();
-  if (from == to) return std::optional<std::int64_t>(0);
+  if (!walinspect_problem_.empty()) return std::optional<CommitCounts>();
+  if (from == to) return std::optional<CommitCounts>(CommitCounts{});
   auto r = control_->ExecPrepared(kCommitRecords, {from, to});
   if (!r.ok()) {
     return r.status().WithContext(
         fmt::format("counting WAL COMMIT records from {} to {}", from, to));
   }
-  return std::optional<std::int64_t>(r->GetInt(0, 0));
+  return std::optional<CommitCounts>(CommitCounts{r->GetInt(0, 0), r->GetInt(0, 1)});
 }
 
 Result<CounterDelta> BenchServer::Delta(const ServerCounters& before, const ServerCounters& after) {
@@ -338,7 +345,10 @@ Result<CounterDelta> BenchServer::Delta(const ServerCounters& before, const Serv
   d.wal_bytes = bytes->GetInt(0, 0);
   auto commits = CommitRecords(before.wal_flush_lsn, after.wal_flush_lsn);
   if (commits.ok()) {
-    d.commit_records = *commits;
+    if (*commits) {
+      d.commit_records = (*commits)->writes;
+      d.empty_commit_records = (*commits)->empty;
+    }
   } else {
     d.commit_records_problem = commits.status().message();  // the other figures still stand
   }

@@ -55,13 +55,20 @@ struct ServerCounters {
   std::chrono::steady_clock::time_point taken_at;
 };
 
+// COMMIT records in a stretch of WAL.
+struct CommitCounts {
+  std::int64_t writes = 0;  // of transactions that wrote something else too
+  std::int64_t empty = 0;   // of transactions that wrote nothing else (NOTIFY only)
+};
+
 // What happened between two readings.
 struct CounterDelta {
   std::int64_t xact_commit = 0;
   std::int64_t xact_rollback = 0;
   std::int64_t wal_bytes = 0;
   std::int64_t wal_syncs = 0;
-  std::optional<std::int64_t> commit_records;  // nullopt: pg_walinspect unavailable
+  std::optional<std::int64_t> commit_records;  // write commits; nullopt: pg_walinspect unavailable
+  std::optional<std::int64_t> empty_commit_records;  // commits of transactions that wrote nothing
   // Why commit_records could not be counted for this window (empty: it was,
   // or pg_walinspect is missing altogether). On a server other work shares
   // (the test suite's), the window's first WAL segment may be recycled
@@ -132,7 +139,7 @@ class BenchServer {
   Status EnableWalInspect();
   Status DropLeftovers();
   Status CalibrateConnectionCost();
-  Result<std::optional<std::int64_t>> CommitRecords(const std::string& from, const std::string& to);
+  Result<std::optional<CommitCounts>> CommitRecords(const std::string& from, const std::string& to);
 
   ServerOptions options_;
   std::string base_url_;

@@ -164,6 +164,7 @@ void WriteWorkload(JsonWriter& w, const WorkloadResult& r) {
   OptNum(w, "steps_per_workflow", r.steps_per_workflow);
   OptNum(w, "transactions_per_workflow", r.transactions_per_workflow);
   OptNum(w, "write_commits_per_workflow", r.write_commits_per_workflow);
+  OptNum(w, "empty_commits_per_workflow", r.empty_commits_per_workflow);
   OptNum(w, "wal_bytes_per_workflow", r.wal_bytes_per_workflow);
   OptNum(w, "fsyncs_per_workflow", r.fsyncs_per_workflow);
   Key(w, "counters");
@@ -172,6 +173,7 @@ void WriteWorkload(JsonWriter& w, const WorkloadResult& r) {
   Int(w, "xact_rollback", r.xact_rollback);
   Int(w, "own_transactions_subtracted", r.own_transactions);
   OptInt(w, "wal_commit_records", r.commit_records);
+  OptInt(w, "wal_empty_commit_records", r.empty_commit_records);
   Int(w, "wal_bytes", r.wal_bytes);
   Int(w, "wal_syncs", r.wal_syncs);
   w.EndObject();
@@ -249,7 +251,7 @@ std::optional<Percentiles> ComputePercentiles(std::vector<double> samples) {
 
 std::string FormatTable(const RunInfo& info, const std::vector<WorkloadResult>& results) {
   std::vector<std::vector<std::string>> rows = {{"workload", "runs", "done", "starts/s", "wf/s",
-                                                 "steps/s", "xact/wf", "commits/wf", "WAL/wf",
+                                                 "steps/s", "xact/wf", "commits/wf", "empty/wf", "WAL/wf",
                                                  "fsync/wf", "p50 ms", "p95 ms", "p99 ms", "max ms",
                                                  "kagzid CPU s", "PG CPU s", "RSS MiB max/sum"}};
   for (const auto& r : results) {
@@ -259,6 +261,7 @@ std::string FormatTable(const RunInfo& info, const std::vector<WorkloadResult>& 
     row.push_back(Rate(r.steps_per_second));
     row.push_back(PerWorkflow(r.transactions_per_workflow));
     row.push_back(PerWorkflow(r.write_commits_per_workflow));
+    row.push_back(PerWorkflow(r.empty_commits_per_workflow));
     row.push_back(Bytes(r.wal_bytes_per_workflow));
     row.push_back(PerWorkflow(r.fsyncs_per_workflow));
     for (auto pick : {&Percentiles::p50, &Percentiles::p95, &Percentiles::p99, &Percentiles::max}) {

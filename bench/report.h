@@ -77,7 +77,10 @@ struct WorkloadResult {
 
   // Per workflow started in the window.
   std::optional<double> transactions_per_workflow;   // xact_commit + xact_rollback
-  std::optional<double> write_commits_per_workflow;  // WAL COMMIT records
+  // WAL COMMIT records of transactions that wrote data, and of those that
+  // wrote nothing else (the notifications sent after a commit).
+  std::optional<double> write_commits_per_workflow;
+  std::optional<double> empty_commits_per_workflow;
   std::optional<double> wal_bytes_per_workflow;
   std::optional<double> fsyncs_per_workflow;
   // The raw deltas the per-workflow figures come from.
@@ -85,6 +88,7 @@ struct WorkloadResult {
   std::int64_t xact_rollback = 0;
   std::int64_t own_transactions = 0;  // the bench's own, subtracted
   std::optional<std::int64_t> commit_records;
+  std::optional<std::int64_t> empty_commit_records;
   std::int64_t wal_bytes = 0;
   std::int64_t wal_syncs = 0;
 

@@ -370,6 +370,7 @@ void ApplyDelta(const CounterDelta& d, std::int64_t own, int runs, WorkloadResul
   result->xact_rollback = d.xact_rollback;
   result->own_transactions = own;
   result->commit_records = d.commit_records;
+  result->empty_commit_records = d.empty_commit_records;
   result->wal_bytes = d.wal_bytes;
   result->wal_syncs = d.wal_syncs;
   result->pg_cpu_seconds = d.cpu_seconds;
@@ -382,6 +383,8 @@ void ApplyDelta(const CounterDelta& d, std::int64_t own, int runs, WorkloadResul
       static_cast<double>(d.xact_commit + d.xact_rollback - own) / n;
   if (d.commit_records)
     result->write_commits_per_workflow = static_cast<double>(*d.commit_records) / n;
+  if (d.empty_commit_records)
+    result->empty_commits_per_workflow = static_cast<double>(*d.empty_commit_records) / n;
   result->wal_bytes_per_workflow = static_cast<double>(d.wal_bytes) / n;
   result->fsyncs_per_workflow = static_cast<double>(d.wal_syncs) / n;
 }
