@@ -51,6 +51,15 @@ std::string PgTextArray(const std::vector<std::string>& items) {
   return out + "}";
 }
 
+std::string PgArray(const std::vector<std::optional<std::string>>& items) {
+  std::string out = "{";
+  for (std::size_t i = 0; i < items.size(); ++i) {
+    if (i) out += ',';
+    out += items[i] ? QuoteArrayElement(*items[i]) : std::string("NULL");
+  }
+  return out + "}";
+}
+
 std::string PgIntArray(const std::vector<std::int64_t>& items) {
   std::string out = "{";
   for (std::size_t i = 0; i < items.size(); ++i) {

@@ -121,7 +121,7 @@ const Statement kNextWake = {
   "   OR (kagzi_steps.status = EXCLUDED.status AND kagzi_steps.kind = EXCLUDED.kind"         \
   "       AND kagzi_steps.output::text IS NOT DISTINCT FROM EXCLUDED.output::text"           \
   "       AND kagzi_steps.error IS NOT DISTINCT FROM EXCLUDED.error))"                       \
-  " RETURNING 1"
+  " RETURNING run_id, step_id"
 
 const Statement kRecordStep = {
     "kagzi_record_step",
@@ -135,6 +135,35 @@ const Statement kRecordStep = {
     "    $14, $15::uuid FROM lease WHERE lease.in_time" KAGZI_UPSERT_STEP_CONFLICT
     ") "
     "SELECT (SELECT count(*) FROM ins), cancel_requested, cancel_reason, in_time FROM lease"};
+
+// Many kRecordStep at once (a group of the GroupCommitter): the same
+// writes and checks, $1..$15 holding kRecordStep's parameters as arrays,
+// one element per write. Row locks are taken in run id order. One row per
+// write, in order: whether its entry was written, the run's cancellation
+// request, and whether the lease matched.
+const Statement kRecordSteps = {
+    "kagzi_record_steps",
+    "WITH w AS (SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::bigint[], $4::text[],"
+    "    $5::int[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::int[],"
+    "    $12::bigint[], $13::bigint[], $14::text[], $15::uuid[]) WITH ORDINALITY"
+    "  AS w(run_id, owner, epoch, step_id, seq, kind, status, output, error, error_kind,"
+    "       attempts, wake_at, started_at, event_name, child_run_id, ord)), "
+    "lease AS (SELECT r.id, r.lease_owner, r.lease_epoch, r.cancel_requested, r.cancel_reason,"
+    "    (r.deadline_at IS NULL OR r.deadline_at > now()) AS in_time FROM kagzi_runs r"
+    "  WHERE (r.id, r.lease_owner, r.lease_epoch) IN (SELECT run_id, owner, epoch FROM w)"
+    "    AND r.status = 'RUNNING' ORDER BY r.id FOR NO KEY UPDATE), "
+    "mine AS (SELECT w.*, lease.in_time FROM w JOIN lease ON lease.id = w.run_id"
+    "  AND lease.lease_owner = w.owner AND lease.lease_epoch = w.epoch), "
+    "ins AS (INSERT INTO kagzi_steps (run_id, step_id, seq, kind, status, output, error,"
+    "    error_kind, attempts, wake_at, started_at, event_name, child_run_id)"
+    "  SELECT run_id, step_id, seq, kind, status, output::json, error, error_kind, attempts,"
+    "    kagzi_ts(wake_at), kagzi_ts(started_at), event_name, child_run_id"
+    "  FROM mine WHERE in_time ORDER BY ord" KAGZI_UPSERT_STEP_CONFLICT
+    ") "
+    "SELECT EXISTS (SELECT 1 FROM ins WHERE ins.run_id = w.run_id AND ins.step_id = w.step_id),"
+    "  lease.cancel_requested, lease.cancel_reason, lease.id IS NOT NULL"
+    " FROM w LEFT JOIN lease ON lease.id = w.run_id AND lease.lease_owner = w.owner"
+    "   AND lease.lease_epoch = w.epoch ORDER BY w.ord"};
 
 const Statement kPark = {
     "kagzi_park",
@@ -456,8 +485,9 @@ namespace {
 // kExplainClaim).
 PgConnection::Call ClaimCall(const ClaimRequest& req, const std::string& names,
                              const std::string& versions) {
-  return {&kClaim, {req.owner, names, versions, req.limit,
-                    static_cast<std::int64_t>(req.lease_ttl.count())}};
+  return {
+      &kClaim,
+      {req.owner, names, versions, req.limit, static_cast<std::int64_t>(req.lease_ttl.count())}};
 }
 
 }  // namespace
@@ -672,6 +702,31 @@ bool RecordStepWritten(const PgResult& r, WriteFeedback* feedback) {
   return r.GetInt(0, 0) == 1;
 }
 
+// kRecordSteps' parameters: column k holds parameter k of each write's
+// kRecordStep.
+std::vector<PgParam> RecordStepsParams(const std::vector<FencedWrite*>& steps) {
+  std::vector<std::vector<std::optional<std::string>>> columns;
+  for (const FencedWrite* w : steps) {
+    std::vector<PgParam> params = RecordStepParams(w->lease, w->step);
+    columns.resize(params.size());
+    for (std::size_t k = 0; k < params.size(); ++k) columns[k].push_back(params[k].value());
+  }
+  std::vector<PgParam> out;
+  out.reserve(columns.size());
+  for (const auto& column : columns) out.emplace_back(PgArray(column));
+  return out;
+}
+
+// kRecordSteps' answer for the write in row `row`, like RecordStepWritten.
+bool RecordStepsWritten(const PgResult& r, int row, WriteFeedback* feedback) {
+  if (row >= r.rows() || !r.GetBool(row, 3)) return false;  // the lease did not match
+  if (feedback) {
+    feedback->cancel_requested = r.GetBool(row, 1);
+    feedback->cancel_reason = r.GetOptional(row, 2);
+  }
+  return r.GetBool(row, 0);
+}
+
 std::string RecordedWhat(const StepRecord& s) {
   return fmt::format("step \"{}\" was recorded", s.step_id);
 }
@@ -839,8 +894,7 @@ void Store::ApplyWrites(const std::vector<FencedWrite*>& writes) {
 void PgStore::ApplyWrites(const std::vector<FencedWrite*>& writes) {
   // A lone step record goes as a statement of its own; a group, or a run's
   // end (whose notifications go after the commit), as one pipeline.
-  if (writes.empty() ||
-      (writes.size() == 1 && writes[0]->kind == FencedWrite::Kind::kRecordStep)) {
+  if (writes.empty() || (writes.size() == 1 && writes[0]->kind == FencedWrite::Kind::kRecordStep)) {
     return Store::ApplyWrites(writes);
   }
   // Row locks are taken in run id order, so two daemons' groups never wait
@@ -850,31 +904,34 @@ void PgStore::ApplyWrites(const std::vector<FencedWrite*>& writes) {
   std::sort(sorted.begin(), sorted.end(), [](const FencedWrite* a, const FencedWrite* b) {
     return a->lease.run_id < b->lease.run_id;
   });
-  // Runs that end here: their kagzi_run_finished goes after the commit
-  // (kNotifyAfterCommitMode, first in the group), not inside it.
+  // The calls: the notification mode if runs end here (their
+  // kagzi_run_finished goes after the commit, not inside it), then the step
+  // records (one statement for all of them), then each end of a run.
+  std::vector<FencedWrite*> steps;
+  std::vector<FencedWrite*> ends;
   std::vector<std::string> finishing;
   std::vector<std::string> parents;
-  for (const FencedWrite* w : sorted) {
-    if (w->kind == FencedWrite::Kind::kRecordStep) continue;
+  for (FencedWrite* w : sorted) {
+    if (w->kind == FencedWrite::Kind::kRecordStep) {
+      steps.push_back(w);
+      continue;
+    }
+    ends.push_back(w);
     finishing.push_back(w->lease.run_id);
     if (w->parent_run_id) parents.push_back(*w->parent_run_id);
   }
-  const std::size_t first = finishing.empty() ? 0 : 1;  // calls[first + i] is sorted[i]
   std::vector<PgConnection::Call> calls;
-  calls.reserve(first + sorted.size());
-  if (first == 1) calls.push_back({&kNotifyAfterCommitMode, {}});
-  for (const FencedWrite* w : sorted) {
-    switch (w->kind) {
-      case FencedWrite::Kind::kRecordStep:
-        calls.push_back({&kRecordStep, RecordStepParams(w->lease, w->step)});
-        break;
-      case FencedWrite::Kind::kCompleteRun:
-        calls.push_back({&kComplete, {w->lease.run_id, w->lease.owner, w->lease.epoch, w->value}});
-        break;
-      case FencedWrite::Kind::kFailRun:
-        calls.push_back({&kFail, {w->lease.run_id, w->lease.owner, w->lease.epoch, w->value}});
-        break;
-    }
+  if (!ends.empty()) calls.push_back({&kNotifyAfterCommitMode, {}});
+  const std::size_t steps_call = calls.size();
+  if (steps.size() == 1) {
+    calls.push_back({&kRecordStep, RecordStepParams(steps[0]->lease, steps[0]->step)});
+  } else if (steps.size() > 1) {
+    calls.push_back({&kRecordSteps, RecordStepsParams(steps)});
+  }
+  const std::size_t first_end = calls.size();  // calls[first_end + i] is ends[i]
+  for (const FencedWrite* w : ends) {
+    const Statement* stmt = w->kind == FencedWrite::Kind::kCompleteRun ? &kComplete : &kFail;
+    calls.push_back({stmt, {w->lease.run_id, w->lease.owner, w->lease.epoch, w->value}});
   }
   const PgConnection::Call notify = NotifyFinished(finishing, parents);
   {
@@ -883,24 +940,23 @@ void PgStore::ApplyWrites(const std::vector<FencedWrite*>& writes) {
       for (FencedWrite* w : sorted) w->result = conn.status();
       return;
     }
-    auto results = (*conn)->ExecTransaction(calls, first == 1 ? &notify : nullptr);
+    auto results = (*conn)->ExecTransaction(calls, ends.empty() ? nullptr : &notify);
     if (results.ok()) {
-      for (std::size_t i = 0; i < sorted.size(); ++i) {
-        FencedWrite* w = sorted[i];
-        const PgResult& r = (*results)[first + i];
-        switch (w->kind) {
-          case FencedWrite::Kind::kRecordStep:
-            w->result = RecordStepWritten(r, &w->feedback)
-                            ? Status::Ok()
-                            : WhyNothingWritten(**conn, w->lease, RecordedWhat(w->step));
-            break;
-          case FencedWrite::Kind::kCompleteRun:
-            w->result = r.Affected() == 0 ? LeaseLost(w->lease, "completed") : Status::Ok();
-            break;
-          case FencedWrite::Kind::kFailRun:
-            w->result = r.Affected() == 0 ? LeaseLost(w->lease, "failed") : Status::Ok();
-            break;
-        }
+      for (std::size_t i = 0; i < steps.size(); ++i) {
+        FencedWrite* w = steps[i];
+        const PgResult& r = (*results)[steps_call];
+        const bool written = steps.size() == 1
+                                 ? RecordStepWritten(r, &w->feedback)
+                                 : RecordStepsWritten(r, static_cast<int>(i), &w->feedback);
+        w->result =
+            written ? Status::Ok() : WhyNothingWritten(**conn, w->lease, RecordedWhat(w->step));
+      }
+      for (std::size_t i = 0; i < ends.size(); ++i) {
+        FencedWrite* w = ends[i];
+        const bool completed = w->kind == FencedWrite::Kind::kCompleteRun;
+        w->result = (*results)[first_end + i].Affected() == 0
+                        ? LeaseLost(w->lease, completed ? "completed" : "failed")
+                        : Status::Ok();
       }
       return;
     }

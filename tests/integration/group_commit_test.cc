@@ -74,6 +74,35 @@ TEST_F(GroupCommitTest, AGroupIsOneTransactionAndEachWriteGetsItsOwnAnswer) {
             2);
 }
 
+// A group's step records go as one statement (kRecordSteps); each still
+// gets the answer its own RecordStep would have given.
+TEST_F(GroupCommitTest, StepsOfAGroupAreOneStatementAndEachIsAnsweredAsAlone) {
+  auto runs = StartAndClaim(4);
+  ASSERT_TRUE(store_->RecordStep(LeaseOf(runs[1]), MakeStep("x", 0, "1")).ok());
+  db_->Query("UPDATE kagzi_runs SET deadline_at = now() - interval '1 second' WHERE id = '" +
+             runs[2].run.id + "'");
+  FencedWrite a = StepWrite(runs[0], "a", 0);
+  FencedWrite changed = StepWrite(runs[1], "x", 0);  // "x" was recorded with another output
+  FencedWrite late = StepWrite(runs[2], "c", 0);
+  FencedWrite p = StepWrite(runs[3], "p", 0);  // two members of one run's parallel group
+  FencedWrite q = StepWrite(runs[3], "q", 1);
+  store_->ApplyWrites({&q, &late, &a, &changed, &p});
+
+  EXPECT_TRUE(a.result.ok()) << a.result.message();
+  EXPECT_EQ(changed.result.code(), StatusCode::kInternal) << changed.result.message();
+  EXPECT_NE(changed.result.message().find("conflicts with the recorded journal"), std::string::npos)
+      << changed.result.message();
+  EXPECT_EQ(late.result.code(), StatusCode::kPermanent) << late.result.message();
+  EXPECT_NE(late.result.message().find("deadline exceeded"), std::string::npos)
+      << late.result.message();
+  EXPECT_TRUE(p.result.ok()) << p.result.message();
+  EXPECT_TRUE(q.result.ok()) << q.result.message();
+  EXPECT_EQ(Count("SELECT count(*) FROM kagzi_steps WHERE step_id IN ('a', 'p', 'q')"), 3);
+  EXPECT_EQ(Count("SELECT count(*) FROM kagzi_steps WHERE step_id = 'c'"), 0);
+  EXPECT_EQ(db_->Query("SELECT output::text FROM kagzi_steps WHERE step_id = 'x'"), "1");
+  EXPECT_EQ(WritingTransactions("kagzi_steps", "step_id IN ('a', 'p', 'q')"), 1);
+}
+
 TEST_F(GroupCommitTest, CancelRequestsReachTheWriterInTheGroup) {
   auto runs = StartAndClaim(2);
   auto cancelled = store_->RequestCancel(runs[1].run.id, "stop it");

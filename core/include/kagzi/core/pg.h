@@ -55,6 +55,9 @@ class PgParam {
 // escapes every element).
 std::string PgTextArray(const std::vector<std::string>& items);
 std::string PgIntArray(const std::vector<std::int64_t>& items);
+// An array literal of any element type from text values, nullopt as NULL:
+// column k of many calls' parameters, for one statement over unnest().
+std::string PgArray(const std::vector<std::optional<std::string>>& items);
 
 // Owns a PGresult. Row/column access returns views valid while it lives.
 class PgResult {
