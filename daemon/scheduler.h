@@ -5,6 +5,9 @@
 // executors. It wakes on NOTIFY kagzi_wakeup (a run was started or given
 // back), on a timer for the earliest parked run or lease expiry it knows
 // of, when an executor frees a slot, and at poll_interval as the safety net.
+// It listens only while it has no backlog: with one (its last claim was
+// full) it claims again as slots free up, and notifications would only
+// cost a transaction in its listening backend and a wake-up here.
 // Owns one database connection (LISTEN) besides the Store's pool, and one
 // thread. Thread-safe: Wake(), NoteWakeAt() and Stop() may be called from
 // any thread.
@@ -47,7 +50,10 @@ class Scheduler {
 
  private:
   void ThreadMain();
+  // Connects the listener if needed and LISTENs; false if it cannot.
   bool EnsureListener();
+  // UNLISTENs (the connection stays open), while the daemon has a backlog.
+  void StopListening();
   // Waits on the listener socket and the wake eventfd.
   void WaitForWork(std::chrono::milliseconds timeout);
   std::chrono::steady_clock::time_point LocalTime(Micros db_time) const;
@@ -61,6 +67,7 @@ class Scheduler {
   int wake_fd_ = -1;  // eventfd
   std::atomic<bool> stopping_{false};
   std::unique_ptr<PgConnection> listener_;  // scheduler thread only
+  bool listening_ = false;                  // LISTEN kagzi_wakeup is on, on listener_
   std::thread thread_;
 
   std::mutex mu_;

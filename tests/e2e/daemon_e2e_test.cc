@@ -209,6 +209,30 @@ TEST_F(DaemonE2E, FiveHundredConcurrentRunsOverTwoDaemonsCompleteExactlyOnce) {
   EXPECT_EQ(b->Wait(seconds(30)), 0);
 }
 
+// With a backlog a daemon stops listening for wake-ups (it claims again as
+// slots free up anyway). Once the backlog is gone it listens again: a run
+// started afterwards is taken at once, not at the next poll.
+TEST_F(DaemonE2E, AfterABacklogDrainsANewRunIsHeardWithoutWaitingForThePoll) {
+  FillPluginDir(plugin_dir_, {FixturePluginPath("ledger.so")});
+  DaemonOptions opts;
+  opts.poll_interval = "60s";  // polling cannot help: only NOTIFY can
+  opts.lease_ttl = "120s";     // nor the timer for the next lease expiry
+  opts.heartbeat_interval = "10s";
+  opts.concurrency = 2;
+  auto d = StartReadyDaemon(db_->url(), plugin_dir_, Log("kagzid"), opts);
+  std::string ledger = dir_.path() + "/ledger.txt";
+  std::vector<std::string> ids;
+  for (int i = 0; i < 12; ++i) ids.push_back(StartRun("ledger", LedgerInput(ledger, 2, 50)));
+  for (const auto& id : ids) {
+    ASSERT_TRUE(WaitForStatus(id, RunStatus::kCompleted, seconds(50))) << d->Log();
+  }
+  std::this_thread::sleep_for(milliseconds(200));  // the daemon settles down to wait
+  const std::string late = StartRun("ledger", LedgerInput(ledger, 2, 0));
+  EXPECT_TRUE(WaitForStatus(late, RunStatus::kCompleted, seconds(30))) << d->Log();
+  d->Signal(SIGTERM);
+  EXPECT_EQ(d->Wait(seconds(30)), 0);
+}
+
 TEST_F(DaemonE2E, SigtermDrainsAndHandsRunsOverWithoutWaitingForLeaseExpiry) {
   FillPluginDir(plugin_dir_, {FixturePluginPath("ledger.so")});
   DaemonOptions opts;
