@@ -170,8 +170,7 @@ RunContext::RunContext(Store& store, const ClaimedRun& claim, Micros db_now,
       handle_{kContextMagic, this},
       thread_(std::this_thread::get_id()),
       db_now_at_claim_(db_now),
-      claimed_at_(std::chrono::steady_clock::now()),
-      rng_(std::random_device{}()) {
+      claimed_at_(std::chrono::steady_clock::now()) {
   for (const auto& step : claim_.journal) {
     journal_by_id_[step.step_id] = &step;
     if (step.seq >= 0) {
@@ -425,6 +424,11 @@ Status RunContext::ParsePolicy(const kagzi_retry_policy* p, RetryPolicy* out) co
   return Status::Ok();
 }
 
+std::mt19937_64& RunContext::Rng() const {
+  if (!rng_) rng_.emplace(std::random_device{}());
+  return *rng_;
+}
+
 std::chrono::milliseconds RunContext::Backoff(const RetryPolicy& policy, int attempt) const {
   double base = static_cast<double>(policy.initial_interval.count()) *
                 std::pow(policy.multiplier, std::max(0, attempt - 1));
@@ -433,7 +437,7 @@ std::chrono::milliseconds RunContext::Backoff(const RetryPolicy& policy, int att
   if (policy.jitter > 0) {
     std::lock_guard lock(g_rng_mu);
     std::uniform_real_distribution<double> d(1.0 - policy.jitter, 1.0 + policy.jitter);
-    factor = d(rng_);
+    factor = d(Rng());
   }
   return std::chrono::milliseconds(std::max<std::int64_t>(1, std::llround(base * factor)));
 }
@@ -1033,7 +1037,7 @@ kagzi_status RunContext::RandomU64(const char* step_id, std::uint64_t* value) {
       step_id,
       [this] {
         std::lock_guard lock(g_rng_mu);
-        return std::to_string(rng_());
+        return std::to_string(Rng()());
       },
       &text);
   if (st != KAGZI_OK) return st;
