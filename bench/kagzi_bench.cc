@@ -167,7 +167,8 @@ int Main(int argc, char** argv) {
   app.add_option("--daemons", f.daemons, "kagzid processes (default 1)")->check(CLI::Range(1, 16));
   app.add_option("--start-mode", f.start_mode,
                  "How bench0, bench3, sleep and backlog start their runs: per-start "
-                 "(PgStore::StartRun, one run per call and commit; the default) or batch "
+                 "(PgStore::StartRun, one run per call, concurrent calls sharing commits; the "
+                 "default) or batch "
                  "(PgStore::StartRuns, --batch-size runs per call and commit). idle-latency "
                  "always starts one run at a time")
       ->check(CLI::IsMember({"per-start", "batch"}));
@@ -264,8 +265,9 @@ int Main(int argc, char** argv) {
                                 "client library; idle-latency: PgStore::StartRun)",
                                 f.batch_size)
                           : std::string(
-                                "PgStore::StartRun, one INSERT and commit per run (kagzi_core, the "
-                                "client library kagzictl start uses)");
+                                "PgStore::StartRun, one run per call from each client thread; "
+                                "concurrent calls share commits (kagzi_core, the client library "
+                                "kagzictl start uses)");
   info.kagzid = f.kagzid;
   info.plugin = f.plugin_dir + "/bench.so";
   info.bench_build_type = kBuildType;

@@ -12,6 +12,7 @@
 #include "kagzi/core/store.h"
 #include "kagzi/core/validation.h"
 #include "pg_store_internal.h"
+#include "start_group.h"
 
 namespace kagzi {
 namespace {
@@ -64,6 +65,9 @@ using namespace pg_internal;  // NOLINT(google-build-using-namespace)
   "SELECT " KAGZI_RUN_COLUMNS ", kagzi_us(now()) FROM claimed r ORDER BY r.id"
 
 const Statement kClaim = {"kagzi_claim", KAGZI_CLAIM_SQL};
+
+// The most concurrent StartRun calls one transaction takes (StartGroup).
+constexpr std::size_t kMaxStartsPerCommit = 1000;
 
 // Run before the claim, in its transaction: the claim's plan must walk the
 // claim indexes in order, never read and sort every runnable run. Planned
@@ -390,7 +394,8 @@ std::optional<StepKind> ParseStepKind(std::string_view s) {
 
 PgStore::PgStore(PgStoreOptions options)
     : options_(std::move(options)),
-      pool_(options_.database_url, options_.application_name, options_.pool_size) {}
+      pool_(options_.database_url, options_.application_name, options_.pool_size),
+      starts_(std::make_unique<StartGroup>(kMaxStartsPerCommit)) {}
 
 PgStore::~PgStore() = default;
 

@@ -10,6 +10,7 @@
 #include "kagzi/core/store.h"
 #include "kagzi/core/validation.h"
 #include "pg_store_internal.h"
+#include "start_group.h"
 
 namespace kagzi {
 namespace {
@@ -29,9 +30,6 @@ const Statement kStart = {
     "VALUES (gen_random_uuid(), $1, $2::json, $3, $4,"
     " now() + $5::bigint * interval '1 millisecond') "
     "ON CONFLICT (idempotency_key) DO NOTHING RETURNING id::text"};
-
-const Statement kFindByKey = {
-    "kagzi_find_by_key", "SELECT id::text, workflow FROM kagzi_runs WHERE idempotency_key = $1"};
 
 const Statement kFindByKeys = {"kagzi_find_by_keys",
                                "SELECT idempotency_key, id::text, workflow FROM kagzi_runs"
@@ -187,37 +185,57 @@ Result<StartResult> KeyTakenAnswer(
 
 Result<StartResult> PgStore::StartRun(const StartRequest& req) {
   KAGZI_RETURN_IF_ERROR(CheckStart(req, ""));
-  auto conn = pool_.Acquire();
-  if (!conn.ok()) return conn.status();
-  // The daemons hear of the run by a NOTIFY sent after the commit, in the
-  // same round trip (see kNotifyAfterCommitMode).
-  const PgConnection::Call notify = NotifyStarted({req.workflow});
-  auto r = (*conn)->ExecTransaction({{&kNotifyAfterCommitMode, {}}, {&kStart, StartParams(req)}},
-                                    &notify);
-  if (!r.ok()) return r.status();
-  const PgResult& inserted = (*r)[1];
-  if (inserted.rows() == 1) return StartResult{inserted.GetString(0, 0), true};
-  auto existing = (*conn)->ExecPrepared(kFindByKey, {*req.idempotency_key});
-  if (!existing.ok()) return existing.status();
-  if (existing->rows() == 0) return KeyTakenAnswer(req, std::nullopt);
-  return KeyTakenAnswer(req, std::make_pair(existing->GetString(0, 0), existing->GetString(0, 1)));
+  // Concurrent calls share a transaction (StartGroup); each returns once its
+  // own run is durable.
+  return starts_->Start(req, [this](const std::vector<StartGroup::Pending*>& group) {
+    std::vector<const StartRequest*> requests;
+    requests.reserve(group.size());
+    for (const auto* p : group) requests.push_back(p->request);
+    auto results = InsertRuns(requests);
+    if (results.ok()) {
+      for (std::size_t i = 0; i < group.size(); ++i) group[i]->result = std::move((*results)[i]);
+      return;
+    }
+    // Lost connection (whether it committed is unknown: starting again
+    // could start a run twice) or a lone start: the error is the answer.
+    if (group.size() == 1 || results.status().code() == StatusCode::kUnavailable) {
+      for (auto* p : group) p->result = results.status();
+      return;
+    }
+    // A statement failed, so nothing was started: each goes on its own, and
+    // only the one at fault gets the error.
+    for (auto* p : group) {
+      auto one = InsertRuns({p->request});
+      p->result = one.ok() ? std::move((*one)[0]) : Result<StartResult>(one.status());
+    }
+  });
 }
 
 Result<std::vector<Result<StartResult>>> PgStore::StartRuns(
     const std::vector<StartRequest>& requests) {
+  std::vector<const StartRequest*> checked;
+  checked.reserve(requests.size());
+  for (std::size_t i = 0; i < requests.size(); ++i) {
+    KAGZI_RETURN_IF_ERROR(CheckStart(requests[i], fmt::format("run #{}", i + 1)));
+    checked.push_back(&requests[i]);
+  }
+  return InsertRuns(checked);
+}
+
+Result<std::vector<Result<StartResult>>> PgStore::InsertRuns(
+    const std::vector<const StartRequest*>& requests) {
+  std::vector<Result<StartResult>> out;
+  if (requests.empty()) return out;
   // calls[0] defers the notifications to after the commit (one per
   // workflow, not one per run); calls[i + 1] starts requests[i].
   std::vector<PgConnection::Call> calls;
   calls.reserve(requests.size() + 1);
   calls.push_back({&kNotifyAfterCommitMode, {}});
   std::vector<std::string> workflows;
-  for (std::size_t i = 0; i < requests.size(); ++i) {
-    KAGZI_RETURN_IF_ERROR(CheckStart(requests[i], fmt::format("run #{}", i + 1)));
-    calls.push_back({&kStart, StartParams(requests[i])});
-    workflows.push_back(requests[i].workflow);
+  for (const StartRequest* req : requests) {
+    calls.push_back({&kStart, StartParams(*req)});
+    workflows.push_back(req->workflow);
   }
-  std::vector<Result<StartResult>> out;
-  if (requests.empty()) return out;
   std::sort(workflows.begin(), workflows.end());
   workflows.erase(std::unique(workflows.begin(), workflows.end()), workflows.end());
   const PgConnection::Call notify = NotifyStarted(workflows);
@@ -235,7 +253,7 @@ Result<std::vector<Result<StartResult>>> PgStore::StartRuns(
   // key: re-running a batch of 100,000 would make 100,000 round trips).
   std::vector<std::string> taken;
   for (std::size_t i = 0; i < requests.size(); ++i) {
-    if (created[i].empty()) taken.push_back(*requests[i].idempotency_key);
+    if (created[i].empty()) taken.push_back(*requests[i]->idempotency_key);
   }
   std::map<std::string, std::pair<std::string, std::string>, std::less<>> holders;  // key: id, wf
   if (!taken.empty()) {
@@ -247,7 +265,7 @@ Result<std::vector<Result<StartResult>>> PgStore::StartRuns(
   }
   out.reserve(requests.size());
   for (std::size_t i = 0; i < requests.size(); ++i) {
-    const StartRequest& req = requests[i];
+    const StartRequest& req = *requests[i];
     if (!created[i].empty()) {
       out.emplace_back(StartResult{std::move(created[i]), true});
       continue;

@@ -3,7 +3,9 @@
 // daemons and their workflows, waiting for a run, and surviving the loss of
 // pooled connections.
 #include <algorithm>
+#include <atomic>
 #include <latch>
+#include <limits>
 #include <mutex>
 #include <set>
 #include <thread>
@@ -103,6 +105,112 @@ TEST_F(ClientTest, ConcurrentStartsWithOneKeyCreateOneRun) {
   EXPECT_EQ(created, 1);
   EXPECT_EQ(ids.size(), 1u);
   EXPECT_EQ(Count("SELECT count(*) FROM kagzi_runs"), 1);
+}
+
+// StartGroup: the StartRun calls of many threads of one process share
+// transactions; each still gets its own run, durable when the call returns.
+TEST_F(ClientTest, ConcurrentStartsOfOneStoreShareCommitsAndEachGetsItsRun) {
+  constexpr int kThreads = 32;
+  constexpr int kEach = 10;
+  auto store = NewStore(4);
+  std::mutex mu;
+  std::vector<std::string> ids;
+  std::latch go(kThreads);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      go.arrive_and_wait();
+      for (int k = 0; k < kEach; ++k) {
+        StartRequest req;
+        req.workflow = "hello";
+        req.input = "{\"t\":" + std::to_string(t) + ",\"k\":" + std::to_string(k) + "}";
+        auto r = store->StartRun(req);
+        ASSERT_TRUE(r.ok()) << r.status().message();
+        EXPECT_TRUE(r->created);
+        // Durable (committed) by the time the call returns.
+        EXPECT_EQ(Get(r->run_id).input, req.input);
+        std::lock_guard lock(mu);
+        ids.push_back(r->run_id);
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  ASSERT_EQ(ids.size(), static_cast<std::size_t>(kThreads * kEach));
+  EXPECT_EQ(std::set<std::string>(ids.begin(), ids.end()).size(), ids.size());
+  EXPECT_EQ(Count("SELECT count(*) FROM kagzi_runs"), kThreads * kEach);
+  EXPECT_LT(Count("SELECT count(DISTINCT xmin::text) FROM kagzi_runs"), kThreads * kEach)
+      << "no two concurrent starts shared a transaction";
+}
+
+TEST_F(ClientTest, ConcurrentStartsOfOneStoreWithOneKeyCreateOneRun) {
+  constexpr int kThreads = 16;
+  auto store = NewStore(4);
+  std::mutex mu;
+  std::vector<Result<StartResult>> results;
+  std::latch go(kThreads);
+  std::vector<std::thread> threads;
+  for (int i = 0; i < kThreads; ++i) {
+    threads.emplace_back([&] {
+      StartRequest req;
+      req.workflow = "hello";
+      req.idempotency_key = "shared-key";
+      go.arrive_and_wait();
+      auto r = store->StartRun(req);
+      std::lock_guard lock(mu);
+      results.push_back(std::move(r));
+    });
+  }
+  for (auto& t : threads) t.join();
+  int created = 0;
+  std::set<std::string> ids;
+  for (const auto& r : results) {
+    ASSERT_TRUE(r.ok()) << r.status().message();
+    created += r->created ? 1 : 0;
+    ids.insert(r->run_id);
+  }
+  EXPECT_EQ(created, 1);
+  EXPECT_EQ(ids.size(), 1u);
+  EXPECT_EQ(Count("SELECT count(*) FROM kagzi_runs"), 1);
+}
+
+// A start the database refuses (its deadline overflows an interval) among
+// concurrent good ones: if they shared its transaction, they go again on
+// their own; only the bad one fails.
+TEST_F(ClientTest, AStartTheDatabaseRefusesFailsAloneAmongConcurrentStarts) {
+  constexpr int kThreads = 16;
+  constexpr int kEach = 5;
+  auto store = NewStore(4);
+  std::atomic<int> good{0};
+  std::atomic<int> refused{0};
+  std::latch go(kThreads);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      go.arrive_and_wait();
+      for (int k = 0; k < kEach; ++k) {
+        StartRequest req;
+        req.workflow = "hello";
+        if (t == 0)
+          req.timeout = std::chrono::milliseconds(std::numeric_limits<std::int64_t>::max());
+        auto r = store->StartRun(req);
+        if (t == 0) {
+          EXPECT_FALSE(r.ok());
+          if (!r.ok()) {
+            EXPECT_NE(r.status().message().find("out of range"), std::string::npos)
+                << r.status().message();
+            ++refused;
+          }
+        } else {
+          EXPECT_TRUE(r.ok()) << r.status().message();
+          if (r.ok()) ++good;
+        }
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(refused, kEach);
+  EXPECT_EQ(good, (kThreads - 1) * kEach);
+  EXPECT_EQ(Count("SELECT count(*) FROM kagzi_runs"), (kThreads - 1) * kEach);
 }
 
 TEST_F(ClientTest, InvalidJsonInputIsRefusedAndNothingIsInserted) {

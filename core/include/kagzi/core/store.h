@@ -353,6 +353,10 @@ struct PgStoreOptions {
   int pool_size = 4;
 };
 
+namespace pg_internal {
+class StartGroup;
+}  // namespace pg_internal
+
 class PgStore final : public Store {
  public:
   explicit PgStore(PgStoreOptions options);
@@ -414,12 +418,17 @@ class PgStore final : public Store {
   Status RetryRun(std::string_view run_id) override;
 
  private:
+  // Inserts already-checked requests in one transaction and announces them
+  // after its commit: StartRuns, and each group of concurrent StartRun.
+  Result<std::vector<Result<StartResult>>> InsertRuns(
+      const std::vector<const StartRequest*>& requests);
   // Adds the journals of `run_ids` (claimed again) to their runs in `batch`.
   static Status ReadJournals(PgConnection& c, const std::vector<std::string>& run_ids,
                              ClaimBatch& batch);
 
   PgStoreOptions options_;
   PgPool pool_;
+  std::unique_ptr<pg_internal::StartGroup> starts_;  // concurrent StartRun calls
 };
 
 }  // namespace kagzi

@@ -1,0 +1,72 @@
+// StartGroup: concurrent PgStore::StartRun calls of one process share a
+// transaction, the client's side of group commit. Internal to core/.
+//
+// A caller queues its request. If no commit is in progress it commits
+// everything queued (up to max_batch, itself included) in one transaction;
+// otherwise it waits, and the requests that arrive meanwhile form the next
+// group. There is no timer: a lone start (kagzictl start) commits at once,
+// and each caller returns only once its own run is durable, or refused.
+#pragma once
+
+#include <condition_variable>
+#include <cstddef>
+#include <deque>
+#include <functional>
+#include <mutex>
+#include <optional>
+#include <vector>
+
+#include "kagzi/core/store.h"
+
+namespace kagzi::pg_internal {
+
+class StartGroup {
+ public:
+  struct Pending {
+    const StartRequest* request;
+    std::optional<Result<StartResult>> result;
+  };
+  // Commits a group: sets the result of every Pending it is given.
+  using Commit = std::function<void(const std::vector<Pending*>&)>;
+
+  explicit StartGroup(std::size_t max_batch) : max_batch_(max_batch) {}
+
+  Result<StartResult> Start(const StartRequest& request, const Commit& commit) {
+    Pending me{&request, std::nullopt};
+    std::unique_lock lock(mu_);
+    queue_.push_back(&me);
+    while (!me.result) {
+      if (committing_) {
+        done_.wait(lock);
+        continue;
+      }
+      committing_ = true;
+      std::vector<Pending*> group;
+      while (!queue_.empty() && group.size() < max_batch_) {
+        group.push_back(queue_.front());
+        queue_.pop_front();
+      }
+      lock.unlock();
+      struct Done {  // hands the turn on however commit() returns
+        StartGroup* self;
+        std::unique_lock<std::mutex>* lock;
+        ~Done() {
+          lock->lock();
+          self->committing_ = false;
+          self->done_.notify_all();
+        }
+      } done{this, &lock};
+      commit(group);
+    }
+    return std::move(*me.result);
+  }
+
+ private:
+  const std::size_t max_batch_;
+  std::mutex mu_;
+  std::condition_variable done_;  // a group was committed
+  std::deque<Pending*> queue_;
+  bool committing_ = false;
+};
+
+}  // namespace kagzi::pg_internal
