@@ -24,7 +24,8 @@ class StartGroup {
  public:
   struct Pending {
     const StartRequest* request;
-    std::optional<Result<StartResult>> result;
+    std::optional<Result<StartResult>> result;  // set by the committing caller
+    bool done = false;                          // under the mutex, once `result` is final
   };
   // Commits a group: sets the result of every Pending it is given.
   using Commit = std::function<void(const std::vector<Pending*>&)>;
@@ -35,7 +36,7 @@ class StartGroup {
     Pending me{&request, std::nullopt};
     std::unique_lock lock(mu_);
     queue_.push_back(&me);
-    while (!me.result) {
+    while (!me.done) {
       if (committing_) {
         done_.wait(lock);
         continue;
@@ -47,15 +48,21 @@ class StartGroup {
         queue_.pop_front();
       }
       lock.unlock();
-      struct Done {  // hands the turn on however commit() returns
+      // Hands the results over and the turn on, however commit() returns.
+      struct Done {
         StartGroup* self;
         std::unique_lock<std::mutex>* lock;
+        const std::vector<Pending*>* group;
         ~Done() {
           lock->lock();
+          for (Pending* p : *group) {
+            if (!p->result) p->result = Status::Internal("the start's group commit ended early");
+            p->done = true;
+          }
           self->committing_ = false;
           self->done_.notify_all();
         }
-      } done{this, &lock};
+      } done{this, &lock, &group};
       commit(group);
     }
     return std::move(*me.result);
