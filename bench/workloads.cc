@@ -672,11 +672,13 @@ Status WorkloadRunner::RunThroughput(const std::string& workflow, int runs, bool
   auto delta = server_.Delta(*before, *after);
   if (!delta.ok()) return delta.status();
   // The bench's own transactions: the monitor's queries and connection, and
-  // each client connection's start and its preparing of the start
-  // statement (one transaction each).
-  const std::int64_t own =
-      own_queries + server_.transactions_per_connection() +
-      static_cast<std::int64_t>(*clients) * (server_.transactions_per_connection() + 1);
+  // each client connection's start and its preparing of the start's three
+  // statements (the notification mode, the insert, the notification; one
+  // transaction each).
+  constexpr std::int64_t kStartStatements = 3;
+  const std::int64_t own = own_queries + server_.transactions_per_connection() +
+                           static_cast<std::int64_t>(*clients) *
+                               (server_.transactions_per_connection() + kStartStatements);
   ApplyDelta(*delta, own, result->runs, result);
   if (!failure.ok()) return failure;
 
