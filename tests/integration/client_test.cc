@@ -4,6 +4,7 @@
 // pooled connections.
 #include <algorithm>
 #include <atomic>
+#include <functional>
 #include <latch>
 #include <limits>
 #include <mutex>
@@ -22,7 +23,10 @@ namespace {
 
 using std::chrono::milliseconds;
 
-class ClientTest : public StoreTest {};
+class ClientTest : public StoreTest {
+ public:
+  int RunCount() const { return Count("SELECT count(*) FROM kagzi_runs"); }
+};
 
 TEST_F(ClientTest, StartRunStoresThePendingRun) {
   StartRequest req;
@@ -75,26 +79,26 @@ TEST_F(ClientTest, IdempotencyKeyReturnsTheSameRun) {
   EXPECT_EQ(Count("SELECT count(*) FROM kagzi_runs"), 1);
 }
 
-TEST_F(ClientTest, ConcurrentStartsWithOneKeyCreateOneRun) {
-  constexpr int kThreads = 8;
-  std::vector<std::unique_ptr<PgStore>> stores;
-  for (int i = 0; i < kThreads; ++i) stores.push_back(NewStore(1));
+// Starts `threads` runs with one idempotency key at once, thread i
+// through store_for(i): exactly one run is created and every call gets it.
+void ExpectOneRunForOneKey(ClientTest& test, int threads,
+                           const std::function<PgStore&(int)>& store_for) {
   std::mutex mu;
   std::vector<Result<StartResult>> results;
-  std::latch go(kThreads);
-  std::vector<std::thread> threads;
-  for (int i = 0; i < kThreads; ++i) {
-    threads.emplace_back([&, i] {
+  std::latch go(threads);
+  std::vector<std::thread> workers;
+  for (int i = 0; i < threads; ++i) {
+    workers.emplace_back([&, i] {
       StartRequest req;
       req.workflow = "hello";
       req.idempotency_key = "same-key";
       go.arrive_and_wait();
-      auto r = stores[static_cast<std::size_t>(i)]->StartRun(req);
+      auto r = store_for(i).StartRun(req);
       std::lock_guard lock(mu);
       results.push_back(std::move(r));
     });
   }
-  for (auto& t : threads) t.join();
+  for (auto& t : workers) t.join();
   int created = 0;
   std::set<std::string> ids;
   for (const auto& r : results) {
@@ -104,7 +108,15 @@ TEST_F(ClientTest, ConcurrentStartsWithOneKeyCreateOneRun) {
   }
   EXPECT_EQ(created, 1);
   EXPECT_EQ(ids.size(), 1u);
-  EXPECT_EQ(Count("SELECT count(*) FROM kagzi_runs"), 1);
+  EXPECT_EQ(test.RunCount(), 1);
+}
+
+TEST_F(ClientTest, ConcurrentStartsWithOneKeyCreateOneRun) {
+  constexpr int kThreads = 8;
+  std::vector<std::unique_ptr<PgStore>> stores;
+  for (int i = 0; i < kThreads; ++i) stores.push_back(NewStore(1));
+  ExpectOneRunForOneKey(*this, kThreads,
+                        [&](int i) -> PgStore& { return *stores[static_cast<std::size_t>(i)]; });
 }
 
 // StartGroup: the StartRun calls of many threads of one process share
@@ -143,34 +155,8 @@ TEST_F(ClientTest, ConcurrentStartsOfOneStoreShareCommitsAndEachGetsItsRun) {
 }
 
 TEST_F(ClientTest, ConcurrentStartsOfOneStoreWithOneKeyCreateOneRun) {
-  constexpr int kThreads = 16;
   auto store = NewStore(4);
-  std::mutex mu;
-  std::vector<Result<StartResult>> results;
-  std::latch go(kThreads);
-  std::vector<std::thread> threads;
-  for (int i = 0; i < kThreads; ++i) {
-    threads.emplace_back([&] {
-      StartRequest req;
-      req.workflow = "hello";
-      req.idempotency_key = "shared-key";
-      go.arrive_and_wait();
-      auto r = store->StartRun(req);
-      std::lock_guard lock(mu);
-      results.push_back(std::move(r));
-    });
-  }
-  for (auto& t : threads) t.join();
-  int created = 0;
-  std::set<std::string> ids;
-  for (const auto& r : results) {
-    ASSERT_TRUE(r.ok()) << r.status().message();
-    created += r->created ? 1 : 0;
-    ids.insert(r->run_id);
-  }
-  EXPECT_EQ(created, 1);
-  EXPECT_EQ(ids.size(), 1u);
-  EXPECT_EQ(Count("SELECT count(*) FROM kagzi_runs"), 1);
+  ExpectOneRunForOneKey(*this, 16, [&](int) -> PgStore& { return *store; });
 }
 
 // A start the database refuses (its deadline overflows an interval) among
