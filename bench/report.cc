@@ -250,10 +250,10 @@ std::optional<Percentiles> ComputePercentiles(std::vector<double> samples) {
 }
 
 std::string FormatTable(const RunInfo& info, const std::vector<WorkloadResult>& results) {
-  std::vector<std::vector<std::string>> rows = {{"workload", "runs", "done", "starts/s", "wf/s",
-                                                 "steps/s", "xact/wf", "commits/wf", "empty/wf", "WAL/wf",
-                                                 "fsync/wf", "p50 ms", "p95 ms", "p99 ms", "max ms",
-                                                 "kagzid CPU s", "PG CPU s", "RSS MiB max/sum"}};
+  std::vector<std::vector<std::string>> rows = {
+      {"workload", "runs", "done", "starts/s", "wf/s", "steps/s", "xact/wf", "commits/wf",
+       "empty/wf", "WAL/wf", "fsync/wf", "p50 ms", "p95 ms", "p99 ms", "max ms", "kagzid CPU s",
+       "PG CPU s", "RSS MiB max/sum"}};
   for (const auto& r : results) {
     std::vector<std::string> row = {r.name, std::to_string(r.runs), std::to_string(r.completed)};
     row.push_back(Rate(r.starts_per_second));

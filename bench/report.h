@@ -76,7 +76,7 @@ struct WorkloadResult {
   std::optional<double> steps_per_workflow;
 
   // Per workflow started in the window.
-  std::optional<double> transactions_per_workflow;   // xact_commit + xact_rollback
+  std::optional<double> transactions_per_workflow;  // xact_commit + xact_rollback
   // WAL COMMIT records of transactions that wrote data, and of those that
   // wrote nothing else (the notifications sent after a commit).
   std::optional<double> write_commits_per_workflow;
