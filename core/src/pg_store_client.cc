@@ -188,26 +188,9 @@ Result<StartResult> PgStore::StartRun(const StartRequest& req) {
   // Concurrent calls share a transaction (StartGroup); each returns once its
   // own run is durable.
   return starts_->Start(req, [this](const std::vector<StartGroup::Pending*>& group) {
-    std::vector<const StartRequest*> requests;
-    requests.reserve(group.size());
-    for (const auto* p : group) requests.push_back(p->request);
-    auto results = InsertRuns(requests);
-    if (results.ok()) {
-      for (std::size_t i = 0; i < group.size(); ++i) group[i]->result = std::move((*results)[i]);
-      return;
-    }
-    // Lost connection (whether it committed is unknown: starting again
-    // could start a run twice) or a lone start: the error is the answer.
-    if (group.size() == 1 || results.status().code() == StatusCode::kUnavailable) {
-      for (auto* p : group) p->result = results.status();
-      return;
-    }
-    // A statement failed, so nothing was started: each goes on its own, and
-    // only the one at fault gets the error.
-    for (auto* p : group) {
-      auto one = InsertRuns({p->request});
-      p->result = one.ok() ? std::move((*one)[0]) : Result<StartResult>(one.status());
-    }
+    StartGroup::CommitGroup(group, [this](const std::vector<const StartRequest*>& requests) {
+      return InsertRuns(requests);
+    });
   });
 }
 

@@ -29,6 +29,39 @@ class StartGroup {
   };
   // Commits a group: sets the result of every Pending it is given.
   using Commit = std::function<void(const std::vector<Pending*>&)>;
+  // Makes requests in one transaction (PgStore::InsertRuns).
+  using Insert = std::function<Result<std::vector<Result<StartResult>>>(
+      const std::vector<const StartRequest*>&)>;
+
+  // A Commit made of an Insert: the whole group in one transaction. If that
+  // fails, a statement failed and nothing was started, so each request goes
+  // again on its own and only the one at fault gets the error. But a lost
+  // connection (kUnavailable: the outcome is unknown) is every member's
+  // answer, as it would be for a lone start: starting them again could
+  // start a run twice.
+  static void CommitGroup(const std::vector<Pending*>& group, const Insert& insert) {
+    std::vector<const StartRequest*> requests;
+    requests.reserve(group.size());
+    for (const Pending* p : group) requests.push_back(p->request);
+    auto results = insert(requests);
+    if (results.ok() && results->size() == group.size()) {
+      for (std::size_t i = 0; i < group.size(); ++i) group[i]->result = std::move((*results)[i]);
+      return;
+    }
+    Status failure =
+        results.ok() ? Status::Internal("{} answers for {} starts", results->size(), group.size())
+                     : results.status();
+    if (group.size() == 1 || failure.code() == StatusCode::kUnavailable) {
+      for (Pending* p : group) p->result = failure;
+      return;
+    }
+    for (Pending* p : group) {
+      auto one = insert({p->request});
+      p->result = one.ok() && one->size() == 1 ? std::move((*one)[0])
+                  : one.ok() ? Result<StartResult>(Status::Internal("no answer for a start"))
+                             : Result<StartResult>(one.status());
+    }
+  }
 
   explicit StartGroup(std::size_t max_batch) : max_batch_(max_batch) {}
 

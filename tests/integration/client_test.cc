@@ -199,6 +199,68 @@ TEST_F(ClientTest, AStartTheDatabaseRefusesFailsAloneAmongConcurrentStarts) {
   EXPECT_EQ(Count("SELECT count(*) FROM kagzi_runs"), (kThreads - 1) * kEach);
 }
 
+// Concurrent starts while their connections are killed over and over:
+// every call is answered (a run or an error), every run a call reported
+// exists, and no call started more than one run. (That a group whose
+// commit's outcome is unknown is not sent again is pinned down by
+// start_group_unit.CommitGroupTest: a kill lands in that window too rarely
+// to test it here.)
+TEST_F(ClientTest, StartsWhoseConnectionsAreKilledAreEachAnsweredAndStartAtMostOneRun) {
+  constexpr int kThreads = 16;
+  constexpr int kEach = 20;
+  PgStoreOptions options;
+  options.database_url = db_->url();
+  options.application_name = "kagzi-test-starts";
+  options.pool_size = 4;
+  PgStore store(options);
+  std::atomic<bool> done{false};
+  std::atomic<int> killed{0};
+  std::thread killer([&] {
+    auto conn = PgConnection::Connect(db_->url(), "kagzi-test-killer");
+    ASSERT_TRUE(conn.ok()) << conn.status().message();
+    while (!done) {
+      auto r = (*conn)->Exec(
+          "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+          " WHERE application_name = 'kagzi-test-starts'");
+      if (r.ok()) killed += static_cast<int>(r->GetInt(0, 0));
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+  });
+  std::mutex mu;
+  std::vector<std::string> ids;
+  std::atomic<int> failed{0};
+  std::latch go(kThreads);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&] {
+      go.arrive_and_wait();
+      for (int k = 0; k < kEach; ++k) {
+        StartRequest req;
+        req.workflow = "hello";
+        auto r = store.StartRun(req);
+        if (!r.ok()) {
+          EXPECT_FALSE(r.status().message().empty());
+          ++failed;
+          continue;
+        }
+        std::lock_guard lock(mu);
+        ids.push_back(r->run_id);
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  done = true;
+  killer.join();
+  const int calls = kThreads * kEach;
+  EXPECT_EQ(static_cast<int>(ids.size()) + failed, calls);
+  EXPECT_EQ(std::set<std::string>(ids.begin(), ids.end()).size(), ids.size());
+  const int rows = Count("SELECT count(*) FROM kagzi_runs");
+  EXPECT_LE(rows, calls) << "more runs than calls";
+  EXPECT_GE(rows, static_cast<int>(ids.size()));
+  for (const auto& id : ids) EXPECT_EQ(Get(id).id, id);
+  EXPECT_GT(killed, 0) << "no connection was killed: the test proved nothing";
+}
+
 TEST_F(ClientTest, InvalidJsonInputIsRefusedAndNothingIsInserted) {
   for (const char* bad : {"{\"a\":", "not json", "", "{'a': 1}", "[1,]"}) {
     StartRequest req;
