@@ -229,31 +229,15 @@ Status PgConnection::ExecTransaction(const std::vector<Call>& calls,
   }
   Status first_error;
   for (std::size_t i = 0; i < calls.size(); ++i) {
-    const Call& call = calls[i];
-    PGresult* raw = PQgetResult(conn_);
-    if (raw == nullptr) {
-      broken_ = true;
-      return Status::Unavailable("statement {}: no result: {}", call.stmt->name,
-                                 Trim(PQerrorMessage(conn_)));
+    auto res = TakePipelinedResult(*calls[i].stmt);
+    if (!res.ok()) return res.status();
+    if (PQresultStatus(res->raw()) != PGRES_PIPELINE_ABORTED && first_error.ok()) {
+      first_error = StatusFromResult(res->raw(), fmt::format("statement {}", calls[i].stmt->name));
     }
-    PgResult res(raw);
-    if (PQresultStatus(raw) != PGRES_PIPELINE_ABORTED && first_error.ok()) {
-      first_error = StatusFromResult(raw, fmt::format("statement {}", call.stmt->name));
-    }
-    if (first_error.ok()) each(i, res);
-    // Each statement's results end with a NULL.
-    if (PGresult* extra = PQgetResult(conn_); extra != nullptr) {
-      PQclear(extra);
-      broken_ = true;
-      return Status::Unavailable("statement {}: unexpected extra result", call.stmt->name);
-    }
+    if (first_error.ok()) each(i, *res);
   }
-  PGresult* sync = PQgetResult(conn_);
-  const bool synced = sync != nullptr && PQresultStatus(sync) == PGRES_PIPELINE_SYNC;
-  PQclear(sync);
-  if (!synced) {
+  if (!TakePipelineSync()) {
     // No answer to the Sync: the commit's outcome is unknown.
-    broken_ = true;
     return Status::Unavailable("commit of a pipelined transaction: {}",
                                Trim(PQerrorMessage(conn_)));
   }
@@ -273,25 +257,36 @@ Status PgConnection::ExecTransaction(const std::vector<Call>& calls,
   return first_error;
 }
 
-Status PgConnection::TakeAfterCommit(const Call& after) {
+Result<PgResult> PgConnection::TakePipelinedResult(const Statement& stmt) {
   PGresult* raw = PQgetResult(conn_);
   if (raw == nullptr) {
     broken_ = true;
-    return Status::Unavailable("statement {}: no result: {}", after.stmt->name,
+    return Status::Unavailable("statement {}: no result: {}", stmt.name,
                                Trim(PQerrorMessage(conn_)));
   }
-  Status st = StatusFromResult(raw, fmt::format("statement {}", after.stmt->name));
-  PQclear(raw);
-  if (PGresult* end = PQgetResult(conn_); end != nullptr) {  // the statement's closing NULL
-    PQclear(end);
+  PgResult res(raw);
+  // Each statement's results end with a NULL.
+  if (PGresult* extra = PQgetResult(conn_); extra != nullptr) {
+    PQclear(extra);
     broken_ = true;
-    return Status::Unavailable("statement {}: unexpected extra result", after.stmt->name);
+    return Status::Unavailable("statement {}: unexpected extra result", stmt.name);
   }
+  return res;
+}
+
+bool PgConnection::TakePipelineSync() {
   PGresult* sync = PQgetResult(conn_);
   const bool synced = sync != nullptr && PQresultStatus(sync) == PGRES_PIPELINE_SYNC;
   PQclear(sync);
-  if (!synced) {
-    broken_ = true;
+  if (!synced) broken_ = true;
+  return synced;
+}
+
+Status PgConnection::TakeAfterCommit(const Call& after) {
+  auto res = TakePipelinedResult(*after.stmt);
+  if (!res.ok()) return res.status();
+  Status st = StatusFromResult(res->raw(), fmt::format("statement {}", after.stmt->name));
+  if (!TakePipelineSync()) {
     return Status::Unavailable("statement {}: no sync: {}", after.stmt->name,
                                Trim(PQerrorMessage(conn_)));
   }

@@ -78,6 +78,7 @@ class PgResult {
   std::optional<std::int64_t> GetOptionalInt(int row, int col) const;
   bool GetBool(int row, int col) const { return Get(row, col) == "t"; }
   int ColumnIndex(const char* name) const { return PQfnumber(res_.get(), name); }
+  const PGresult* raw() const { return res_.get(); }
   // Rows affected by INSERT/UPDATE/DELETE.
   std::int64_t Affected() const;
 
@@ -157,6 +158,12 @@ class PgConnection {
   explicit PgConnection(PGconn* conn) : conn_(conn) {}
   Status StatusFromResult(const PGresult* res, std::string_view what);
   Status Prepare(const Statement& stmt);
+  // Pipeline mode: the next statement's result (and its closing NULL), or
+  // kUnavailable with the connection marked broken.
+  Result<PgResult> TakePipelinedResult(const Statement& stmt);
+  // Pipeline mode: the Sync's answer; false (connection marked broken) if
+  // it did not come.
+  bool TakePipelineSync();
   // Reads the answer to ExecTransaction's `after` and its Sync.
   Status TakeAfterCommit(const Call& after);
 
