@@ -442,14 +442,18 @@ std::chrono::milliseconds RunContext::Backoff(const RetryPolicy& policy, int att
   return std::chrono::milliseconds(std::max<std::int64_t>(1, std::llround(base * factor)));
 }
 
-RunContext::Attempt RunContext::RunStepFunction(kagzi_step_fn fn, void* user,
-                                                const std::string& id) const {
+RunContext::Attempt RunContext::RunStepFunction(kagzi_step_fn fn, void* user, const std::string& id,
+                                                SlotStepGroup* group) const {
   ScopedLogContext log_ctx({.step = id});
   StepWriter sink;
   sink.limit = static_cast<std::size_t>(options_.max_payload_bytes);
   kagzi_writer writer{sizeof(kagzi_writer), KAGZI_ABI_MAJOR, KAGZI_ABI_MINOR, &sink, WriterWrite};
   Attempt a;
-  SlotEnterStep(id);
+  if (group != nullptr) {
+    group->Enter(id);
+  } else {
+    SlotEnterStep(id);
+  }
   try {
     a.status = fn(user, &writer);
   } catch (const std::exception& e) {
@@ -459,7 +463,11 @@ RunContext::Attempt RunContext::RunStepFunction(kagzi_step_fn fn, void* user,
     a.status = KAGZI_ERR_PERMANENT;
     sink.buffer = "step function threw a C++ exception across the C ABI";
   }
-  SlotLeaveStep();
+  if (group != nullptr) {
+    group->Leave(id);
+  } else {
+    SlotLeaveStep();
+  }
   a.overflow = sink.overflow;
   a.text = std::move(sink.buffer);
   return a;
@@ -928,13 +936,14 @@ kagzi_status RunContext::Parallel(kagzi_parallel_step* steps, std::size_t count,
     in_step_ = true;
     current_step_ = "parallel group";
     const int slot = CurrentSlot();  // parallel members are blamed on this run
+    SlotStepGroup slot_group;
     auto worker = [&] {
       BindThreadToSlot(slot);
       ScopedLogContext log_ctx({.run_id = claim_.run.id, .workflow = claim_.run.workflow});
       for (std::size_t k = next++; k < to_run.size(); k = next++) {
         Slot& s = *to_run[k];
         const Micros started = DbNow();
-        Attempt a = RunStepFunction(s.item->fn, s.item->user, s.id);
+        Attempt a = RunStepFunction(s.item->fn, s.item->user, s.id, &slot_group);
         StepPlan plan = PlanStep(s.id, s.seq, s.attempt, s.policy, std::move(a), started);
         if (plan.result != KAGZI_ERR_MISUSE) {
           if (plan.retry_in) {

@@ -36,7 +36,8 @@
 
 namespace kagzi::daemon {
 class RunContext;
-}
+class SlotStepGroup;
+}  // namespace kagzi::daemon
 
 // The opaque context of plugin.h, as the host defines it.
 struct kagzi_context {
@@ -165,7 +166,10 @@ class RunContext {
   // commit) when there is one; retried like Write.
   Status Fenced(FencedWrite::Kind kind, const StepRecord* step, std::string value,
                 WriteFeedback* feedback = nullptr);
-  Attempt RunStepFunction(kagzi_step_fn fn, void* user, const std::string& id) const;
+  // Runs a step function; `group` is set for a parallel group's members,
+  // which share the run's crash slot.
+  Attempt RunStepFunction(kagzi_step_fn fn, void* user, const std::string& id,
+                          SlotStepGroup* group = nullptr) const;
   StepPlan PlanStep(const std::string& id, int seq, int attempt, const RetryPolicy& policy,
                     Attempt attempt_result, Micros started) const;
   std::chrono::milliseconds Backoff(const RetryPolicy& policy, int attempt) const;

@@ -245,7 +245,12 @@ void Supervisor::OnWorkerDeath(Worker& w, int wait_status) {
   } else if (int slot = sh.crashed_slot.load(); slot >= 0 && slot < kMaxWorkerSlots) {
     const CrashSlot& s = sh.slots[slot];
     std::string run(s.run_id, strnlen(s.run_id, sizeof(s.run_id)));
-    std::string step(s.step_id, strnlen(s.step_id, sizeof(s.step_id)));
+    // The step the crashing thread was in; step_id is the oldest running
+    // member when a parallel group shares the slot.
+    const bool step_known = s.crash_step_known.load() != 0;
+    std::string step =
+        step_known ? std::string(s.crash_step_id, strnlen(s.crash_step_id, sizeof(s.crash_step_id)))
+                   : std::string(s.step_id, strnlen(s.step_id, sizeof(s.step_id)));
     // The blamed thread's own reason: the worker may have died of another
     // thread's fault a moment later (whose run is not blamed).
     if (const int sig = s.crash_signal.load(); sig == kCrashExitCalled) {
@@ -255,7 +260,7 @@ void Supervisor::OnWorkerDeath(Worker& w, int wait_status) {
     }
     if (!run.empty()) {
       death.blamed_run_id = run;
-      death.reason = s.state.load() == 2
+      death.reason = step_known || s.state.load() == 2
                          ? fmt::format("{} while running step \"{}\"", what, step)
                          : fmt::format("{} while running the workflow's code", what);
     } else {

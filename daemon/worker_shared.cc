@@ -8,6 +8,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <new>
@@ -17,6 +18,8 @@ namespace {
 
 WorkerShared* g_shared = nullptr;
 thread_local int t_slot = -1;
+// The step function this thread is inside (its id), for the crash handler.
+thread_local const char* t_step = nullptr;
 constexpr int kFatalSignals[] = {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT, SIGTRAP, SIGSYS};
 
 void RecordCrash(int sig) {
@@ -26,9 +29,16 @@ void RecordCrash(int sig) {
   // crash wins the blame. Two runs of one worker may fail at once (one
   // aborts while another calls exit()): the blamed run is given its own
   // reason, never the other's.
-  g_shared->slots[t_slot].crash_signal.store(sig);
+  CrashSlot& slot = g_shared->slots[t_slot];
+  slot.crash_signal.store(sig);
   std::int32_t expected = -1;
-  g_shared->crashed_slot.compare_exchange_strong(expected, t_slot);
+  if (!g_shared->crashed_slot.compare_exchange_strong(expected, t_slot)) return;
+  if (const char* step = t_step; step != nullptr) {
+    const std::size_t n = strnlen(step, sizeof(slot.crash_step_id) - 1);
+    std::memcpy(slot.crash_step_id, step, n);
+    slot.crash_step_id[n] = '\0';
+    slot.crash_step_known.store(1);
+  }
 }
 
 void OnFatalSignal(int sig) {
@@ -89,8 +99,10 @@ void ResetWorkerShared(WorkerShared* shared) {
     slot.version = 0;
     slot.step_started_ms = 0;
     slot.crash_signal = 0;
+    slot.crash_step_known = 0;
     std::memset(slot.run_id, 0, sizeof(slot.run_id));
     std::memset(slot.step_id, 0, sizeof(slot.step_id));
+    std::memset(slot.crash_step_id, 0, sizeof(slot.crash_step_id));
   }
 }
 
@@ -120,17 +132,25 @@ void SlotEnterRun(const std::string& run_id) {
   s->version.fetch_add(1);
 }
 
-void SlotEnterStep(const std::string& step_id) {
+namespace {
+void SetSlotStep(const std::string& step_id, std::int64_t started_ms) {
   CrashSlot* s = MySlot();
   if (s == nullptr) return;
   s->version.fetch_add(1);
   WriteSlotText(s->step_id, sizeof(s->step_id), step_id);
-  s->step_started_ms = MonotonicMs();
+  s->step_started_ms = started_ms;
   s->state = 2;
   s->version.fetch_add(1);
 }
+}  // namespace
+
+void SlotEnterStep(const std::string& step_id) {
+  t_step = step_id.c_str();
+  SetSlotStep(step_id, MonotonicMs());
+}
 
 void SlotLeaveStep() {
+  t_step = nullptr;
   CrashSlot* s = MySlot();
   if (s == nullptr) return;
   s->state = 1;
@@ -140,6 +160,28 @@ void SlotLeaveRun() {
   CrashSlot* s = MySlot();
   if (s == nullptr) return;
   s->state = 0;
+}
+
+void SlotStepGroup::Enter(const std::string& step_id) {
+  t_step = step_id.c_str();
+  std::lock_guard lock(mu_);
+  running_.emplace_back(step_id, MonotonicMs());
+  if (running_.size() == 1) SetSlotStep(running_.front().first, running_.front().second);
+}
+
+void SlotStepGroup::Leave(const std::string& step_id) {
+  t_step = nullptr;
+  std::lock_guard lock(mu_);
+  auto it = std::find_if(running_.begin(), running_.end(),
+                         [&](const auto& r) { return r.first == step_id; });
+  if (it == running_.end()) return;
+  const bool was_oldest = it == running_.begin();
+  running_.erase(it);
+  if (running_.empty()) {
+    SlotLeaveStep();
+  } else if (was_oldest) {
+    SetSlotStep(running_.front().first, running_.front().second);
+  }
 }
 
 void MarkNormalExit() {

@@ -2,7 +2,9 @@
 // (mmap MAP_SHARED, made before fork), and the worker-side crash reporting.
 //
 // Each executor thread of a worker owns one CrashSlot and writes into it
-// which run, and which step function, it is running. When plugin code kills
+// which run, and which step function, it is running (the members of a
+// parallel group run on more threads that share their run's slot, through
+// SlotStepGroup). When plugin code kills
 // the worker (a signal such as SIGSEGV or SIGABRT, or exit()), the worker's
 // crash handler records the crashing thread's slot index before the process
 // dies, so the supervisor knows exactly which run to blame; the other runs
@@ -18,7 +20,10 @@
 
 #include <atomic>
 #include <cstdint>
+#include <mutex>
 #include <string>
+#include <utility>
+#include <vector>
 
 namespace kagzi::daemon {
 
@@ -38,8 +43,13 @@ struct CrashSlot {
   // The signal this thread died of (or kCrashExitCalled), set before it
   // claims crashed_slot: whichever thread wins, its own reason is there.
   std::atomic<std::int32_t> crash_signal;
+  // 1 once the thread that crashed first has copied the step it was running
+  // into crash_step_id (several threads share a slot in a parallel group,
+  // and step_id shows only the oldest running member).
+  std::atomic<std::int32_t> crash_step_known;
   char run_id[40];
   char step_id[256];
+  char crash_step_id[256];
 };
 
 struct WorkerShared {
@@ -80,6 +90,21 @@ void SlotEnterRun(const std::string& run_id);
 void SlotEnterStep(const std::string& step_id);
 void SlotLeaveStep();
 void SlotLeaveRun();
+
+// The members of a run's parallel group run on several threads that share
+// the run's slot. The group is the slot's one writer while it runs: the slot
+// shows the oldest member still running (its id and start time), so the step
+// watchdog times the member that has run longest, and it stays "inside a
+// step" until the last member returns.
+class SlotStepGroup {
+ public:
+  void Enter(const std::string& step_id);
+  void Leave(const std::string& step_id);
+
+ private:
+  std::mutex mu_;
+  std::vector<std::pair<std::string, std::int64_t>> running_;  // oldest first
+};
 
 // Called when the worker exits on purpose (so atexit does not report it).
 void MarkNormalExit();

@@ -151,6 +151,24 @@ TEST_F(CrashIsolationE2E, AStepPastItsTimeoutHasItsWorkerKilledAndIsFailed) {
   EXPECT_EQ(d->Wait(seconds(60)), 0);
 }
 
+// A parallel group's members share their run's crash slot. A member still
+// running past the timeout is found after another member has returned, and
+// a crash is blamed on the member that crashed, not on the oldest one
+// running ("audit" starts first and is still running in both cases).
+TEST_F(CrashIsolationE2E, AHungOrCrashingParallelMemberIsFoundAndNamed) {
+  auto d = Daemon({"--step-timeout", "1s", "--max-crashes", "2"});
+  std::string hung = Crasher("parallel-hang");
+  std::string crashed = Crasher("parallel-segv");
+  ASSERT_TRUE(WaitForStatus(hung, RunStatus::kFailed, seconds(60))) << d->Log();
+  EXPECT_EQ(Run(hung).error.value_or(""),
+            "step \"charge-card\" ran past its timeout of 1s (2 times)");
+  ASSERT_TRUE(WaitForStatus(crashed, RunStatus::kFailed, seconds(60))) << d->Log();
+  EXPECT_EQ(Run(crashed).error.value_or(""),
+            "worker killed by SIGSEGV while running step \"charge-card\" (2 times)");
+  d->Signal(SIGTERM);
+  EXPECT_EQ(d->Wait(seconds(60)), 0);
+}
+
 TEST_F(CrashIsolationE2E, AWorkerKilledFromOutsideBlamesNoRunAndItsRunsResumeAtOnce) {
   auto d = Daemon();
   std::vector<std::string> runs;

@@ -7,6 +7,10 @@
  *   step "charge-card" by mode: "segv" dereferences NULL, "abort" calls
  *                      abort(), "exit" calls exit(3), "hang" sleeps forever,
  *                      anything else returns 2
+ *   modes "parallel-segv" and "parallel-hang" run "charge-card" in one
+ *   parallel group with step "audit" (which sleeps 400 ms and returns 3),
+ *   "charge-card" starting 100 ms after "audit" and then faulting ("segv")
+ *   or sleeping forever ("hang")
  * Output: {"charged": true}.
  * Deliberately plain C against plugin.h, with a tiny input scan.
  */
@@ -75,19 +79,50 @@ static kagzi_status prepare_step(void *user, const kagzi_writer *result) {
 static volatile int *volatile nowhere = NULL;
 CRASHER_UNSANITIZED static void segfault(void) { *nowhere = 1; }
 
+static int is_parallel(const crasher_input *in) { return strncmp(in->mode, "parallel-", 9) == 0; }
+
 static kagzi_status charge_step(void *user, const kagzi_writer *result) {
   const crasher_input *in = (const crasher_input *)user;
+  const char *mode = is_parallel(in) ? in->mode + 9 : in->mode;
+  if (is_parallel(in)) usleep(100 * 1000); /* "audit" is the older member */
   append_line(in, "charge-card");
-  if (strcmp(in->mode, "segv") == 0) {
+  if (strcmp(mode, "segv") == 0) {
     segfault();
-  } else if (strcmp(in->mode, "abort") == 0) {
+  } else if (strcmp(mode, "abort") == 0) {
     abort();
-  } else if (strcmp(in->mode, "exit") == 0) {
+  } else if (strcmp(mode, "exit") == 0) {
     exit(3);
-  } else if (strcmp(in->mode, "hang") == 0) {
+  } else if (strcmp(mode, "hang") == 0) {
     for (;;) pause();
   }
   return result->write(result, "2", 1);
+}
+
+static kagzi_status audit_step(void *user, const kagzi_writer *result) {
+  (void)user;
+  usleep(400 * 1000);
+  return result->write(result, "3", 1);
+}
+
+static kagzi_status charge_in_parallel(const kagzi_host *host, kagzi_context *ctx,
+                                       crasher_input *in) {
+  kagzi_parallel_step steps[2];
+  kagzi_status st;
+  size_t i;
+  memset(steps, 0, sizeof steps);
+  steps[0].step_id = "audit";
+  steps[0].fn = audit_step;
+  steps[1].step_id = "charge-card";
+  steps[1].fn = charge_step;
+  for (i = 0; i < 2; ++i) {
+    steps[i].struct_size = sizeof(kagzi_parallel_step);
+    steps[i].user = in;
+  }
+  if ((st = host->parallel(ctx, steps, 2, 2)) != KAGZI_OK) return st;
+  for (i = 0; i < 2; ++i) {
+    if (steps[i].status != KAGZI_OK) return steps[i].status;
+  }
+  return KAGZI_OK;
 }
 
 static kagzi_status crasher_run(const kagzi_host *host, kagzi_context *ctx, void *user_data) {
@@ -103,7 +138,11 @@ static kagzi_status crasher_run(const kagzi_host *host, kagzi_context *ctx, void
   find_string(data, len, "mode", in.mode, sizeof in.mode);
   find_string(data, len, "ledger", in.ledger, sizeof in.ledger);
   if ((st = host->step(ctx, "prepare", prepare_step, &in, NULL, NULL)) != KAGZI_OK) return st;
-  if ((st = host->step(ctx, "charge-card", charge_step, &in, NULL, NULL)) != KAGZI_OK) return st;
+  if (is_parallel(&in)) {
+    if ((st = charge_in_parallel(host, ctx, &in)) != KAGZI_OK) return st;
+  } else if ((st = host->step(ctx, "charge-card", charge_step, &in, NULL, NULL)) != KAGZI_OK) {
+    return st;
+  }
   return host->set_output(ctx, "{\"charged\":true}", 16);
 }
 
