@@ -10,6 +10,7 @@
 
 #include <gtest/gtest.h>
 
+#include "kagzi/core/pg.h"
 #include "store_fixture.h"
 
 namespace kagzi::testing {
@@ -386,6 +387,54 @@ TEST_F(ClaimTest, StepRecordedByTheOldOwnerDuringAClaimIsInTheJournal) {
     ASSERT_TRUE(store_->CompleteRun(LeaseOf(next), "null").ok());
   }
   std::cout << "[          ] the old owner's write won " << recorded << " of 30 races\n";
+}
+
+// A claimed run whose journal cannot be read is given back at once (not
+// left until its lease expires), and the next claim takes it with its
+// journal. The read is made to fail by a lock on the journal table that
+// outlasts the claimer's lock_timeout.
+TEST_F(ClaimTest, ARunWhoseJournalCannotBeReadIsGivenBackAtOnce) {
+  const std::string id = Start("orders");
+  ClaimBatch first = Claim(NewUuid(), {{"orders", 1}}, 1);
+  ASSERT_EQ(first.runs.size(), 1u);
+  ASSERT_TRUE(store_->RecordStep(LeaseOf(first.runs[0]), MakeStep("a", 0, "1")).ok());
+  // The first lease is lost (its daemon died): the run is claimable again,
+  // with attempts 1, so the next claim reads its journal.
+  db_->Query(
+      "UPDATE kagzi_runs SET status = 'PENDING', lease_owner = NULL,"
+      " lease_expires_at = NULL, available_at = now() WHERE id = '" +
+      id + "'");
+
+  db_->Query("ALTER DATABASE \"" + db_->name() + "\" SET lock_timeout = '200ms'");
+  std::unique_ptr<PgStore> claimer = NewStore(1);
+  auto locker = PgConnection::Connect(db_->url(), "kagzi-test-locker");
+  ASSERT_TRUE(locker.ok()) << locker.status().message();
+  ASSERT_TRUE((*locker)->Exec("BEGIN").ok());
+  ASSERT_TRUE((*locker)->Exec("LOCK TABLE kagzi_steps IN ACCESS EXCLUSIVE MODE").ok());
+
+  ClaimRequest req;
+  req.owner = NewUuid();
+  req.loaded = {{"orders", 1}};
+  req.limit = 5;
+  req.lease_ttl = std::chrono::minutes(5);
+  auto refused = claimer->ClaimRuns(req);
+  ASSERT_FALSE(refused.ok()) << "the journal read was expected to time out on the lock";
+  EXPECT_NE(refused.status().message().find("reading the journals of claimed runs"),
+            std::string::npos)
+      << refused.status().message();
+  RunRecord given_back = Get(id);
+  EXPECT_EQ(given_back.status, RunStatus::kPending);
+  EXPECT_FALSE(given_back.lease_owner.has_value());
+  EXPECT_EQ(given_back.lease_epoch, first.runs[0].run.lease_epoch + 2)
+      << "claimed once more, then released with its epoch bumped";
+
+  ASSERT_TRUE((*locker)->Exec("COMMIT").ok());
+  auto again = claimer->ClaimRuns(req);
+  ASSERT_TRUE(again.ok()) << again.status().message();
+  ASSERT_EQ(again->runs.size(), 1u);
+  EXPECT_EQ(again->runs[0].run.id, id);
+  ASSERT_EQ(again->runs[0].journal.size(), 1u);
+  EXPECT_EQ(again->runs[0].journal[0].step_id, "a");
 }
 
 }  // namespace
