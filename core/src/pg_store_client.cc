@@ -29,7 +29,8 @@ const Statement kStart = {
     "INSERT INTO kagzi_runs (id, workflow, input, idempotency_key, priority, deadline_at) "
     "VALUES (gen_random_uuid(), $1, $2::json, $3, $4,"
     " now() + $5::bigint * interval '1 millisecond') "
-    "ON CONFLICT (idempotency_key) DO NOTHING RETURNING id::text"};
+    "ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING"
+    " RETURNING id::text"};
 
 const Statement kFindByKeys = {"kagzi_find_by_keys",
                                "SELECT idempotency_key, id::text, workflow FROM kagzi_runs"

@@ -104,6 +104,81 @@ TEST(MigrationsTest, TimeConversionsAreInlinedAndExact) {
   EXPECT_EQ(db->Query("SELECT coalesce(kagzi_us('infinity')::text, 'null')"), "null");
 }
 
+// Runs without an idempotency key are not in the key's unique index
+// (migration 0007): every version of their row would add an entry nothing
+// looks up. Keys stay unique, and a lookup by key still uses the index.
+TEST(MigrationsTest, OnlyRunsWithAKeyAreInTheKeyIndex) {
+  auto db = TestDatabase::Create();
+  ASSERT_NE(db, nullptr);
+  auto migrated = StoreOn(*db)->Migrate();
+  ASSERT_TRUE(migrated.ok()) << migrated.status().message();
+  EXPECT_EQ(db->Query("SELECT string_agg(pg_get_indexdef(indexrelid), ';') FROM pg_index"
+                      " WHERE indrelid = 'kagzi_runs'::regclass AND indisunique"
+                      " AND pg_get_indexdef(indexrelid) LIKE '%(idempotency_key)%'"),
+            "CREATE UNIQUE INDEX kagzi_runs_idempotency_key ON public.kagzi_runs USING btree "
+            "(idempotency_key) WHERE (idempotency_key IS NOT NULL)");
+  auto conn = PgConnection::Connect(db->url(), "kagzi-test");
+  ASSERT_TRUE(conn.ok()) << conn.status().message();
+  ASSERT_TRUE((*conn)
+                  ->Exec("INSERT INTO kagzi_runs (id, workflow, input, idempotency_key)"
+                         " SELECT gen_random_uuid(), 'wf', 'null', NULL"
+                         " FROM generate_series(1, 3)")
+                  .ok());
+  ASSERT_TRUE((*conn)
+                  ->Exec("INSERT INTO kagzi_runs (id, workflow, input, idempotency_key)"
+                         " VALUES (gen_random_uuid(), 'wf', 'null', 'k')")
+                  .ok());
+  auto again = (*conn)->Exec(
+      "INSERT INTO kagzi_runs (id, workflow, input, idempotency_key)"
+      " VALUES (gen_random_uuid(), 'wf', 'null', 'k')");
+  EXPECT_EQ(again.status().code(), StatusCode::kConflict) << again.status().message();
+  auto plan =
+      (*conn)->Exec("EXPLAIN SELECT id FROM kagzi_runs WHERE idempotency_key = ANY(ARRAY['k'])");
+  ASSERT_TRUE(plan.ok()) << plan.status().message();
+  std::string text;
+  for (int i = 0; i < plan->rows(); ++i) text += std::string(plan->Get(i, 0)) + "\n";
+  EXPECT_NE(text.find("kagzi_runs_idempotency_key"), std::string::npos) << text;
+}
+
+// A fenced write's generic plan (what a prepared statement runs once
+// PostgreSQL stops planning it per call) finds the run by lease owner and
+// id in the index (migration 0008), not by the owner alone: that read
+// every run the daemon held, per write.
+TEST(MigrationsTest, AFencedWriteFindsItsRunByOwnerAndIdInTheIndex) {
+  auto db = TestDatabase::Create();
+  ASSERT_NE(db, nullptr);
+  auto migrated = StoreOn(*db)->Migrate();
+  ASSERT_TRUE(migrated.ok()) << migrated.status().message();
+  auto conn = PgConnection::Connect(db->url(), "kagzi-test");
+  ASSERT_TRUE(conn.ok()) << conn.status().message();
+  // 64 runs held by one daemon, among many others.
+  ASSERT_TRUE((*conn)
+                  ->Exec("INSERT INTO kagzi_runs (id, workflow, input)"
+                         " SELECT gen_random_uuid(), 'wf', 'null'"
+                         " FROM generate_series(1, 5000)")
+                  .ok());
+  ASSERT_TRUE((*conn)
+                  ->Exec("UPDATE kagzi_runs SET status = 'RUNNING',"
+                         " lease_owner = '11111111-1111-1111-1111-111111111111'"
+                         " WHERE id IN (SELECT id FROM kagzi_runs LIMIT 64)")
+                  .ok());
+  ASSERT_TRUE((*conn)->Exec("ANALYZE kagzi_runs").ok());
+  ASSERT_TRUE((*conn)->Exec("SET plan_cache_mode = force_generic_plan").ok());
+  ASSERT_TRUE((*conn)
+                  ->Exec("PREPARE fenced(uuid, uuid, bigint) AS UPDATE kagzi_runs"
+                         " SET updated_at = now() WHERE id = $1 AND lease_owner = $2"
+                         " AND lease_epoch = $3 AND status = 'RUNNING'")
+                  .ok());
+  auto plan = (*conn)->Exec("EXPLAIN EXECUTE fenced(NULL, NULL, NULL)");
+  ASSERT_TRUE(plan.ok()) << plan.status().message();
+  std::string text;
+  for (int i = 0; i < plan->rows(); ++i) text += std::string(plan->Get(i, 0)) + "\n";
+  const bool by_owner_and_id =
+      text.find("Index Cond: ((lease_owner = $2) AND (id = $1))") != std::string::npos;
+  const bool by_id = text.find("Index Cond: (id = $1)") != std::string::npos;
+  EXPECT_TRUE(by_owner_and_id || by_id) << text;
+}
+
 TEST(MigrationsTest, ConcurrentDaemonsMigrateOnce) {
   auto db = TestDatabase::Create();
   ASSERT_NE(db, nullptr);
