@@ -60,6 +60,18 @@ std::string PgArray(const std::vector<std::optional<std::string>>& items) {
   return out + "}";
 }
 
+std::vector<PgParam> PgColumns(const std::vector<std::vector<PgParam>>& rows) {
+  std::vector<PgParam> out;
+  if (rows.empty()) return out;
+  out.reserve(rows.front().size());
+  std::vector<std::optional<std::string>> column(rows.size());
+  for (std::size_t k = 0; k < rows.front().size(); ++k) {
+    for (std::size_t i = 0; i < rows.size(); ++i) column[i] = rows[i].at(k).value();
+    out.emplace_back(PgArray(column));
+  }
+  return out;
+}
+
 std::string PgIntArray(const std::vector<std::int64_t>& items) {
   std::string out = "{";
   for (std::size_t i = 0; i < items.size(); ++i) {

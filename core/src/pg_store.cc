@@ -271,6 +271,20 @@ const Statement kFail = {
     " lease_owner = NULL, lease_expires_at = NULL, finished_at = now(), updated_at = now() "
     "WHERE " KAGZI_LEASE_MATCHES};
 
+// Many kComplete / kFail at once (a group of the GroupCommitter): $4 is
+// each run's new status, $5 its output (COMPLETED) or error (FAILED). One
+// row per run whose lease matched: its position in the arrays.
+const Statement kEndRuns = {
+    "kagzi_end_runs",
+    "UPDATE kagzi_runs r SET status = w.status,"
+    " output = CASE WHEN w.status = 'COMPLETED' THEN w.value::json ELSE r.output END,"
+    " error = CASE WHEN w.status = 'COMPLETED' THEN NULL ELSE w.value END,"
+    " lease_owner = NULL, lease_expires_at = NULL, finished_at = now(), updated_at = now() "
+    "FROM unnest($1::uuid[], $2::uuid[], $3::bigint[], $4::text[], $5::text[]) WITH ORDINALITY"
+    "  AS w(run_id, owner, epoch, status, value, ord) "
+    "WHERE r.id = w.run_id AND r.lease_owner = w.owner AND r.lease_epoch = w.epoch"
+    " AND r.status = 'RUNNING' RETURNING w.ord"};
+
 const Statement kRelease = {
     "kagzi_release",
     "UPDATE kagzi_runs SET status = 'PENDING', available_at = now(), lease_owner = NULL,"
@@ -710,16 +724,22 @@ bool RecordStepWritten(const PgResult& r, WriteFeedback* feedback) {
 // kRecordSteps' parameters: column k holds parameter k of each write's
 // kRecordStep.
 std::vector<PgParam> RecordStepsParams(const std::vector<FencedWrite*>& steps) {
-  std::vector<std::vector<std::optional<std::string>>> columns;
-  for (const FencedWrite* w : steps) {
-    std::vector<PgParam> params = RecordStepParams(w->lease, w->step);
-    columns.resize(params.size());
-    for (std::size_t k = 0; k < params.size(); ++k) columns[k].push_back(params[k].value());
+  std::vector<std::vector<PgParam>> rows;
+  rows.reserve(steps.size());
+  for (const FencedWrite* w : steps) rows.push_back(RecordStepParams(w->lease, w->step));
+  return PgColumns(rows);
+}
+
+// kEndRuns' parameters: one element per completion or failure.
+std::vector<PgParam> EndRunsParams(const std::vector<FencedWrite*>& ends) {
+  std::vector<std::vector<PgParam>> rows;
+  rows.reserve(ends.size());
+  for (const FencedWrite* w : ends) {
+    const bool completed = w->kind == FencedWrite::Kind::kCompleteRun;
+    rows.push_back({w->lease.run_id, w->lease.owner, w->lease.epoch,
+                    completed ? "COMPLETED" : "FAILED", w->value});
   }
-  std::vector<PgParam> out;
-  out.reserve(columns.size());
-  for (const auto& column : columns) out.emplace_back(PgArray(column));
-  return out;
+  return PgColumns(rows);
 }
 
 // kRecordSteps' answer for the write in row `row`, like RecordStepWritten.
@@ -911,7 +931,7 @@ void PgStore::ApplyWrites(const std::vector<FencedWrite*>& writes) {
   });
   // The calls: the notification mode if runs end here (their
   // kagzi_run_finished goes after the commit, not inside it), then the step
-  // records (one statement for all of them), then each end of a run.
+  // records, then the ends of runs (one statement for all of each).
   std::vector<FencedWrite*> steps;
   std::vector<FencedWrite*> ends;
   std::vector<std::string> finishing;
@@ -933,11 +953,8 @@ void PgStore::ApplyWrites(const std::vector<FencedWrite*>& writes) {
   } else if (steps.size() > 1) {
     calls.push_back({&kRecordSteps, RecordStepsParams(steps)});
   }
-  const std::size_t first_end = calls.size();  // calls[first_end + i] is ends[i]
-  for (const FencedWrite* w : ends) {
-    const Statement* stmt = w->kind == FencedWrite::Kind::kCompleteRun ? &kComplete : &kFail;
-    calls.push_back({stmt, {w->lease.run_id, w->lease.owner, w->lease.epoch, w->value}});
-  }
+  const std::size_t ends_call = calls.size();
+  if (!ends.empty()) calls.push_back({&kEndRuns, EndRunsParams(ends)});
   const PgConnection::Call notify = NotifyFinished(finishing, parents);
   {
     auto conn = pool_.Acquire();
@@ -956,12 +973,19 @@ void PgStore::ApplyWrites(const std::vector<FencedWrite*>& writes) {
         w->result =
             written ? Status::Ok() : WhyNothingWritten(**conn, w->lease, RecordedWhat(w->step));
       }
+      std::vector<bool> ended(ends.size(), false);
+      if (!ends.empty()) {
+        const PgResult& r = (*results)[ends_call];
+        for (int row = 0; row < r.rows(); ++row) {
+          const std::int64_t ord = r.GetInt(row, 0);  // 1-based
+          if (ord >= 1 && ord <= static_cast<std::int64_t>(ends.size())) ended[ord - 1] = true;
+        }
+      }
       for (std::size_t i = 0; i < ends.size(); ++i) {
         FencedWrite* w = ends[i];
         const bool completed = w->kind == FencedWrite::Kind::kCompleteRun;
-        w->result = (*results)[first_end + i].Affected() == 0
-                        ? LeaseLost(w->lease, completed ? "completed" : "failed")
-                        : Status::Ok();
+        w->result =
+            ended[i] ? Status::Ok() : LeaseLost(w->lease, completed ? "completed" : "failed");
       }
       return;
     }

@@ -32,6 +32,21 @@ const Statement kStart = {
     "ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING"
     " RETURNING id::text"};
 
+// Many kStart at once, $1..$5 holding kStart's parameters as arrays, in one
+// statement: one row per start, in order, with the new run's id (NULL: the
+// idempotency key was taken, also by an earlier start of the same call).
+const Statement kStartMany = {
+    "kagzi_start_many",
+    "WITH w AS (SELECT gen_random_uuid() AS id, w.* FROM unnest($1::text[], $2::text[],"
+    "    $3::text[], $4::int[], $5::bigint[]) WITH ORDINALITY"
+    "  AS w(workflow, input, idempotency_key, priority, timeout_ms, ord)), "
+    "ins AS (INSERT INTO kagzi_runs (id, workflow, input, idempotency_key, priority, deadline_at)"
+    "  SELECT id, workflow, input::json, idempotency_key, priority,"
+    "    now() + timeout_ms * interval '1 millisecond' FROM w ORDER BY ord"
+    "  ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING"
+    "  RETURNING id) "
+    "SELECT ins.id::text FROM w LEFT JOIN ins ON ins.id = w.id ORDER BY w.ord"};
+
 const Statement kFindByKeys = {"kagzi_find_by_keys",
                                "SELECT idempotency_key, id::text, workflow FROM kagzi_runs"
                                " WHERE idempotency_key = ANY($1::text[])"};
@@ -211,14 +226,21 @@ Result<std::vector<Result<StartResult>>> PgStore::InsertRuns(
   std::vector<Result<StartResult>> out;
   if (requests.empty()) return out;
   // calls[0] defers the notifications to after the commit (one per
-  // workflow, not one per run); calls[i + 1] starts requests[i].
+  // workflow, not one per run); calls[1] starts the runs: kStart for one,
+  // kStartMany (one row per request) for more.
   std::vector<PgConnection::Call> calls;
-  calls.reserve(requests.size() + 1);
   calls.push_back({&kNotifyAfterCommitMode, {}});
   std::vector<std::string> workflows;
+  std::vector<std::vector<PgParam>> rows;
+  rows.reserve(requests.size());
   for (const StartRequest* req : requests) {
-    calls.push_back({&kStart, StartParams(*req)});
+    rows.push_back(StartParams(*req));
     workflows.push_back(req->workflow);
+  }
+  if (rows.size() == 1) {
+    calls.push_back({&kStart, std::move(rows.front())});
+  } else {
+    calls.push_back({&kStartMany, PgColumns(rows)});
   }
   std::sort(workflows.begin(), workflows.end());
   workflows.erase(std::unique(workflows.begin(), workflows.end()), workflows.end());
@@ -230,7 +252,10 @@ Result<std::vector<Result<StartResult>>> PgStore::InsertRuns(
   KAGZI_RETURN_IF_ERROR((*conn)->ExecTransaction(
       calls,
       [&](std::size_t i, const PgResult& r) {
-        if (i > 0 && r.rows() == 1) created[i - 1] = r.GetString(0, 0);
+        if (i != 1) return;
+        for (int row = 0; row < r.rows() && row < static_cast<int>(created.size()); ++row) {
+          if (!r.IsNull(row, 0)) created[row] = r.GetString(row, 0);
+        }
       },
       &notify));
   // Keys that were taken: who has them, in one more statement (not one per

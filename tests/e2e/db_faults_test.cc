@@ -587,7 +587,7 @@ TEST_P(DbFaultsLostReply, WriteWhoseReplyIsLostAfterCommitDoesNotHarmTheRun) {
 
 INSTANTIATE_TEST_SUITE_P(Statements, DbFaultsLostReply,
                          ::testing::Values("claim_commit", "kagzi_record_step", "kagzi_park",
-                                           "kagzi_consume_event", "kagzi_complete"),
+                                           "kagzi_consume_event", "kagzi_end_runs"),
                          [](const auto& statement) { return statement.param; });
 
 // (c)

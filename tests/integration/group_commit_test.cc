@@ -43,14 +43,16 @@ class GroupCommitTest : public StoreTest {
 };
 
 TEST_F(GroupCommitTest, AGroupIsOneTransactionAndEachWriteGetsItsOwnAnswer) {
-  auto runs = StartAndClaim(5);
+  auto runs = StartAndClaim(6);
   FencedWrite a = StepWrite(runs[0], "a", 0);
   FencedWrite b = StepWrite(runs[1], "b", 0);
   FencedWrite done = EndWrite(runs[2], FencedWrite::Kind::kCompleteRun, "{\"ok\":true}");
   FencedWrite failed = EndWrite(runs[3], FencedWrite::Kind::kFailRun, "it broke");
   FencedWrite stale = StepWrite(runs[4], "late", 0);
   stale.lease.epoch += 7;  // a lease this run no longer has
-  store_->ApplyWrites({&a, &b, &done, &failed, &stale});
+  FencedWrite stale_end = EndWrite(runs[5], FencedWrite::Kind::kCompleteRun, "1");
+  stale_end.lease.owner = NewUuid();  // another daemon's lease
+  store_->ApplyWrites({&a, &stale_end, &b, &done, &failed, &stale});
 
   EXPECT_TRUE(a.result.ok()) << a.result.message();
   EXPECT_TRUE(b.result.ok()) << b.result.message();
@@ -58,6 +60,10 @@ TEST_F(GroupCommitTest, AGroupIsOneTransactionAndEachWriteGetsItsOwnAnswer) {
   EXPECT_TRUE(failed.result.ok()) << failed.result.message();
   EXPECT_EQ(stale.result.code(), StatusCode::kConflict) << stale.result.message();
   EXPECT_NE(stale.result.message().find(runs[4].run.id), std::string::npos);
+  EXPECT_EQ(stale_end.result.code(), StatusCode::kConflict) << stale_end.result.message();
+  EXPECT_NE(stale_end.result.message().find(runs[5].run.id), std::string::npos);
+  EXPECT_EQ(Get(runs[5].run.id).status, RunStatus::kRunning);
+  EXPECT_FALSE(Get(runs[5].run.id).output.has_value());
 
   EXPECT_EQ(Get(runs[2].run.id).status, RunStatus::kCompleted);
   EXPECT_EQ(Get(runs[2].run.id).output, "{\"ok\":true}");
@@ -225,6 +231,22 @@ TEST_F(GroupCommitTest, StartRunsStartsABatchInOneTransaction) {
   ASSERT_TRUE((*second)[3].ok());
   EXPECT_TRUE((*second)[3]->created);
   EXPECT_EQ(Count("SELECT count(*) FROM kagzi_runs"), 4);
+
+  // A new key twice in one batch: the first start makes the run, the
+  // second gets it.
+  std::vector<StartRequest> twice(2);
+  for (auto& r : twice) {
+    r.workflow = "wf";
+    r.idempotency_key = "order-2";
+  }
+  auto third = store_->StartRuns(twice);
+  ASSERT_TRUE(third.ok()) << third.status().message();
+  ASSERT_EQ(third->size(), 2u);
+  ASSERT_TRUE((*third)[0].ok() && (*third)[1].ok());
+  EXPECT_TRUE((*third)[0]->created);
+  EXPECT_FALSE((*third)[1]->created);
+  EXPECT_EQ((*third)[1]->run_id, (*third)[0]->run_id);
+  EXPECT_EQ(Count("SELECT count(*) FROM kagzi_runs WHERE idempotency_key = 'order-2'"), 1);
 }
 
 TEST_F(GroupCommitTest, StartRunsWithOneBadRequestStartsNothing) {

@@ -58,6 +58,10 @@ std::string PgIntArray(const std::vector<std::int64_t>& items);
 // An array literal of any element type from text values, nullopt as NULL:
 // column k of many calls' parameters, for one statement over unnest().
 std::string PgArray(const std::vector<std::optional<std::string>>& items);
+// The parameters of many calls of one statement as one array per parameter
+// (PgArray of column k), for the statement that does them all over
+// unnest(). Every row has the same number of parameters.
+std::vector<PgParam> PgColumns(const std::vector<std::vector<PgParam>>& rows);
 
 // Owns a PGresult. Row/column access returns views valid while it lives.
 class PgResult {
