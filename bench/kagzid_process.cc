@@ -191,6 +191,14 @@ std::vector<std::int64_t> KagzidProcess::PeakRssKiB() const {
   return peaks;
 }
 
+std::optional<std::int64_t> KagzidProcess::PssKiB() const {
+  if (pid_ <= 0 || exited_) return std::nullopt;
+  auto sum = kagzi::bench::PssKiB(pid_);
+  if (!sum) return std::nullopt;
+  for (pid_t worker : ChildrenOf(pid_)) *sum += kagzi::bench::PssKiB(worker).value_or(0);
+  return sum;
+}
+
 std::optional<double> KagzidProcess::CpuSecondsSoFar() const {
   if (pid_ <= 0 || exited_) return std::nullopt;
   return TreeCpuSeconds(pid_);

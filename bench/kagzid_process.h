@@ -61,6 +61,9 @@ class KagzidProcess {
   // The peak resident set size (VmHWM, KiB) of the supervisor and of each of
   // its live workers; call while it runs.
   std::vector<std::int64_t> PeakRssKiB() const;
+  // The PSS (KiB) of the supervisor and its live workers, summed: what they
+  // use together now, each shared page counted once.
+  std::optional<std::int64_t> PssKiB() const;
   // CPU seconds the supervisor and its workers have used so far (/proc).
   std::optional<double> CpuSecondsSoFar() const;
   // SIGTERM, then waits up to `timeout` (SIGKILL after it).

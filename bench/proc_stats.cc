@@ -79,6 +79,15 @@ std::optional<std::int64_t> PeakRssKiB(pid_t pid) {
   return std::nullopt;
 }
 
+std::optional<std::int64_t> PssKiB(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/smaps_rollup");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind("Pss:", 0) == 0) return std::atoll(line.c_str() + 4);
+  }
+  return std::nullopt;
+}
+
 std::optional<std::string> ProcessName(pid_t pid) {
   std::ifstream in("/proc/" + std::to_string(pid) + "/comm");
   std::string name;

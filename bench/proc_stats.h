@@ -36,6 +36,12 @@ std::optional<pid_t> ParentOf(pid_t pid);
 // The peak resident set size of `pid` (VmHWM), in KiB.
 std::optional<std::int64_t> PeakRssKiB(pid_t pid);
 
+// The proportional set size of `pid` (Pss in /proc/<pid>/smaps_rollup), in
+// KiB: its private pages plus its share of the pages it shares with other
+// processes (a worker shares its libraries' pages with its supervisor), so
+// the PSS of several processes add up to the memory they use together.
+std::optional<std::int64_t> PssKiB(pid_t pid);
+
 // The process name (/proc/<pid>/comm), e.g. "postgres", "kagzid".
 std::optional<std::string> ProcessName(pid_t pid);
 

@@ -197,6 +197,12 @@ void WriteWorkload(JsonWriter& w, const WorkloadResult& r) {
   w.StartArray();
   for (auto kib : r.kagzid_peak_rss_kib) w.Int64(kib);
   w.EndArray();
+  Key(w, "kagzid_pss_kib");
+  if (r.kagzid_pss_kib) {
+    w.Int64(*r.kagzid_pss_kib);
+  } else {
+    w.Null();
+  }
   Key(w, "idle");
   if (r.idle) {
     const IdleFigures& i = *r.idle;
@@ -253,7 +259,7 @@ std::string FormatTable(const RunInfo& info, const std::vector<WorkloadResult>& 
   std::vector<std::vector<std::string>> rows = {
       {"workload", "runs", "done", "starts/s", "wf/s", "steps/s", "xact/wf", "commits/wf",
        "empty/wf", "WAL/wf", "fsync/wf", "p50 ms", "p95 ms", "p99 ms", "max ms", "kagzid CPU s",
-       "PG CPU s", "RSS MiB max/sum"}};
+       "PG CPU s", "RSS MiB max/sum", "PSS MiB"}};
   for (const auto& r : results) {
     std::vector<std::string> row = {r.name, std::to_string(r.runs), std::to_string(r.completed)};
     row.push_back(Rate(r.starts_per_second));
@@ -270,6 +276,9 @@ std::string FormatTable(const RunInfo& info, const std::vector<WorkloadResult>& 
     row.push_back(Cpu(r.kagzid_cpu_seconds));
     row.push_back(Cpu(r.pg_cpu_seconds));
     row.push_back(Rss(r.kagzid_peak_rss_kib));
+    row.push_back(r.kagzid_pss_kib
+                      ? fmt::format("{:.1f}", static_cast<double>(*r.kagzid_pss_kib) / 1024)
+                      : std::string(kDash));
     rows.push_back(std::move(row));
   }
 

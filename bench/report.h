@@ -101,6 +101,9 @@ struct WorkloadResult {
   std::optional<double> kagzid_cpu_seconds;
   std::optional<double> pg_cpu_seconds;
   std::vector<std::int64_t> kagzid_peak_rss_kib;  // per process: supervisors and workers
+  // PSS of all kagzid processes summed, at the end of the workload (shared
+  // pages counted once; RSS sums count a library's pages in every process).
+  std::optional<std::int64_t> kagzid_pss_kib;
 
   std::optional<IdleFigures> idle;
   std::optional<BacklogFigures> backlog;

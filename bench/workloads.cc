@@ -153,6 +153,16 @@ class DaemonSet {
     return sum;
   }
 
+  std::optional<std::int64_t> PssKiB() const {
+    std::int64_t sum = 0;
+    for (const auto& p : processes_) {
+      auto kib = p->PssKiB();
+      if (!kib) return std::nullopt;
+      sum += *kib;
+    }
+    return sum;
+  }
+
   std::vector<std::int64_t> PeakRssKiB() const {
     std::vector<std::int64_t> all;
     for (const auto& p : processes_) {
@@ -655,6 +665,7 @@ Status WorkloadRunner::RunThroughput(const std::string& workflow, int runs, bool
 
   // The window ends: memory peaks while the daemons still run, then stop.
   result->kagzid_peak_rss_kib = daemons.PeakRssKiB();
+  result->kagzid_pss_kib = daemons.PssKiB();
   auto cpu = daemons.Stop();
   if (cpu.ok()) {
     result->kagzid_cpu_seconds = *cpu;
@@ -869,6 +880,7 @@ Status WorkloadRunner::RunIdleLatency(int runs, WorkloadResult* result) {
   }();
   result->runs = runs;
   result->kagzid_peak_rss_kib = daemons.PeakRssKiB();
+  result->kagzid_pss_kib = daemons.PssKiB();
   auto cpu = daemons.Stop();
   if (cpu.ok()) {
     result->kagzid_cpu_seconds = *cpu;
@@ -949,6 +961,7 @@ Status WorkloadRunner::RunIdle(WorkloadResult* result) {
     if (!after.ok()) failure = after.status();
   }
   result->kagzid_peak_rss_kib = daemons.PeakRssKiB();
+  result->kagzid_pss_kib = daemons.PssKiB();
   auto stopped = daemons.Stop();
   KAGZI_RETURN_IF_ERROR(failure);
   if (!stopped.ok()) return stopped.status();
