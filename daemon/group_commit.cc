@@ -23,13 +23,14 @@ void GroupCommitter::Stop() {
 }
 
 void GroupCommitter::Write(FencedWrite& write) {
-  Pending pending{&write};
+  Pending pending;
+  pending.write = &write;
   {
     std::unique_lock lock(mu_);
     if (running_) {
       queue_.push_back(&pending);
       work_cv_.notify_one();
-      done_cv_.wait(lock, [&] { return pending.done; });
+      pending.done_cv.wait(lock, [&] { return pending.done; });
       return;
     }
   }
@@ -68,8 +69,10 @@ void GroupCommitter::ThreadMain() {
     lock.lock();
     ++groups_;
     writes_ += static_cast<std::int64_t>(group.size());
-    for (Pending* p : group) p->done = true;
-    done_cv_.notify_all();
+    for (Pending* p : group) {
+      p->done = true;
+      p->done_cv.notify_one();
+    }
   }
 }
 

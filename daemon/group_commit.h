@@ -43,9 +43,14 @@ class GroupCommitter {
   std::int64_t writes() const;
 
  private:
+  // A waiting writer. Each has its own condition variable, notified under
+  // mu_ (so the writer, which owns it on its stack, cannot return before
+  // the notification is over): a committed group wakes its own writers,
+  // not every writer waiting.
   struct Pending {
-    FencedWrite* write;
+    FencedWrite* write = nullptr;
     bool done = false;
+    std::condition_variable done_cv;
   };
   void ThreadMain();
 
@@ -53,7 +58,6 @@ class GroupCommitter {
   const std::size_t max_batch_;
   mutable std::mutex mu_;
   std::condition_variable work_cv_;  // the committer: writes are waiting
-  std::condition_variable done_cv_;  // the writers: a group was committed
   std::deque<Pending*> queue_;
   bool running_ = false;
   bool stopping_ = false;
