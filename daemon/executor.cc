@@ -34,7 +34,8 @@ void ExecutorPool::Submit(std::vector<ClaimedRun> runs, Micros db_now) {
     auto control = in_flight_.Add(lease);
     queue_.push_back(Job{std::move(claim), db_now, std::move(control)});
   }
-  cv_.notify_all();
+  // One idle thread per run queued, not every idle thread.
+  for (std::size_t i = 0; i < runs.size(); ++i) cv_.notify_one();
 }
 
 int ExecutorPool::FreeSlots() const {

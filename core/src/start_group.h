@@ -23,9 +23,13 @@ namespace kagzi::pg_internal {
 class StartGroup {
  public:
   struct Pending {
-    const StartRequest* request;
+    const StartRequest* request = nullptr;
     std::optional<Result<StartResult>> result;  // set by the committing caller
     bool done = false;                          // under the mutex, once `result` is final
+    // Woken, under the mutex, when `done` is set or when this caller is
+    // next in line to commit; each caller waits on its own, so a committed
+    // group wakes its members and the next in line, not every caller.
+    std::condition_variable wake;
   };
   // Commits a group: sets the result of every Pending it is given.
   using Commit = std::function<void(const std::vector<Pending*>&)>;
@@ -66,12 +70,13 @@ class StartGroup {
   explicit StartGroup(std::size_t max_batch) : max_batch_(max_batch) {}
 
   Result<StartResult> Start(const StartRequest& request, const Commit& commit) {
-    Pending me{&request, std::nullopt};
+    Pending me;
+    me.request = &request;
     std::unique_lock lock(mu_);
     queue_.push_back(&me);
     while (!me.done) {
       if (committing_) {
-        done_.wait(lock);
+        me.wake.wait(lock);
         continue;
       }
       committing_ = true;
@@ -91,9 +96,10 @@ class StartGroup {
           for (Pending* p : *group) {
             if (!p->result) p->result = Status::Internal("the start's group commit ended early");
             p->done = true;
+            p->wake.notify_one();
           }
           self->committing_ = false;
-          self->done_.notify_all();
+          if (!self->queue_.empty()) self->queue_.front()->wake.notify_one();
         }
       } done{this, &lock, &group};
       commit(group);
@@ -104,7 +110,6 @@ class StartGroup {
  private:
   const std::size_t max_batch_;
   std::mutex mu_;
-  std::condition_variable done_;  // a group was committed
   std::deque<Pending*> queue_;
   bool committing_ = false;
 };

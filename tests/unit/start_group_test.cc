@@ -5,6 +5,8 @@
 // nothing is sent again (that could start a run twice).
 #include "start_group.h"
 
+#include <deque>
+
 #include <gtest/gtest.h>
 
 namespace kagzi::pg_internal {
@@ -18,7 +20,7 @@ class CommitGroupTest : public ::testing::Test {
     pending_.clear();
     for (int i = 0; i < size; ++i) {
       requests_[static_cast<std::size_t>(i)].workflow = "w" + std::to_string(i);
-      pending_.push_back({&requests_[static_cast<std::size_t>(i)], std::nullopt});
+      pending_.emplace_back().request = &requests_[static_cast<std::size_t>(i)];
     }
     group_.clear();
     for (auto& p : pending_) group_.push_back(&p);
@@ -44,7 +46,7 @@ class CommitGroupTest : public ::testing::Test {
   }
 
   std::vector<StartRequest> requests_;
-  std::vector<StartGroup::Pending> pending_;
+  std::deque<StartGroup::Pending> pending_;  // not movable (each has its own wake-up)
   std::vector<StartGroup::Pending*> group_;
   std::vector<std::vector<std::string>> calls_;
 };
