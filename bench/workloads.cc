@@ -60,7 +60,7 @@ const Statement kInsertParked = {
     // Parked as a claimed-then-slept run is: SLEEPING, pinned to version 1,
     // claimed once, no lease, due a year from now.
     "INSERT INTO kagzi_runs (id, workflow, version, status, input, available_at, attempts,"
-    " lease_epoch, started_at) SELECT gen_random_uuid(), $1, 1, 'SLEEPING', '{\"i\":-1}',"
+    " lease_epoch, started_at) SELECT kagzi_new_run_id(), $1, 1, 'SLEEPING', '{\"i\":-1}',"
     " now() + interval '365 days', 1, 1, now() FROM generate_series(1, $2::bigint)"};
 const Statement kReadRuns = {
     "bench_read_runs",

@@ -225,7 +225,7 @@ const Statement kStartChild = {
     "WITH lease AS (SELECT id FROM kagzi_runs WHERE " KAGZI_LEASE_MATCHES
     "    AND (deadline_at IS NULL OR deadline_at > now()) FOR NO KEY UPDATE), "
     "child AS (INSERT INTO kagzi_runs (id, workflow, input, idempotency_key, parent_run_id)"
-    "  SELECT gen_random_uuid(), $7, $8::json, $9, lease.id FROM lease"
+    "  SELECT kagzi_new_run_id(), $7, $8::json, $9, lease.id FROM lease"
     "  ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING RETURNING id), "
     "kid AS (SELECT id FROM child UNION ALL"
     "  SELECT r.id FROM kagzi_runs r, lease WHERE r.idempotency_key = $9 LIMIT 1), "

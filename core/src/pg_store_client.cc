@@ -27,7 +27,7 @@ constexpr std::int64_t kMaxStoredJsonBytes = std::int64_t{1} << 30;
 const Statement kStart = {
     "kagzi_start",
     "INSERT INTO kagzi_runs (id, workflow, input, idempotency_key, priority, deadline_at) "
-    "VALUES (gen_random_uuid(), $1, $2::json, $3, $4,"
+    "VALUES (kagzi_new_run_id(), $1, $2::json, $3, $4,"
     " now() + $5::bigint * interval '1 millisecond') "
     "ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING"
     " RETURNING id::text"};
@@ -37,7 +37,7 @@ const Statement kStart = {
 // idempotency key was taken, also by an earlier start of the same call).
 const Statement kStartMany = {
     "kagzi_start_many",
-    "WITH w AS (SELECT gen_random_uuid() AS id, w.* FROM unnest($1::text[], $2::text[],"
+    "WITH w AS (SELECT kagzi_new_run_id() AS id, w.* FROM unnest($1::text[], $2::text[],"
     "    $3::text[], $4::int[], $5::bigint[]) WITH ORDINALITY"
     "  AS w(workflow, input, idempotency_key, priority, timeout_ms, ord)), "
     "ins AS (INSERT INTO kagzi_runs (id, workflow, input, idempotency_key, priority, deadline_at)"

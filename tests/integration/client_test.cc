@@ -52,6 +52,42 @@ TEST_F(ClientTest, StartRunStoresThePendingRun) {
   EXPECT_LE(run.available_at, *now);
 }
 
+// Run ids are UUIDs of version 7 (migration 0009): their first 48 bits are
+// the creation time in Unix milliseconds, so they sort by creation time and
+// new keys go to the right-hand edge of the indexes. Through StartRun (one
+// run), StartRuns (several in one statement) alike.
+TEST_F(ClientTest, RunIdsAreVersion7UuidsOrderedByCreationTime) {
+  auto before = store_->Now();
+  ASSERT_TRUE(before.ok());
+  std::vector<std::string> ids;
+  for (int i = 0; i < 3; ++i) {
+    ids.push_back(Start("hello"));
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+  std::vector<StartRequest> batch(2);
+  for (auto& r : batch) r.workflow = "hello";
+  auto started = store_->StartRuns(batch);
+  ASSERT_TRUE(started.ok()) << started.status().message();
+  for (const auto& r : *started) {
+    ASSERT_TRUE(r.ok()) << r.status().message();
+    ids.push_back(r->run_id);
+  }
+  auto after = store_->Now();
+  ASSERT_TRUE(after.ok());
+  for (std::size_t i = 0; i < ids.size(); ++i) {
+    const std::string& id = ids[i];
+    ASSERT_TRUE(IsUuid(id)) << id;
+    EXPECT_EQ(id[14], '7') << id << ": the version nibble";
+    EXPECT_NE(std::string("89ab").find(id[19]), std::string::npos) << id << ": the variant";
+    const std::int64_t ms = std::stoll(id.substr(0, 8) + id.substr(9, 4), nullptr, 16);
+    EXPECT_GE(ms, *before / 1000 - 1) << id;
+    EXPECT_LE(ms, *after / 1000 + 1) << id;
+    if (i > 0 && i < 3) {
+      EXPECT_LT(ids[i - 1], id) << "a run started later has a larger id";
+    }
+  }
+}
+
 TEST_F(ClientTest, IdempotencyKeyReturnsTheSameRun) {
   StartRequest req;
   req.workflow = "hello";
