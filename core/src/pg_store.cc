@@ -31,19 +31,35 @@ using namespace pg_internal;  // NOLINT(google-build-using-namespace)
 
 // Runnable runs come from two places, each read in its own index order and
 // locked with SKIP LOCKED: due runs (PENDING/SLEEPING with available_at
-// reached; index kagzi_runs_claim_order, so only the first $4 are read
-// however many wait) and runs whose lease expired. The best $4 of both are
-// claimed; an expired run locked but not picked is left as it was.
+// reached) and runs whose lease expired. The best $4 of both are claimed;
+// an expired run locked but not picked is left as it was.
+//
+// Due runs are read priority by priority, highest first: `prios` finds the
+// distinct priorities of PENDING/SLEEPING runs one index descent each, and
+// for each the claim walks kagzi_runs_claim_order (priority DESC,
+// available_at, id) from that priority's first entry and stops at the
+// first run not due yet. One walk over the whole index, with no equality on
+// its first column, could not stop there: a claim that found fewer than $4
+// due runs read every parked run's entry (450 ms with a million parked).
 #define KAGZI_CLAIM_SQL \
-  "WITH loaded AS (SELECT * FROM unnest($2::text[], $3::int[]) AS l(name, version)), " \
+  "WITH RECURSIVE loaded AS (SELECT * FROM unnest($2::text[], $3::int[]) AS l(name, version)), " \
   "latest AS (SELECT name, max(version) AS version FROM loaded GROUP BY name), " \
+  "prios AS (" \
+  "  (SELECT r.priority FROM kagzi_runs r WHERE r.status IN ('PENDING', 'SLEEPING')" \
+  "   ORDER BY r.priority DESC LIMIT 1)" \
+  "  UNION ALL" \
+  "  SELECT (SELECT r.priority FROM kagzi_runs r WHERE r.status IN ('PENDING', 'SLEEPING')" \
+  "    AND r.priority < p.priority ORDER BY r.priority DESC LIMIT 1)" \
+  "  FROM prios p WHERE p.priority IS NOT NULL), " \
   "due AS (" \
-  "  SELECT r.id, r.priority, r.available_at AS since FROM kagzi_runs r" \
-  "  WHERE r.status IN ('PENDING', 'SLEEPING') AND r.available_at <= now()" \
-  "    AND " KAGZI_LOADED_FILTER("$2", "$3") \
-  "  ORDER BY r.priority DESC, r.available_at, r.id" \
-  "  LIMIT $4" \
-  "  FOR UPDATE OF r SKIP LOCKED), " \
+  "  SELECT d.* FROM prios p CROSS JOIN LATERAL (" \
+  "    SELECT r.id, r.priority, r.available_at AS since FROM kagzi_runs r" \
+  "    WHERE r.status IN ('PENDING', 'SLEEPING') AND r.priority = p.priority" \
+  "      AND r.available_at <= now() AND " KAGZI_LOADED_FILTER("$2", "$3") \
+  "    ORDER BY r.available_at, r.id" \
+  "    LIMIT $4" \
+  "    FOR UPDATE OF r SKIP LOCKED) d" \
+  "  WHERE p.priority IS NOT NULL LIMIT $4), " \
   "expired AS (" \
   "  SELECT r.id, r.priority, r.lease_expires_at AS since FROM kagzi_runs r" \
   "  WHERE r.status = 'RUNNING' AND r.lease_expires_at < now()" \
@@ -81,13 +97,19 @@ constexpr std::size_t kMaxStartsPerCommit = 1000;
 // plan, always: with every plan's cost that high, PostgreSQL's choice
 // between a generic and a custom plan flipped from one connection to the
 // next, and a custom plan is 0.5 ms of planning per claim (bench3: 90% of
-// claims planned afresh in some runs, 2% in others).
+// claims planned afresh in some runs, 2% in others). enable_seqscan = off
+// for the same reason: on such a table the runs picked were looked up for
+// the UPDATE by a hash join over a scan of the whole table.
 const Statement kClaimPlan = {"kagzi_claim_plan",
                               "SELECT set_config('enable_sort', 'off', true),"
+                              " set_config('enable_seqscan', 'off', true),"
                               " set_config('plan_cache_mode', 'force_generic_plan', true)"};
 
-// The claim's plan (EXPLAIN, which does not run it): PgStore::ExplainClaim.
+// The claim's plan (EXPLAIN, which does not run it): PgStore::ExplainClaim;
+// with what it read (EXPLAIN ANALYZE, in a transaction rolled back).
 const Statement kExplainClaim = {"kagzi_explain_claim", "EXPLAIN " KAGZI_CLAIM_SQL};
+const Statement kExplainAnalyzeClaim = {"kagzi_explain_analyze_claim",
+                                        "EXPLAIN (ANALYZE, BUFFERS, TIMING OFF) " KAGZI_CLAIM_SQL};
 
 // The journals of runs claimed again, read after the claim committed (see
 // ClaimRuns for why not by the claim itself).
@@ -577,21 +599,34 @@ Status PgStore::ReadJournals(PgConnection& c, const std::vector<std::string>& ru
   return Status::Ok();
 }
 
-Result<std::string> PgStore::ExplainClaim(const ClaimRequest& req) {
+Result<std::string> PgStore::ExplainClaim(const ClaimRequest& req, bool analyze) {
   auto conn = pool_.Acquire();
   if (!conn.ok()) return conn.status();
   auto [names, versions] = LoadedArrays(req.loaded);
   PgConnection::Call explain = ClaimCall(req, names, versions);
-  explain.stmt = &kExplainClaim;
-  auto results = (*conn)->ExecTransaction({{&kClaimPlan, {}}, explain});
-  if (!results.ok()) return results.status();
-  const PgResult* r = &(*results)[1];
-  std::string plan;
-  for (int i = 0; i < r->rows(); ++i) {
-    plan += r->Get(i, 0);
-    plan += '\n';
+  auto text = [](const PgResult& r) {
+    std::string plan;
+    for (int i = 0; i < r.rows(); ++i) {
+      plan += r.Get(i, 0);
+      plan += '\n';
+    }
+    return plan;
+  };
+  if (!analyze) {
+    explain.stmt = &kExplainClaim;
+    auto results = (*conn)->ExecTransaction({{&kClaimPlan, {}}, explain});
+    if (!results.ok()) return results.status();
+    return text((*results)[1]);
   }
-  return plan;
+  // EXPLAIN ANALYZE runs the claim: in a transaction that is rolled back.
+  PgConnection& c = **conn;
+  KAGZI_RETURN_IF_ERROR(c.Exec("BEGIN").status());
+  auto set = c.ExecPrepared(kClaimPlan, {});
+  auto plan = set.ok() ? c.ExecPrepared(kExplainAnalyzeClaim, explain.params) : set;
+  auto rolled_back = c.Exec("ROLLBACK");
+  if (!plan.ok()) return plan.status();
+  if (!rolled_back.ok()) return rolled_back.status();
+  return text(*plan);
 }
 
 Result<std::vector<std::string>> PgStore::Heartbeat(

@@ -377,8 +377,10 @@ class PgStore final : public Store {
   Result<WorkerRecovery> RecoverWorker(const WorkerDeath& death) override;
   Result<ClaimBatch> ClaimRuns(const ClaimRequest& request) override;
   // PostgreSQL's plan for ClaimRuns(request), as EXPLAIN prints it (the
-  // claim is planned, not run): for tests and kagzi-bench.
-  Result<std::string> ExplainClaim(const ClaimRequest& request);
+  // claim is planned, not run): for tests and kagzi-bench. With `analyze`,
+  // as EXPLAIN (ANALYZE, BUFFERS) prints it: the claim runs, in a
+  // transaction that is rolled back, so nothing is claimed.
+  Result<std::string> ExplainClaim(const ClaimRequest& request, bool analyze = false);
   Result<std::vector<std::string>> Heartbeat(
       std::string_view owner, std::chrono::milliseconds lease_ttl,
       const std::optional<std::vector<std::string>>& only = std::nullopt) override;
