@@ -24,6 +24,16 @@ std::unique_ptr<PgStore> StoreOn(const TestDatabase& db) {
   return std::make_unique<PgStore>(options);
 }
 
+// The plan PostgreSQL prints for `explain` (an EXPLAIN statement), one line
+// per row; the reason when it fails.
+std::string PlanText(PgConnection& conn, const std::string& explain) {
+  auto plan = conn.Exec(explain);
+  if (!plan.ok()) return "EXPLAIN failed: " + plan.status().message();
+  std::string text;
+  for (int i = 0; i < plan->rows(); ++i) text += std::string(plan->Get(i, 0)) + "\n";
+  return text;
+}
+
 // Everything about the schema that a migration could change, as one text.
 std::string SchemaSnapshot(const TestDatabase& db) {
   return db.Query(
@@ -91,11 +101,9 @@ TEST(MigrationsTest, TimeConversionsAreInlinedAndExact) {
   ASSERT_TRUE(migrated.ok()) << migrated.status().message();
   auto conn = PgConnection::Connect(db->url(), "kagzi-test");
   ASSERT_TRUE(conn.ok()) << conn.status().message();
-  auto plan = (*conn)->Exec(
+  const std::string text = PlanText(
+      **conn,
       "EXPLAIN (VERBOSE) SELECT kagzi_us(created_at), kagzi_ts(lease_epoch) FROM kagzi_runs");
-  ASSERT_TRUE(plan.ok()) << plan.status().message();
-  std::string text;
-  for (int i = 0; i < plan->rows(); ++i) text += std::string(plan->Get(i, 0)) + "\n";
   EXPECT_EQ(text.find("kagzi_us("), std::string::npos) << text;
   EXPECT_EQ(text.find("kagzi_ts("), std::string::npos) << text;
   EXPECT_NE(text.find("EXTRACT(epoch"), std::string::npos) << text;
@@ -132,11 +140,8 @@ TEST(MigrationsTest, OnlyRunsWithAKeyAreInTheKeyIndex) {
       "INSERT INTO kagzi_runs (id, workflow, input, idempotency_key)"
       " VALUES (gen_random_uuid(), 'wf', 'null', 'k')");
   EXPECT_EQ(again.status().code(), StatusCode::kConflict) << again.status().message();
-  auto plan =
-      (*conn)->Exec("EXPLAIN SELECT id FROM kagzi_runs WHERE idempotency_key = ANY(ARRAY['k'])");
-  ASSERT_TRUE(plan.ok()) << plan.status().message();
-  std::string text;
-  for (int i = 0; i < plan->rows(); ++i) text += std::string(plan->Get(i, 0)) + "\n";
+  const std::string text =
+      PlanText(**conn, "EXPLAIN SELECT id FROM kagzi_runs WHERE idempotency_key = ANY(ARRAY['k'])");
   EXPECT_NE(text.find("kagzi_runs_idempotency_key"), std::string::npos) << text;
 }
 
@@ -169,10 +174,7 @@ TEST(MigrationsTest, AFencedWriteFindsItsRunByOwnerAndIdInTheIndex) {
                          " SET updated_at = now() WHERE id = $1 AND lease_owner = $2"
                          " AND lease_epoch = $3 AND status = 'RUNNING'")
                   .ok());
-  auto plan = (*conn)->Exec("EXPLAIN EXECUTE fenced(NULL, NULL, NULL)");
-  ASSERT_TRUE(plan.ok()) << plan.status().message();
-  std::string text;
-  for (int i = 0; i < plan->rows(); ++i) text += std::string(plan->Get(i, 0)) + "\n";
+  const std::string text = PlanText(**conn, "EXPLAIN EXECUTE fenced(NULL, NULL, NULL)");
   const bool by_owner_and_id =
       text.find("Index Cond: ((lease_owner = $2) AND (id = $1))") != std::string::npos;
   const bool by_id = text.find("Index Cond: (id = $1)") != std::string::npos;
@@ -198,12 +200,9 @@ TEST(MigrationsTest, TheStatusIndexLeavesOutRunningRuns) {
                          " FROM generate_series(1, 5000) i")
                   .ok());
   ASSERT_TRUE((*conn)->Exec("ANALYZE kagzi_runs").ok());
-  auto plan = (*conn)->Exec(
-      "EXPLAIN SELECT id FROM kagzi_runs WHERE status = 'FAILED'"
-      " ORDER BY created_at DESC LIMIT 5");
-  ASSERT_TRUE(plan.ok()) << plan.status().message();
-  std::string text;
-  for (int i = 0; i < plan->rows(); ++i) text += std::string(plan->Get(i, 0)) + "\n";
+  const std::string text = PlanText(**conn,
+                                    "EXPLAIN SELECT id FROM kagzi_runs WHERE status = 'FAILED'"
+                                    " ORDER BY created_at DESC LIMIT 5");
   EXPECT_NE(text.find("kagzi_runs_status_created"), std::string::npos) << text;
 }
 
