@@ -90,58 +90,64 @@ TEST(MigrationsTest, ApplyingTwiceAppliesNothingTheSecondTime) {
   EXPECT_EQ(SchemaSnapshot(*db), schema);
 }
 
+// The tests of what the migrations made of the schema: each gets a fresh,
+// migrated database and a connection to it.
+class MigratedSchemaTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    db_ = TestDatabase::Create();
+    ASSERT_NE(db_, nullptr);
+    auto migrated = StoreOn(*db_)->Migrate();
+    ASSERT_TRUE(migrated.ok()) << migrated.status().message();
+    auto conn = PgConnection::Connect(db_->url(), "kagzi-test");
+    ASSERT_TRUE(conn.ok()) << conn.status().message();
+    conn_ = std::move(*conn);
+  }
+
+  std::unique_ptr<TestDatabase> db_;
+  std::unique_ptr<PgConnection> conn_;
+};
+
 // kagzi_us and kagzi_ts are inlined into the statements that call them
 // (migration 0006): declared more stable than their bodies, they ran as
 // functions of their own, planned afresh at every call. And they convert
 // exactly, both ways, with infinity as NULL.
-TEST(MigrationsTest, TimeConversionsAreInlinedAndExact) {
-  auto db = TestDatabase::Create();
-  ASSERT_NE(db, nullptr);
-  auto migrated = StoreOn(*db)->Migrate();
-  ASSERT_TRUE(migrated.ok()) << migrated.status().message();
-  auto conn = PgConnection::Connect(db->url(), "kagzi-test");
-  ASSERT_TRUE(conn.ok()) << conn.status().message();
+TEST_F(MigratedSchemaTest, TimeConversionsAreInlinedAndExact) {
   const std::string text = PlanText(
-      **conn,
+      *conn_,
       "EXPLAIN (VERBOSE) SELECT kagzi_us(created_at), kagzi_ts(lease_epoch) FROM kagzi_runs");
   EXPECT_EQ(text.find("kagzi_us("), std::string::npos) << text;
   EXPECT_EQ(text.find("kagzi_ts("), std::string::npos) << text;
   EXPECT_NE(text.find("EXTRACT(epoch"), std::string::npos) << text;
-  EXPECT_EQ(db->Query("SELECT kagzi_us(kagzi_ts(1700000000123456))"), "1700000000123456");
-  EXPECT_EQ(db->Query("SELECT kagzi_us(timestamptz '1970-01-01 00:00:01.5+00')"), "1500000");
-  EXPECT_EQ(db->Query("SELECT coalesce(kagzi_us('infinity')::text, 'null')"), "null");
+  EXPECT_EQ(db_->Query("SELECT kagzi_us(kagzi_ts(1700000000123456))"), "1700000000123456");
+  EXPECT_EQ(db_->Query("SELECT kagzi_us(timestamptz '1970-01-01 00:00:01.5+00')"), "1500000");
+  EXPECT_EQ(db_->Query("SELECT coalesce(kagzi_us('infinity')::text, 'null')"), "null");
 }
 
 // Runs without an idempotency key are not in the key's unique index
 // (migration 0007): every version of their row would add an entry nothing
 // looks up. Keys stay unique, and a lookup by key still uses the index.
-TEST(MigrationsTest, OnlyRunsWithAKeyAreInTheKeyIndex) {
-  auto db = TestDatabase::Create();
-  ASSERT_NE(db, nullptr);
-  auto migrated = StoreOn(*db)->Migrate();
-  ASSERT_TRUE(migrated.ok()) << migrated.status().message();
-  EXPECT_EQ(db->Query("SELECT string_agg(pg_get_indexdef(indexrelid), ';') FROM pg_index"
-                      " WHERE indrelid = 'kagzi_runs'::regclass AND indisunique"
-                      " AND pg_get_indexdef(indexrelid) LIKE '%(idempotency_key)%'"),
+TEST_F(MigratedSchemaTest, OnlyRunsWithAKeyAreInTheKeyIndex) {
+  EXPECT_EQ(db_->Query("SELECT string_agg(pg_get_indexdef(indexrelid), ';') FROM pg_index"
+                       " WHERE indrelid = 'kagzi_runs'::regclass AND indisunique"
+                       " AND pg_get_indexdef(indexrelid) LIKE '%(idempotency_key)%'"),
             "CREATE UNIQUE INDEX kagzi_runs_idempotency_key ON public.kagzi_runs USING btree "
             "(idempotency_key) WHERE (idempotency_key IS NOT NULL)");
-  auto conn = PgConnection::Connect(db->url(), "kagzi-test");
-  ASSERT_TRUE(conn.ok()) << conn.status().message();
-  ASSERT_TRUE((*conn)
+  ASSERT_TRUE(conn_
                   ->Exec("INSERT INTO kagzi_runs (id, workflow, input, idempotency_key)"
                          " SELECT gen_random_uuid(), 'wf', 'null', NULL"
                          " FROM generate_series(1, 3)")
                   .ok());
-  ASSERT_TRUE((*conn)
+  ASSERT_TRUE(conn_
                   ->Exec("INSERT INTO kagzi_runs (id, workflow, input, idempotency_key)"
                          " VALUES (gen_random_uuid(), 'wf', 'null', 'k')")
                   .ok());
-  auto again = (*conn)->Exec(
+  auto again = conn_->Exec(
       "INSERT INTO kagzi_runs (id, workflow, input, idempotency_key)"
       " VALUES (gen_random_uuid(), 'wf', 'null', 'k')");
   EXPECT_EQ(again.status().code(), StatusCode::kConflict) << again.status().message();
   const std::string text =
-      PlanText(**conn, "EXPLAIN SELECT id FROM kagzi_runs WHERE idempotency_key = ANY(ARRAY['k'])");
+      PlanText(*conn_, "EXPLAIN SELECT id FROM kagzi_runs WHERE idempotency_key = ANY(ARRAY['k'])");
   EXPECT_NE(text.find("kagzi_runs_idempotency_key"), std::string::npos) << text;
 }
 
@@ -149,32 +155,26 @@ TEST(MigrationsTest, OnlyRunsWithAKeyAreInTheKeyIndex) {
 // PostgreSQL stops planning it per call) finds the run by lease owner and
 // id in the index (migration 0008), not by the owner alone: that read
 // every run the daemon held, per write.
-TEST(MigrationsTest, AFencedWriteFindsItsRunByOwnerAndIdInTheIndex) {
-  auto db = TestDatabase::Create();
-  ASSERT_NE(db, nullptr);
-  auto migrated = StoreOn(*db)->Migrate();
-  ASSERT_TRUE(migrated.ok()) << migrated.status().message();
-  auto conn = PgConnection::Connect(db->url(), "kagzi-test");
-  ASSERT_TRUE(conn.ok()) << conn.status().message();
+TEST_F(MigratedSchemaTest, AFencedWriteFindsItsRunByOwnerAndIdInTheIndex) {
   // 64 runs held by one daemon, among many others.
-  ASSERT_TRUE((*conn)
+  ASSERT_TRUE(conn_
                   ->Exec("INSERT INTO kagzi_runs (id, workflow, input)"
                          " SELECT gen_random_uuid(), 'wf', 'null'"
                          " FROM generate_series(1, 5000)")
                   .ok());
-  ASSERT_TRUE((*conn)
+  ASSERT_TRUE(conn_
                   ->Exec("UPDATE kagzi_runs SET status = 'RUNNING',"
                          " lease_owner = '11111111-1111-1111-1111-111111111111'"
                          " WHERE id IN (SELECT id FROM kagzi_runs LIMIT 64)")
                   .ok());
-  ASSERT_TRUE((*conn)->Exec("ANALYZE kagzi_runs").ok());
-  ASSERT_TRUE((*conn)->Exec("SET plan_cache_mode = force_generic_plan").ok());
-  ASSERT_TRUE((*conn)
+  ASSERT_TRUE(conn_->Exec("ANALYZE kagzi_runs").ok());
+  ASSERT_TRUE(conn_->Exec("SET plan_cache_mode = force_generic_plan").ok());
+  ASSERT_TRUE(conn_
                   ->Exec("PREPARE fenced(uuid, uuid, bigint) AS UPDATE kagzi_runs"
                          " SET updated_at = now() WHERE id = $1 AND lease_owner = $2"
                          " AND lease_epoch = $3 AND status = 'RUNNING'")
                   .ok());
-  const std::string text = PlanText(**conn, "EXPLAIN EXECUTE fenced(NULL, NULL, NULL)");
+  const std::string text = PlanText(*conn_, "EXPLAIN EXECUTE fenced(NULL, NULL, NULL)");
   const bool by_owner_and_id =
       text.find("Index Cond: ((lease_owner = $2) AND (id = $1))") != std::string::npos;
   const bool by_id = text.find("Index Cond: (id = $1)") != std::string::npos;
@@ -183,24 +183,18 @@ TEST(MigrationsTest, AFencedWriteFindsItsRunByOwnerAndIdInTheIndex) {
 
 // RUNNING runs are not in the (status, created_at) index (migration
 // 0010); listing by another status still reads it, newest first.
-TEST(MigrationsTest, TheStatusIndexLeavesOutRunningRuns) {
-  auto db = TestDatabase::Create();
-  ASSERT_NE(db, nullptr);
-  auto migrated = StoreOn(*db)->Migrate();
-  ASSERT_TRUE(migrated.ok()) << migrated.status().message();
-  EXPECT_EQ(db->Query("SELECT pg_get_indexdef('kagzi_runs_status_created'::regclass)"),
+TEST_F(MigratedSchemaTest, TheStatusIndexLeavesOutRunningRuns) {
+  EXPECT_EQ(db_->Query("SELECT pg_get_indexdef('kagzi_runs_status_created'::regclass)"),
             "CREATE INDEX kagzi_runs_status_created ON public.kagzi_runs USING btree "
             "(status, created_at) WHERE (status <> 'RUNNING'::text)");
-  auto conn = PgConnection::Connect(db->url(), "kagzi-test");
-  ASSERT_TRUE(conn.ok()) << conn.status().message();
-  ASSERT_TRUE((*conn)
+  ASSERT_TRUE(conn_
                   ->Exec("INSERT INTO kagzi_runs (id, workflow, input, status, error)"
                          " SELECT gen_random_uuid(), 'wf', 'null',"
                          " CASE WHEN i % 100 = 0 THEN 'FAILED' ELSE 'COMPLETED' END, 'x'"
                          " FROM generate_series(1, 5000) i")
                   .ok());
-  ASSERT_TRUE((*conn)->Exec("ANALYZE kagzi_runs").ok());
-  const std::string text = PlanText(**conn,
+  ASSERT_TRUE(conn_->Exec("ANALYZE kagzi_runs").ok());
+  const std::string text = PlanText(*conn_,
                                     "EXPLAIN SELECT id FROM kagzi_runs WHERE status = 'FAILED'"
                                     " ORDER BY created_at DESC LIMIT 5");
   EXPECT_NE(text.find("kagzi_runs_status_created"), std::string::npos) << text;
