@@ -180,6 +180,9 @@ void WriteWorkload(JsonWriter& w, const WorkloadResult& r) {
   OptPercentiles(w, "latency_ms", r.latency_ms);
   OptPercentiles(w, "notified_latency_ms", r.notified_latency_ms);
   OptPercentiles(w, "wake_lateness_ms", r.wake_lateness_ms);
+  OptPercentiles(w, "claim_began_ms", r.claim_began_ms);
+  OptPercentiles(w, "first_step_began_ms", r.first_step_began_ms);
+  OptPercentiles(w, "last_step_began_ms", r.last_step_began_ms);
   Key(w, "table_scans");
   w.StartArray();
   for (const auto& t : r.table_scans) {
@@ -328,6 +331,14 @@ std::string FormatTable(const RunInfo& info, const std::vector<WorkloadResult>& 
     }
     if (r.latency_ms && r.name == "idle-latency") {
       lines.push_back("start -> finished_at: " + PercentileLine(*r.latency_ms));
+    }
+    if (r.claim_began_ms && r.first_step_began_ms && r.last_step_began_ms && r.latency_ms) {
+      lines.push_back(fmt::format(
+          "where the time goes, p50 from the start call to the beginning of the transaction that "
+          "claimed the run {} ms, recorded step 1 {} ms, recorded the last step {} ms, ended the "
+          "run {} ms",
+          Millis(r.claim_began_ms->p50), Millis(r.first_step_began_ms->p50),
+          Millis(r.last_step_began_ms->p50), Millis(r.latency_ms->p50)));
     }
     if (r.notified_latency_ms) {
       lines.push_back("start -> completion NOTIFY received: " +

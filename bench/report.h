@@ -95,6 +95,13 @@ struct WorkloadResult {
   std::optional<Percentiles> latency_ms;           // start call -> finished_at
   std::optional<Percentiles> notified_latency_ms;  // start call -> NOTIFY received (idle-latency)
   std::optional<Percentiles> wake_lateness_ms;     // sleep
+  // idle-latency: from the start call to the beginning (the database's
+  // now()) of the transaction that claimed the run, of the one that
+  // recorded its first step, and of the one that recorded its last step.
+  // With latency_ms (the end's transaction) they show where the time goes.
+  std::optional<Percentiles> claim_began_ms;
+  std::optional<Percentiles> first_step_began_ms;
+  std::optional<Percentiles> last_step_began_ms;
 
   std::vector<TableScans> table_scans;  // kagzi_runs, kagzi_steps
 

@@ -1,7 +1,8 @@
 # The ctest smoke test of kagzi-bench (label "bench"): runs it with --quick
-# on bench3 with 50 runs against the test PostgreSQL, and checks only that
-# it exited 0 (every run completed) and that its JSON report parses and says
-# so. No timing is asserted: the benchmark is not a test.
+# on bench3 with 50 runs and on idle-latency with 3 against the test
+# PostgreSQL, and checks only that it exited 0 (every run completed) and
+# that its JSON reports parse and say so, with the figures each workload
+# reports. No timing is asserted: the benchmark is not a test.
 # Inputs: BENCH (the binary), URL (the test server), WORK_DIR.
 file(REMOVE_RECURSE "${WORK_DIR}")
 set(json "${WORK_DIR}/report.json")
@@ -25,4 +26,31 @@ string(JSON pss ERROR_VARIABLE error GET "${report}" workloads 0 kagzid_pss_kib)
 if(error OR NOT pss GREATER 0)
   message(FATAL_ERROR "the JSON report ${json} has no kagzid PSS (${pss}): ${error}")
 endif()
-message(STATUS "kagzi-bench smoke: 50 of 50 runs completed; ${json} parses; kagzid PSS ${pss} KiB")
+
+# idle-latency: where each run's time went. Per run, the claim's transaction
+# began before the one recording step 1, that one no later than the one
+# recording the last step, and that one before the run's end; so the same
+# order holds for each percentile over the same runs. An order, not a time.
+set(json2 "${WORK_DIR}/idle-latency.json")
+execute_process(
+  COMMAND "${BENCH}" --quick --workload idle-latency -W 3 --url "${URL}" --work-dir "${WORK_DIR}"
+          --json "${json2}"
+  RESULT_VARIABLE rc)
+if(NOT rc EQUAL 0)
+  message(FATAL_ERROR "kagzi-bench idle-latency exited with ${rc}; its kagzid logs are in ${WORK_DIR}")
+endif()
+file(READ "${json2}" report)
+set(previous "")
+foreach(phase claim_began_ms first_step_began_ms last_step_began_ms latency_ms)
+  string(JSON count ERROR_VARIABLE error GET "${report}" workloads 0 ${phase} count)
+  if(error OR NOT count EQUAL 3)
+    message(FATAL_ERROR "${json2}: ${phase} should count 3 runs, has ${count}: ${error}")
+  endif()
+  string(JSON p50 GET "${report}" workloads 0 ${phase} p50)
+  if(NOT previous STREQUAL "" AND p50 LESS previous)
+    message(FATAL_ERROR "${json2}: ${phase} p50 ${p50} ms is before the phase ahead of it (${previous} ms)")
+  endif()
+  set(previous "${p50}")
+endforeach()
+message(STATUS "kagzi-bench smoke: 50 of 50 runs completed; ${json} parses; kagzid PSS ${pss} KiB; "
+               "idle-latency phases in order in ${json2}")

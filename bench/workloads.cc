@@ -66,6 +66,14 @@ const Statement kReadRuns = {
     "bench_read_runs",
     "SELECT id::text, status, kagzi_us(created_at), kagzi_us(finished_at) FROM kagzi_runs "
     "WHERE workflow = $1"};
+const Statement kReadPhases = {
+    "bench_read_phases",
+    // When the transactions that claimed each run and recorded its first
+    // and last steps began (their now(), as started_at and finished_at are
+    // set).
+    "SELECT r.id::text, kagzi_us(r.started_at), kagzi_us(min(s.finished_at)),"
+    " kagzi_us(max(s.finished_at)) FROM kagzi_runs r JOIN kagzi_steps s ON s.run_id = r.id"
+    " WHERE r.workflow = $1 AND r.status = 'COMPLETED' AND s.kind = 'step' GROUP BY r.id"};
 const Statement kCountSteps = {
     "bench_count_steps",
     "SELECT count(*) FROM kagzi_steps s JOIN kagzi_runs r ON r.id = s.run_id WHERE r.workflow = "
@@ -917,6 +925,27 @@ Status WorkloadRunner::RunIdleLatency(int runs, WorkloadResult* result) {
   }
   result->latency_ms = ComputePercentiles(latency);
   result->notified_latency_ms = ComputePercentiles(notified);
+
+  auto phases = (*conn)->ExecPrepared(kReadPhases, {std::string("bench3")});
+  if (!phases.ok())
+    return phases.status().WithContext("reading when the runs' steps were recorded");
+  std::unordered_map<std::string, int> row_of;
+  for (int i = 0; i < phases->rows(); ++i) row_of[phases->GetString(i, 0)] = i;
+  std::vector<double> claim, first, last;
+  for (const auto& s : samples) {
+    auto it = row_of.find(s.id);
+    if (s.warmup || it == row_of.end() || phases->IsNull(it->second, 1)) continue;
+    const std::int64_t from = s.start_us + settings_.clock.offset_us;
+    auto ms = [&](int col) {
+      return static_cast<double>(phases->GetInt(it->second, col) - from) / 1000.0;
+    };
+    claim.push_back(ms(1));
+    first.push_back(ms(2));
+    last.push_back(ms(3));
+  }
+  result->claim_began_ms = ComputePercentiles(claim);
+  result->first_step_began_ms = ComputePercentiles(first);
+  result->last_step_began_ms = ComputePercentiles(last);
   return Status::Ok();
 }
 
