@@ -909,7 +909,13 @@ Status WorkloadRunner::RunIdleLatency(int runs, WorkloadResult* result) {
   if (!conn.ok()) return conn.status();
   auto rows = ReadRuns(**conn, "bench3");
   if (!rows.ok()) return rows.status();
-  std::vector<double> latency, notified;
+  auto phases = (*conn)->ExecPrepared(kReadPhases, {std::string("bench3")});
+  if (!phases.ok()) {
+    return phases.status().WithContext("reading when the runs' steps were recorded");
+  }
+  std::unordered_map<std::string, int> phase_row;
+  for (int i = 0; i < phases->rows(); ++i) phase_row[phases->GetString(i, 0)] = i;
+  std::vector<double> latency, notified, claim, first, last;
   for (const auto& s : samples) {
     if (s.warmup) continue;
     auto it = rows->find(s.id);
@@ -918,31 +924,21 @@ Status WorkloadRunner::RunIdleLatency(int runs, WorkloadResult* result) {
       continue;
     }
     ++result->completed;
-    latency.push_back(
-        static_cast<double>(*it->second.finished_us - (s.start_us + settings_.clock.offset_us)) /
-        1000.0);
+    // From the start call, on the database clock (ms).
+    const std::int64_t from = s.start_us + settings_.clock.offset_us;
+    auto since_start = [&](std::int64_t db_us) {
+      return static_cast<double>(db_us - from) / 1000.0;
+    };
+    latency.push_back(since_start(*it->second.finished_us));
     notified.push_back(static_cast<double>(s.notified_us - s.start_us) / 1000.0);
+    auto p = phase_row.find(s.id);
+    if (p == phase_row.end() || phases->IsNull(p->second, 1)) continue;
+    claim.push_back(since_start(phases->GetInt(p->second, 1)));
+    first.push_back(since_start(phases->GetInt(p->second, 2)));
+    last.push_back(since_start(phases->GetInt(p->second, 3)));
   }
   result->latency_ms = ComputePercentiles(latency);
   result->notified_latency_ms = ComputePercentiles(notified);
-
-  auto phases = (*conn)->ExecPrepared(kReadPhases, {std::string("bench3")});
-  if (!phases.ok())
-    return phases.status().WithContext("reading when the runs' steps were recorded");
-  std::unordered_map<std::string, int> row_of;
-  for (int i = 0; i < phases->rows(); ++i) row_of[phases->GetString(i, 0)] = i;
-  std::vector<double> claim, first, last;
-  for (const auto& s : samples) {
-    auto it = row_of.find(s.id);
-    if (s.warmup || it == row_of.end() || phases->IsNull(it->second, 1)) continue;
-    const std::int64_t from = s.start_us + settings_.clock.offset_us;
-    auto ms = [&](int col) {
-      return static_cast<double>(phases->GetInt(it->second, col) - from) / 1000.0;
-    };
-    claim.push_back(ms(1));
-    first.push_back(ms(2));
-    last.push_back(ms(3));
-  }
   result->claim_began_ms = ComputePercentiles(claim);
   result->first_step_began_ms = ComputePercentiles(first);
   result->last_step_began_ms = ComputePercentiles(last);
