@@ -177,7 +177,8 @@ const Statement kRecordSteps = {
     "lease AS (SELECT r.id, r.lease_owner, r.lease_epoch, r.cancel_requested, r.cancel_reason,"
     "    (r.deadline_at IS NULL OR r.deadline_at > now()) AS in_time FROM kagzi_runs r"
     "  WHERE (r.id, r.lease_owner, r.lease_epoch) IN (SELECT run_id, owner, epoch FROM w)"
-    "    AND r.status = 'RUNNING' ORDER BY r.id FOR NO KEY UPDATE), "
+    "    AND r.id = ANY($1::uuid[]) AND r.status = 'RUNNING'"  // see kEndRuns
+    "  ORDER BY r.id FOR NO KEY UPDATE), "
     "mine AS (SELECT w.*, lease.in_time FROM w JOIN lease ON lease.id = w.run_id"
     "  AND lease.lease_owner = w.owner AND lease.lease_epoch = w.epoch), "
     "ins AS (INSERT INTO kagzi_steps (run_id, step_id, seq, kind, status, output, error,"
@@ -296,6 +297,20 @@ const Statement kFail = {
 // Many kComplete / kFail at once (a group of the GroupCommitter): $4 is
 // each run's new status, $5 its output (COMPLETED) or error (FAILED). One
 // row per run whose lease matched: its position in the arrays.
+//
+// How it finds the runs (kRecordSteps likewise): `r.id = ANY($1)` repeats
+// the join's condition on the scan of kagzi_runs itself. Without it, when
+// the statistics show few RUNNING runs (a table never analyzed, or one
+// analyzed beside a backlog of parked runs), the generic plan reads every
+// RUNNING run through a lease index and joins each with the group's
+// writes; with it, that read keeps only the group's runs, or looks them up
+// by the primary key when the statistics show many RUNNING runs. The
+// status condition stays, redundant as it is beside the lease match (the
+// table's CHECK ties the two): it keeps the read in the partial lease
+// indexes. Without it, a generic plan made while the table was small was a
+// sequential scan, and stayed one as the table grew. See
+// docs/benchmarks.md and GroupCommitTest's GroupWritesLookUpTheirRunsById
+// tests.
 const Statement kEndRuns = {
     "kagzi_end_runs",
     "UPDATE kagzi_runs r SET status = w.status,"
@@ -305,7 +320,7 @@ const Statement kEndRuns = {
     "FROM unnest($1::uuid[], $2::uuid[], $3::bigint[], $4::text[], $5::text[]) WITH ORDINALITY"
     "  AS w(run_id, owner, epoch, status, value, ord) "
     "WHERE r.id = w.run_id AND r.lease_owner = w.owner AND r.lease_epoch = w.epoch"
-    " AND r.status = 'RUNNING' RETURNING w.ord"};
+    " AND r.id = ANY($1::uuid[]) AND r.status = 'RUNNING' RETURNING w.ord"};
 
 const Statement kRelease = {
     "kagzi_release",
@@ -627,6 +642,38 @@ Result<std::string> PgStore::ExplainClaim(const ClaimRequest& req, bool analyze)
   if (!plan.ok()) return plan.status();
   if (!rolled_back.ok()) return rolled_back.status();
   return text(*plan);
+}
+
+Result<std::string> PgStore::ExplainGroupWrites() {
+  auto conn = pool_.Acquire();
+  if (!conn.ok()) return conn.status();
+  PgConnection& c = **conn;
+  // The generic plans, as the pool's prepared statements use them: each
+  // statement prepared under a name of its own, explained with NULL
+  // parameters (which a generic plan does not fold), in a transaction
+  // rolled back.
+  std::string plans;
+  KAGZI_RETURN_IF_ERROR(c.Exec("BEGIN").status());
+  Status st = c.Exec("SET LOCAL plan_cache_mode = force_generic_plan").status();
+  for (const auto& [stmt, params] : {std::pair{&kRecordSteps, 15}, std::pair{&kEndRuns, 5}}) {
+    if (!st.ok()) break;
+    std::string nulls = "NULL";
+    for (int i = 1; i < params; ++i) nulls += ", NULL";
+    st = c.Exec(fmt::format("PREPARE kagzi_explain_group AS {}", stmt->sql)).status();
+    if (!st.ok()) break;
+    auto plan = c.Exec(fmt::format("EXPLAIN EXECUTE kagzi_explain_group({})", nulls));
+    if (!plan.ok()) {
+      st = plan.status();
+      break;
+    }
+    plans += fmt::format("{}:\n", stmt->name);
+    for (int i = 0; i < plan->rows(); ++i) plans += fmt::format("{}\n", plan->Get(i, 0));
+    st = c.Exec("DEALLOCATE kagzi_explain_group").status();
+  }
+  auto rolled_back = c.Exec("ROLLBACK");
+  if (!st.ok()) return st.WithContext("explaining the group commit's statements");
+  if (!rolled_back.ok()) return rolled_back.status();
+  return plans;
 }
 
 Result<std::vector<std::string>> PgStore::Heartbeat(

@@ -381,6 +381,9 @@ class PgStore final : public Store {
   // as EXPLAIN (ANALYZE, BUFFERS) prints it: the claim runs, in a
   // transaction that is rolled back, so nothing is claimed.
   Result<std::string> ExplainClaim(const ClaimRequest& request, bool analyze = false);
+  // The generic plans of the group commit's batch statements (step records
+  // and run ends), as EXPLAIN prints them, one after the other.
+  Result<std::string> ExplainGroupWrites();
   Result<std::vector<std::string>> Heartbeat(
       std::string_view owner, std::chrono::milliseconds lease_ttl,
       const std::optional<std::vector<std::string>>& only = std::nullopt) override;
