@@ -271,8 +271,8 @@ std::optional<int> ParseCommandLine(int argc, const char* const* argv, CommandLi
   RunOptions retry;
   CLI::App* retry_cmd = app.add_subcommand(
       "retry",
-      "Resume a FAILED run from its failed step: failed journal entries run again, recorded\n"
-      "steps stay recorded");
+      "Resume a FAILED run from the call that failed it: that call's failed steps run again,\n"
+      "every other journal entry stays recorded");
   retry_cmd->footer(
       Footer("The run becomes PENDING and stays on its workflow version; a deadline that has\n"
              "passed is cleared. Any other status is refused with exit 2. With --json: the run\n"

@@ -115,9 +115,10 @@ void ExecutorPool::Execute(Job& job) {
              key.version, run.attempts, job.claim.journal.size());
   if (run.deadline_at && job.db_now >= *run.deadline_at) {
     // Claimed at or after its deadline (parked runs wake at it): fail it
-    // without running any workflow code.
-    Status st =
-        store_.FailRun(job.control->lease, "deadline exceeded: the run did not finish in time");
+    // without running any workflow code. No call failed (the one it was
+    // parked in has no FAILED entry), so a retry deletes no entry.
+    Status st = store_.FailRun(job.control->lease,
+                               "deadline exceeded: the run did not finish in time", std::nullopt);
     log->warn("run {} ({} v{}): failed: deadline exceeded{}", run.id, key.name, key.version,
               st.ok() ? "" : " (not recorded: " + st.message() + ")");
     return;

@@ -256,6 +256,7 @@ Status RunContext::Fenced(FencedWrite::Kind kind, const StepRecord* step, std::s
   w.lease = control_->lease;
   if (step) w.step = *step;
   w.value = std::move(value);
+  if (kind == FencedWrite::Kind::kFailRun) w.failed_call_seq = last_call_seq_;
   if (kind != FencedWrite::Kind::kRecordStep) w.parent_run_id = claim_.run.parent_run_id;
   Status st = Write([&] {
     if (options_.writer) {
@@ -319,6 +320,7 @@ kagzi_status RunContext::BeginCall(const char* step_id, StepKind kind, const Ste
                                  id));
   }
   const int seq = next_seq_++;
+  last_call_seq_ = seq;
   auto found = journal_by_id_.find(id);
   const StepRecord* at_seq =
       static_cast<std::size_t>(seq) < journal_by_seq_.size() ? journal_by_seq_[seq] : nullptr;
@@ -892,6 +894,7 @@ kagzi_status RunContext::Parallel(kagzi_parallel_step* steps, std::size_t count,
     }
     s.run = true;
   }
+  if (count > 0) last_call_seq_ = slots.front().seq;  // the group is one call
   std::vector<Slot*> to_run;
   Slot* first_unfinished = nullptr;
   for (auto& s : slots) {

@@ -206,6 +206,9 @@ class RunContext {
   std::vector<const StepRecord*> journal_by_seq_;
   std::unordered_set<std::string> used_ids_;
   int next_seq_ = 0;
+  // The seq at which the latest call began (a parallel group's first
+  // member): a failure of the run is blamed on it, for kagzictl retry.
+  std::optional<int> last_call_seq_;
 
   bool in_step_ = false;
   std::string current_step_;             // id of the step whose function is running

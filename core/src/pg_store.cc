@@ -288,15 +288,17 @@ const Statement kComplete = {
     " lease_owner = NULL, lease_expires_at = NULL, finished_at = now(), updated_at = now() "
     "WHERE " KAGZI_LEASE_MATCHES};
 
+// $5: the seq at which the failing call began (NULL: none), for a retry.
 const Statement kFail = {
     "kagzi_fail",
-    "UPDATE kagzi_runs SET status = 'FAILED', error = $4,"
+    "UPDATE kagzi_runs SET status = 'FAILED', error = $4, failed_call_seq = $5::int,"
     " lease_owner = NULL, lease_expires_at = NULL, finished_at = now(), updated_at = now() "
     "WHERE " KAGZI_LEASE_MATCHES};
 
 // Many kComplete / kFail at once (a group of the GroupCommitter): $4 is
-// each run's new status, $5 its output (COMPLETED) or error (FAILED). One
-// row per run whose lease matched: its position in the arrays.
+// each run's new status, $5 its output (COMPLETED) or error (FAILED), $6
+// a failure's failed_call_seq (as kFail's $5). One row per run whose lease
+// matched: its position in the arrays.
 //
 // How it finds the runs (kRecordSteps likewise): `r.id = ANY($1)` repeats
 // the join's condition on the scan of kagzi_runs itself. Without it, when
@@ -316,9 +318,10 @@ const Statement kEndRuns = {
     "UPDATE kagzi_runs r SET status = w.status,"
     " output = CASE WHEN w.status = 'COMPLETED' THEN w.value::json ELSE r.output END,"
     " error = CASE WHEN w.status = 'COMPLETED' THEN NULL ELSE w.value END,"
+    " failed_call_seq = w.failed_call_seq,"
     " lease_owner = NULL, lease_expires_at = NULL, finished_at = now(), updated_at = now() "
-    "FROM unnest($1::uuid[], $2::uuid[], $3::bigint[], $4::text[], $5::text[]) WITH ORDINALITY"
-    "  AS w(run_id, owner, epoch, status, value, ord) "
+    "FROM unnest($1::uuid[], $2::uuid[], $3::bigint[], $4::text[], $5::text[], $6::int[])"
+    "  WITH ORDINALITY AS w(run_id, owner, epoch, status, value, failed_call_seq, ord) "
     "WHERE r.id = w.run_id AND r.lease_owner = w.owner AND r.lease_epoch = w.epoch"
     " AND r.id = ANY($1::uuid[]) AND r.status = 'RUNNING' RETURNING w.ord"};
 
@@ -655,7 +658,7 @@ Result<std::string> PgStore::ExplainGroupWrites() {
   std::string plans;
   KAGZI_RETURN_IF_ERROR(c.Exec("BEGIN").status());
   Status st = c.Exec("SET LOCAL plan_cache_mode = force_generic_plan").status();
-  for (const auto& [stmt, params] : {std::pair{&kRecordSteps, 15}, std::pair{&kEndRuns, 5}}) {
+  for (const auto& [stmt, params] : {std::pair{&kRecordSteps, 15}, std::pair{&kEndRuns, 6}}) {
     if (!st.ok()) break;
     std::string nulls = "NULL";
     for (int i = 1; i < params; ++i) nulls += ", NULL";
@@ -819,7 +822,8 @@ std::vector<PgParam> EndRunsParams(const std::vector<FencedWrite*>& ends) {
   for (const FencedWrite* w : ends) {
     const bool completed = w->kind == FencedWrite::Kind::kCompleteRun;
     rows.push_back({w->lease.run_id, w->lease.owner, w->lease.epoch,
-                    completed ? "COMPLETED" : "FAILED", w->value});
+                    completed ? "COMPLETED" : "FAILED", w->value,
+                    completed ? std::nullopt : OptInt(w->failed_call_seq)});
   }
   return PgColumns(rows);
 }
@@ -974,8 +978,15 @@ Status PgStore::CompleteRun(const Lease& lease, std::string_view output_json) {
   return FencedUpdate(pool_, kComplete, lease, std::string(output_json), "completed");
 }
 
-Status PgStore::FailRun(const Lease& lease, std::string_view error) {
-  return FencedUpdate(pool_, kFail, lease, std::string(error), "failed");
+Status PgStore::FailRun(const Lease& lease, std::string_view error,
+                        std::optional<int> failed_call_seq) {
+  auto conn = pool_.Acquire();
+  if (!conn.ok()) return conn.status();
+  auto r = (*conn)->ExecPrepared(
+      kFail, {lease.run_id, lease.owner, lease.epoch, error, OptInt(failed_call_seq)});
+  if (!r.ok()) return r.status();
+  if (r->Affected() == 0) return LeaseLost(lease, "failed");
+  return Status::Ok();
 }
 
 Status PgStore::ReleaseRun(const Lease& lease) {
@@ -992,7 +1003,7 @@ void Store::ApplyWrites(const std::vector<FencedWrite*>& writes) {
         w->result = CompleteRun(w->lease, w->value);
         break;
       case FencedWrite::Kind::kFailRun:
-        w->result = FailRun(w->lease, w->value);
+        w->result = FailRun(w->lease, w->value, w->failed_call_seq);
         break;
     }
   }

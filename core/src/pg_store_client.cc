@@ -122,15 +122,18 @@ const Statement kInsertEvent = {
 
 const Statement kWake = {"kagzi_wake_run", "SELECT kagzi_wake($1::uuid)"};
 
+// The FAILED entries of the call that failed the run: from its
+// failed_call_seq on (NULL: none).
 const Statement kDeleteFailedSteps = {
     "kagzi_delete_failed_steps",
-    "DELETE FROM kagzi_steps WHERE run_id = $1::uuid AND status = 'FAILED'"};
+    "DELETE FROM kagzi_steps s USING kagzi_runs r WHERE s.run_id = $1::uuid AND r.id = s.run_id"
+    " AND s.status = 'FAILED' AND s.seq >= r.failed_call_seq"};
 
 // $2: clear the deadline (it has passed).
 const Statement kRetry = {
     "kagzi_retry",
     "UPDATE kagzi_runs SET status = 'PENDING', available_at = now(), error = NULL, output = NULL,"
-    " finished_at = NULL, lease_owner = NULL, lease_expires_at = NULL,"
+    " failed_call_seq = NULL, finished_at = NULL, lease_owner = NULL, lease_expires_at = NULL,"
     " lease_epoch = lease_epoch + 1, cancel_requested = false, cancel_reason = NULL,"
     " deadline_at = CASE WHEN $2::boolean THEN NULL ELSE deadline_at END, updated_at = now() "
     "WHERE id = $1::uuid AND status = 'FAILED'"};
@@ -462,13 +465,15 @@ Status PgStore::SendEvent(std::string_view run_id, std::string_view name,
 }
 
 // Retrying a FAILED run. In one transaction, under the run's row lock:
-//   - its FAILED journal entries are deleted: those steps run again at the
-//     replay (their seq is free again, and the replay records them under
-//     the same one). Every other entry (COMPLETED, and RETRYING/WAITING
-//     ones) stays, so recorded steps are not executed again. Note: a step
-//     whose failure the workflow caught and handled also runs again; if it
-//     now succeeds and the workflow takes another path, the replay reports
-//     the divergence as non-determinism.
+//   - the FAILED journal entries of the call that failed it (from the
+//     run's failed_call_seq on: that step, or the failed members of that
+//     parallel group) are deleted: those steps run again at the replay
+//     (their seq is free again, and the replay records them under the same
+//     one). Every other entry stays, so recorded steps are not executed
+//     again, and a failure the workflow caught and went past is replayed
+//     as it was recorded (running it again could change the path the
+//     workflow takes, which the replay would refuse as non-determinism).
+//     A run with no failed call (failed_call_seq NULL) loses no entry.
 //   - the run becomes PENDING and runnable now, its error, output and
 //     finished_at are cleared, any lease is cleared and the epoch bumped,
 //     a cancel request is withdrawn; it keeps its pinned version, attempts

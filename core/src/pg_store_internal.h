@@ -80,6 +80,11 @@ inline std::optional<std::string> OptMicros(const std::optional<Micros>& v) {
   return std::to_string(*v);
 }
 
+inline std::optional<std::string> OptInt(const std::optional<int>& v) {
+  if (!v) return std::nullopt;
+  return std::to_string(*v);
+}
+
 inline Status CheckRunId(std::string_view id) {
   if (!IsUuid(id)) return Status::InvalidArgument("\"{}\" is not a run id (a UUID)", id);
   return Status::Ok();

@@ -200,7 +200,7 @@ class CtlTest : public ::testing::Test {
     charge.error_kind = ErrorKind::kPermanent;
     charge.started_at = Now();
     EXPECT_TRUE(store_->RecordStep(lease, charge).ok());
-    Status st = store_->FailRun(lease, error);
+    Status st = store_->FailRun(lease, error, charge.seq);
     EXPECT_TRUE(st.ok()) << st.message();
     return id;
   }
@@ -1214,7 +1214,7 @@ TEST_F(CtlTest, RetryResumesAFailedRunFromItsFailedStep) {
   charge.status = StepStatus::kFailed;
   charge.error = "card declined";
   ASSERT_TRUE(store_->RecordStep(lease, charge).ok());
-  ASSERT_TRUE(store_->FailRun(lease, "card declined").ok());
+  ASSERT_TRUE(store_->FailRun(lease, "card declined", charge.seq).ok());
 
   auto r = Ctl({"retry", id});
   ASSERT_EQ(r.exit_code, 0) << r.err;

@@ -467,6 +467,46 @@ TEST_F(FeaturesE2E, RetryResumesAFailedRunFromItsFailedStep) {
   EXPECT_EQ(r.exit_code, 2) << "only a failed run can be retried";
 }
 
+// A retry runs again only the call that failed the run: a failure the
+// workflow caught and went past stays recorded, so the replay takes the
+// same path. Here "flaky" fails, the workflow compensates, then "finish"
+// fails the run; after the retry only "finish" runs again.
+TEST_F(FeaturesE2E, RetryKeepsAFailureTheWorkflowHandled) {
+  auto d = Daemon("d");
+  std::string id = Start("retry_step", In(R"("fail_times":1,"max_attempts":1,"permanent":true,)"
+                                          R"("fail_later":true)"));
+  ASSERT_TRUE(WaitForStatus(id, RunStatus::kFailed, seconds(30))) << d->Log();
+  EXPECT_EQ(Run(id).error.value_or(""), "step 'finish' failed: finish failed once");
+  auto r = Ctl(db_->url(), {"retry", id});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  ASSERT_TRUE(WaitForStatus(id, RunStatus::kCompleted, seconds(30))) << d->Log();
+  EXPECT_TRUE(Output(id)["compensated"].GetBool());
+  EXPECT_EQ(Executions(id, "flaky"), 1);
+  EXPECT_EQ(Executions(id, "compensate"), 1);
+  EXPECT_EQ(Executions(id, "finish"), 2);
+}
+
+// A parallel group is one call: a retry runs its failed members again
+// (here the first of three), not the ones it recorded.
+TEST_F(FeaturesE2E, RetryRunsAgainTheFailedMembersOfAParallelGroup) {
+  auto d = Daemon("d");
+  std::string id = Start(
+      "fanout", In(R"("n":3,"fail_index":0,"fail_once":true,"fail_run":true,"max_concurrency":1)"));
+  ASSERT_TRUE(WaitForStatus(id, RunStatus::kFailed, seconds(30))) << d->Log();
+  auto r = Ctl(db_->url(), {"retry", id});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  ASSERT_TRUE(WaitForStatus(id, RunStatus::kCompleted, seconds(30))) << d->Log();
+  EXPECT_EQ(Executions(id, "sq-0"), 2);
+  EXPECT_EQ(Executions(id, "sq-1"), 1);
+  EXPECT_EQ(Executions(id, "sq-2"), 1);
+  const rapidjson::Document output = Output(id);
+  ASSERT_TRUE(output.IsObject() && output.HasMember("squares"));
+  const auto& squares = output["squares"];
+  ASSERT_TRUE(squares.IsArray());
+  ASSERT_EQ(squares.Size(), 3u);
+  EXPECT_EQ(squares[2].GetInt(), 4);
+}
+
 // --- compatibility: a plugin built for ABI 1.0 ------------------------------
 
 TEST_F(FeaturesE2E, PluginBuiltForAbi10LoadsAndRunsUnchanged) {

@@ -748,7 +748,7 @@ TEST_F(ClientTest, SendEventRefusesFinishedRunsAndBadInput) {
   std::string id = Start("wf");
   auto batch = Claim(NewUuid(), {{"wf", 1}}, 1);
   ASSERT_EQ(batch.runs.size(), 1u);
-  ASSERT_TRUE(store_->FailRun(LeaseOf(batch.runs[0]), "boom").ok());
+  ASSERT_TRUE(store_->FailRun(LeaseOf(batch.runs[0]), "boom", std::nullopt).ok());
   std::int64_t wake_seq = Get(id).wake_seq;
 
   Status finished = store_->SendEvent(id, "go", "{}");
@@ -779,7 +779,7 @@ TEST_F(ClientTest, RetryResumesAFailedRunFromItsFailedStep) {
   charge.error = "card declined";
   charge.error_kind = ErrorKind::kPermanent;
   ASSERT_TRUE(store_->RecordStep(lease, charge).ok());
-  ASSERT_TRUE(store_->FailRun(lease, "card declined").ok());
+  ASSERT_TRUE(store_->FailRun(lease, "card declined", charge.seq).ok());
   RunRecord failed = Get(id);
   ASSERT_EQ(failed.status, RunStatus::kFailed);
 
@@ -816,13 +816,69 @@ TEST_F(ClientTest, RetryResumesAFailedRunFromItsFailedStep) {
   EXPECT_EQ(Get(id).status, RunStatus::kCompleted);
 }
 
+// A retry deletes only the FAILED entries of the call that failed the run
+// (from its failed_call_seq on): a failure the workflow caught and went
+// past stays, and a run failed with no call to blame loses no entry.
+TEST_F(ClientTest, RetryRunsAgainOnlyTheCallThatFailedTheRun) {
+  const auto failed = [](const std::string& id, int seq) {
+    StepRecord s;
+    s.step_id = id;
+    s.seq = seq;
+    s.status = StepStatus::kFailed;
+    s.error = id + " failed";
+    s.error_kind = ErrorKind::kPermanent;
+    return s;
+  };
+  const auto journal = [&](const std::string& id) {
+    return db_->Query(
+        "SELECT string_agg(step_id || ':' || status, ',' ORDER BY seq) FROM kagzi_steps "
+        "WHERE run_id = " +
+        Quoted(id));
+  };
+  // Entry 1 failed and was handled; the parallel group at 2..4 failed the
+  // run, its members 2 and 4 failed. The end goes through the group
+  // commit's statement.
+  std::string id = Start("wf");
+  auto batch = Claim(NewUuid(), {{"wf", 1}}, 1);
+  ASSERT_EQ(batch.runs.size(), 1u);
+  Lease lease = LeaseOf(batch.runs[0]);
+  for (const StepRecord& s : {MakeStep("a", 0, "1"), failed("b", 1), failed("c", 2),
+                              MakeStep("d", 3, "3"), failed("e", 4)}) {
+    ASSERT_TRUE(store_->RecordStep(lease, s).ok()) << s.step_id;
+  }
+  FencedWrite end;
+  end.kind = FencedWrite::Kind::kFailRun;
+  end.lease = lease;
+  end.value = "e failed";
+  end.failed_call_seq = 2;
+  store_->ApplyWrites({&end});
+  ASSERT_TRUE(end.result.ok()) << end.result.message();
+  EXPECT_EQ(db_->Query("SELECT failed_call_seq FROM kagzi_runs WHERE id = " + Quoted(id)), "2");
+  ASSERT_TRUE(store_->RetryRun(id).ok());
+  EXPECT_EQ(journal(id), "a:COMPLETED,b:FAILED,d:COMPLETED");
+  EXPECT_EQ(db_->Query("SELECT coalesce(failed_call_seq::text, 'null') FROM kagzi_runs"
+                       " WHERE id = " +
+                       Quoted(id)),
+            "null");
+
+  // No call to blame (the run failed before its next call): nothing goes.
+  std::string other = Start("other");
+  auto claimed = Claim(NewUuid(), {{"other", 1}}, 1);
+  ASSERT_EQ(claimed.runs.size(), 1u);
+  Lease second = LeaseOf(claimed.runs[0]);
+  ASSERT_TRUE(store_->RecordStep(second, failed("x", 0)).ok());
+  ASSERT_TRUE(store_->FailRun(second, "gave up", std::nullopt).ok());
+  ASSERT_TRUE(store_->RetryRun(other).ok());
+  EXPECT_EQ(journal(other), "x:FAILED");
+}
+
 TEST_F(ClientTest, RetryClearsADeadlineThatHasPassedAndKeepsAFutureOne) {
   auto fail = [&](const std::string& workflow, const std::string& deadline_sql) {
     std::string id = Start(workflow);
     auto batch = Claim(NewUuid(), {{workflow, 1}}, 1);
     EXPECT_EQ(batch.runs.size(), 1u);
     if (batch.runs.empty()) return id;
-    EXPECT_TRUE(store_->FailRun(LeaseOf(batch.runs[0]), "deadline exceeded").ok());
+    EXPECT_TRUE(store_->FailRun(LeaseOf(batch.runs[0]), "deadline exceeded", std::nullopt).ok());
     db_->Query("UPDATE kagzi_runs SET deadline_at = " + deadline_sql + " WHERE id = " + Quoted(id));
     return id;
   };
@@ -982,7 +1038,7 @@ TEST_F(ClientTest, WaitForRunSeesFailureToo) {
   ASSERT_EQ(batch.runs.size(), 1u);
   std::thread failer([&, lease = LeaseOf(batch.runs[0])] {
     SleepFor(milliseconds(100));
-    EXPECT_TRUE(NewStore(1)->FailRun(lease, "boom").ok());
+    EXPECT_TRUE(NewStore(1)->FailRun(lease, "boom", std::nullopt).ok());
   });
   auto r = store_->WaitForRun(id, std::nullopt);
   failer.join();

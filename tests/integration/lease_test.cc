@@ -47,7 +47,7 @@ class LeaseTest : public StoreTest {
     EXPECT_EQ(st.code(), StatusCode::kConflict) << st.message();
     st = store_->CompleteRun(stale, "\"stale output\"");
     EXPECT_EQ(st.code(), StatusCode::kConflict) << st.message();
-    st = store_->FailRun(stale, "stale failure");
+    st = store_->FailRun(stale, "stale failure", std::nullopt);
     EXPECT_EQ(st.code(), StatusCode::kConflict) << st.message();
     StepRecord nap;
     nap.step_id = "late-nap";
@@ -134,7 +134,7 @@ TEST_F(LeaseTest, StaleWriteRefusedWhenReleasedAndReclaimedBeforeExpiry) {
   EXPECT_EQ(third.run.lease_owner, a);
   ExpectAllWritesRefused(old);
   ExpectAllWritesRefused(LeaseOf(second));
-  Status st = store_->FailRun(LeaseOf(third), "gave up");
+  Status st = store_->FailRun(LeaseOf(third), "gave up", std::nullopt);
   ASSERT_TRUE(st.ok()) << st.message();
   EXPECT_EQ(Get(id).status, RunStatus::kFailed);
   EXPECT_EQ(Get(id).error, "gave up");

@@ -200,6 +200,40 @@ TEST_F(MigratedSchemaTest, TheStatusIndexLeavesOutRunningRuns) {
   EXPECT_NE(text.find("kagzi_runs_status_created"), std::string::npos) << text;
 }
 
+// Runs that failed before migration 0011 keep the retry they had: every
+// FAILED journal entry runs again (failed_call_seq = the first of them).
+// Other runs, and failed runs with no FAILED entry, get NULL.
+TEST_F(MigratedSchemaTest, RunsThatFailedBeforeFailedCallSeqKeepTheirRetry) {
+  std::string sql;
+  for (const auto& m : core::EmbeddedMigrations()) {
+    if (m.name == "0011_failed_call_seq.sql") sql = std::string(m.sql);
+  }
+  ASSERT_FALSE(sql.empty());
+  // The schema as 0010 left it, with a failed run whose entries 1 and 3
+  // failed, a failed run with none, and a completed run with one.
+  ASSERT_TRUE(conn_->Exec("ALTER TABLE kagzi_runs DROP COLUMN failed_call_seq").ok());
+  ASSERT_TRUE(conn_
+                  ->Exec("INSERT INTO kagzi_runs (id, workflow, input, status) VALUES"
+                         " ('00000000-0000-0000-0000-00000000000a', 'wf', 'null', 'FAILED'),"
+                         " ('00000000-0000-0000-0000-00000000000b', 'wf', 'null', 'FAILED'),"
+                         " ('00000000-0000-0000-0000-00000000000c', 'wf', 'null', 'COMPLETED')")
+                  .ok());
+  ASSERT_TRUE(conn_
+                  ->Exec("INSERT INTO kagzi_steps (run_id, step_id, seq, kind, status) VALUES"
+                         " ('00000000-0000-0000-0000-00000000000a', 's0', 0, 'step', 'COMPLETED'),"
+                         " ('00000000-0000-0000-0000-00000000000a', 's1', 1, 'step', 'FAILED'),"
+                         " ('00000000-0000-0000-0000-00000000000a', 's2', 2, 'step', 'COMPLETED'),"
+                         " ('00000000-0000-0000-0000-00000000000a', 's3', 3, 'step', 'FAILED'),"
+                         " ('00000000-0000-0000-0000-00000000000c', 's0', 0, 'step', 'FAILED')")
+                  .ok());
+  auto applied = conn_->Exec(sql);
+  ASSERT_TRUE(applied.ok()) << applied.status().message();
+  EXPECT_EQ(db_->Query("SELECT string_agg(right(id::text, 1) || '=' ||"
+                       " coalesce(failed_call_seq::text, 'null'), ',' ORDER BY id)"
+                       " FROM kagzi_runs"),
+            "a=1,b=null,c=null");
+}
+
 TEST(MigrationsTest, ConcurrentDaemonsMigrateOnce) {
   auto db = TestDatabase::Create();
   ASSERT_NE(db, nullptr);

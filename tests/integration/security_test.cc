@@ -403,7 +403,7 @@ TEST(LeastPrivilegeTest, DocumentedGrantsRunDaemonsAndKagzictl) {
       auto done = store.CompleteRun(lease, "{\"ok\":true}");
       ASSERT_TRUE(done.ok()) << done.message();
     } else {
-      auto failed = store.FailRun(lease, "failed on purpose");
+      auto failed = store.FailRun(lease, "failed on purpose", std::nullopt);
       ASSERT_TRUE(failed.ok()) << failed.message();
     }
   }

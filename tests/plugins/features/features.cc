@@ -21,7 +21,10 @@
 //     (run, "flaky"), so it survives a change of daemon. Output {"ok": true}
 //     on success; on StepError a step "compensate" runs and the output is
 //     {"compensated": true, "error": <the step's last message>, "step": "flaky"}.
-//     With "fail_run": true the StepError fails the run instead.
+//     With "fail_run": true the StepError fails the run instead. With
+//     "fail_later": true, after "compensate" a step "finish" runs that fails
+//     permanently on its first execution ("finish failed once"), which fails
+//     the run; it succeeds after that.
 //
 //   wait_event   {"ledger", "name": "go", "timeout_ms": T (optional: forever)}
 //     Step "before", wait_for_event("wait", name, T ms), step "after".
@@ -39,11 +42,13 @@
 //     "step 'work' failed: child says no".
 //
 //   fanout       {"ledger", "n": N, "step_ms": S = 0, "fail_index": K (optional),
-//                 "max_concurrency": C = 0}
+//                 "max_concurrency": C = 0, "fail_once": false, "fail_run": false}
 //     parallel_map over 0..N-1 as steps "sq-<i>": each sleeps S ms (usleep),
-//     returns i*i, and fails permanently ("fail at <i>") when i == K. Output
-//     {"squares": [0, 1, 4, ...]}, or {"error": "step 'sq-<K>' failed: fail at
-//     <K>"} (the first failed element, from the per-element outcomes).
+//     returns i*i, and fails permanently ("fail at <i>") when i == K (with
+//     "fail_once", only at its first execution). Output {"squares": [0, 1, 4,
+//     ...]}, or {"error": "step 'sq-<K>' failed: fail at <K>"} (the first
+//     failed element, from the per-element outcomes); with "fail_run" that
+//     element's StepError fails the run instead.
 //
 //   helpers      {"ledger", "sleep_ms": S = 0}
 //     now("t0"), random("r"), step "s" (records both as it saw them), durable
@@ -172,6 +177,13 @@ KAGZI_WORKFLOW(retry_step, 1, ctx, input) {
   } catch (const kagzi::StepError& e) {
     if (fail_run) throw;
     ctx.step("compensate", [&] { Record(ledger, ctx.run_id(), "compensate", "exec"); });
+    if (input.value("fail_later", false)) {
+      ctx.step("finish", [&] {
+        const bool first = CountLines(ledger, ctx.run_id(), "finish") == 0;
+        Record(ledger, ctx.run_id(), "finish", "exec");
+        if (first) throw kagzi::PermanentError("finish failed once");
+      });
+    }
     return kagzi::Json{{"compensated", true}, {"error", e.message()}, {"step", e.step_id()}};
   }
 }
@@ -229,20 +241,24 @@ KAGZI_WORKFLOW(fanout, 1, ctx, input) {
   const auto step_ms = input.value<std::int64_t>("step_ms", 0);
   const auto fail_index = input.value<std::int64_t>("fail_index", -1);
   const auto max_concurrency = input.value<std::uint32_t>("max_concurrency", 0);
+  const bool fail_once = input.value("fail_once", false);
   std::vector<std::int64_t> items;
   for (std::int64_t i = 0; i < n; ++i) items.push_back(i);
   // Runs on host worker threads: reads only what it captured.
   const std::string_view run_id = ctx.run_id();
-  const auto square = [&ledger, run_id, step_ms, fail_index](std::int64_t i) {
+  const auto square = [&ledger, run_id, step_ms, fail_index, fail_once](std::int64_t i) {
     SleepMs(step_ms);
-    Record(ledger, run_id, "sq-" + std::to_string(i), "exec");
-    if (i == fail_index) throw kagzi::PermanentError("fail at " + std::to_string(i));
+    const std::string id = "sq-" + std::to_string(i);
+    const bool first = !fail_once || CountLines(ledger, run_id, id) == 0;
+    Record(ledger, run_id, id, "exec");
+    if (i == fail_index && first) throw kagzi::PermanentError("fail at " + std::to_string(i));
     return i * i;
   };
   const auto outcomes = ctx.parallel_map_outcomes("sq", items, square, max_concurrency);
   kagzi::Json squares = kagzi::Json::array();
   for (const auto& outcome : outcomes) {
     if (const kagzi::StepError* failure = outcome.error()) {
+      if (input.value("fail_run", false)) throw *failure;
       return kagzi::Json{{"error", failure->what()}};
     }
     squares.push_back(outcome.value());

@@ -163,6 +163,8 @@ struct FencedWrite {
   Lease lease;
   StepRecord step;    // kRecordStep
   std::string value;  // kCompleteRun: the output JSON; kFailRun: the error
+  // kFailRun: the seq at which the run's last call began (see FailRun).
+  std::optional<int> failed_call_seq;
   // kCompleteRun, kFailRun: the run's parent, which its end wakes (for the
   // kagzi_wakeup sent after the commit).
   std::optional<std::string> parent_run_id;
@@ -314,7 +316,11 @@ class Store {
   // Ends the run CANCELLED with reason, and cancels its children.
   virtual Status CancelRun(const Lease& lease, std::string_view reason) = 0;
   virtual Status CompleteRun(const Lease& lease, std::string_view output_json) = 0;
-  virtual Status FailRun(const Lease& lease, std::string_view error) = 0;
+  // Ends the run FAILED with error. failed_call_seq: the journal seq at
+  // which the workflow's last call began (a parallel group's first member),
+  // whose FAILED entries a retry runs again; nullopt if no call is to blame.
+  virtual Status FailRun(const Lease& lease, std::string_view error,
+                         std::optional<int> failed_call_seq) = 0;
   // Gives the run back (PENDING, runnable now) so another daemon takes it at
   // once; bumps the epoch so late writes from this lease are refused.
   virtual Status ReleaseRun(const Lease& lease) = 0;
@@ -342,8 +348,9 @@ class Store {
   // Sends an event to a non-terminal run and wakes it if it is parked.
   virtual Status SendEvent(std::string_view run_id, std::string_view name,
                            std::string_view payload_json) = 0;
-  // Resumes a FAILED run from its failed step: its FAILED journal entries are
-  // removed (they run again), recorded ones stay; the run becomes PENDING.
+  // Resumes a FAILED run from the call that failed it: that call's FAILED
+  // journal entries are removed (they run again), every other entry stays
+  // (a failure the workflow handled too); the run becomes PENDING.
   virtual Status RetryRun(std::string_view run_id) = 0;
 };
 
@@ -400,7 +407,8 @@ class PgStore final : public Store {
   Status SetDeadline(const Lease& lease, Micros deadline_at) override;
   Status CancelRun(const Lease& lease, std::string_view reason) override;
   Status CompleteRun(const Lease& lease, std::string_view output_json) override;
-  Status FailRun(const Lease& lease, std::string_view error) override;
+  Status FailRun(const Lease& lease, std::string_view error,
+                 std::optional<int> failed_call_seq) override;
   Status ReleaseRun(const Lease& lease) override;
   void ApplyWrites(const std::vector<FencedWrite*>& writes) override;
   Result<StartResult> StartRun(const StartRequest& request) override;
