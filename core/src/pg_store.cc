@@ -85,8 +85,9 @@ const Statement kClaim = {"kagzi_claim", KAGZI_CLAIM_SQL};
 // The most concurrent StartRun calls one transaction takes (StartGroup).
 constexpr std::size_t kMaxStartsPerCommit = 1000;
 
-// Run before the claim, in its transaction: the claim's plan must walk the
-// claim indexes in order, never read and sort every runnable run. Planned
+// Run before the claim (and before kNextWake), in its transaction: the
+// claim's plan must walk the claim indexes in order, never read and sort
+// every runnable run. Planned
 // on the statistics of a young kagzi_runs (before autovacuum's first
 // ANALYZE, which on a new database under load can be a minute away)
 // PostgreSQL took the runnable runs by bitmap scan and sorted them: 10 ms
@@ -126,14 +127,24 @@ const Statement kHeartbeat = {
     "WHERE lease_owner = $1::uuid AND status = 'RUNNING'"
     " AND ($3::uuid[] IS NULL OR id = ANY($3::uuid[])) RETURNING id::text"};
 
-const Statement kNextWake = {
-    "kagzi_next_wake",
-    "SELECT kagzi_us(min(t)) FROM ("
-    "  SELECT min(r.available_at) AS t FROM kagzi_runs r"
-    "  WHERE r.available_at < 'infinity' AND r.status IN ('PENDING', 'SLEEPING') AND " KAGZI_LOADED_FILTER("$1", "$2")
-    "  UNION ALL"
-    "  SELECT min(r.lease_expires_at) FROM kagzi_runs r"
-    "  WHERE r.status = 'RUNNING' AND " KAGZI_LOADED_FILTER("$1", "$2") ") x"};
+// When the scheduler should look again: the first wake time of a parked
+// run, or lease expiry, of the loaded workflows. Run after kClaimPlan, in
+// its transaction (NextWakeTime): each part is the first entry of its
+// index in order (kagzi_runs_runnable, kagzi_runs_lease_expiry), in a
+// generic plan. As min() it was planned afresh at every call (1-3 ms of
+// planning, after nearly every claim of an idle daemon, while the claimed
+// run's first step was due), and a generic plan of min() made on a young
+// table read every entry of the index.
+#define KAGZI_NEXT_WAKE_SQL \
+  "SELECT kagzi_us(least("                                                                      \
+  "  (SELECT r.available_at FROM kagzi_runs r"                                                  \
+  "    WHERE r.available_at < 'infinity' AND r.status IN ('PENDING', 'SLEEPING') AND "          \
+  KAGZI_LOADED_FILTER("$1", "$2") "    ORDER BY r.available_at LIMIT 1),"                      \
+  "  (SELECT r.lease_expires_at FROM kagzi_runs r"                                              \
+  "    WHERE r.status = 'RUNNING' AND " KAGZI_LOADED_FILTER("$1", "$2")                         \
+  "    ORDER BY r.lease_expires_at LIMIT 1)))"
+const Statement kNextWake = {"kagzi_next_wake", KAGZI_NEXT_WAKE_SQL};
+const Statement kExplainNextWake = {"kagzi_explain_next_wake", "EXPLAIN " KAGZI_NEXT_WAKE_SQL};
 
 // Upserts one journal entry: a new one, or a pending one (RETRYING or
 // WAITING) with the same id and seq; a final entry is never changed. Only
@@ -693,13 +704,28 @@ Result<std::vector<std::string>> PgStore::Heartbeat(
   return ids;
 }
 
+Result<std::string> PgStore::ExplainNextWake(const std::vector<WorkflowKey>& loaded) {
+  auto conn = pool_.Acquire();
+  if (!conn.ok()) return conn.status();
+  auto [names, versions] = LoadedArrays(loaded);
+  auto results =
+      (*conn)->ExecTransaction({{&kClaimPlan, {}}, {&kExplainNextWake, {names, versions}}});
+  if (!results.ok()) return results.status();
+  std::string plan;
+  for (int i = 0; i < (*results)[1].rows(); ++i) {
+    plan += (*results)[1].Get(i, 0);
+    plan += '\n';
+  }
+  return plan;
+}
+
 Result<std::optional<Micros>> PgStore::NextWakeTime(const std::vector<WorkflowKey>& loaded) {
   auto conn = pool_.Acquire();
   if (!conn.ok()) return conn.status();
   auto [names, versions] = LoadedArrays(loaded);
-  auto r = (*conn)->ExecPrepared(kNextWake, {names, versions});
-  if (!r.ok()) return r.status();
-  return r->GetOptionalInt(0, 0);
+  auto results = (*conn)->ExecTransaction({{&kClaimPlan, {}}, {&kNextWake, {names, versions}}});
+  if (!results.ok()) return results.status();
+  return (*results)[1].GetOptionalInt(0, 0);
 }
 
 namespace {
