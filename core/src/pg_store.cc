@@ -87,9 +87,9 @@ constexpr std::size_t kMaxStartsPerCommit = 1000;
 
 // Run before the claim (and before kNextWake), in its transaction: the
 // claim's plan must walk the claim indexes in order, never read and sort
-// every runnable run. Planned
-// on the statistics of a young kagzi_runs (before autovacuum's first
-// ANALYZE, which on a new database under load can be a minute away)
+// every runnable run. Planned on the statistics of a young kagzi_runs
+// (before autovacuum's first ANALYZE, which on a new database under load
+// can be a minute away)
 // PostgreSQL took the runnable runs by bitmap scan and sorted them: 10 ms
 // per claim with 10,000 waiting, where the index walk takes 0.05 ms.
 // enable_sort = off makes every plan that sorts the runnable runs cost
@@ -628,24 +628,28 @@ Status PgStore::ReadJournals(PgConnection& c, const std::vector<std::string>& ru
   return Status::Ok();
 }
 
+namespace {
+// An EXPLAIN's rows, one line each.
+std::string PlanText(const PgResult& r) {
+  std::string plan;
+  for (int i = 0; i < r.rows(); ++i) {
+    plan += r.Get(i, 0);
+    plan += '\n';
+  }
+  return plan;
+}
+}  // namespace
+
 Result<std::string> PgStore::ExplainClaim(const ClaimRequest& req, bool analyze) {
   auto conn = pool_.Acquire();
   if (!conn.ok()) return conn.status();
   auto [names, versions] = LoadedArrays(req.loaded);
   PgConnection::Call explain = ClaimCall(req, names, versions);
-  auto text = [](const PgResult& r) {
-    std::string plan;
-    for (int i = 0; i < r.rows(); ++i) {
-      plan += r.Get(i, 0);
-      plan += '\n';
-    }
-    return plan;
-  };
   if (!analyze) {
     explain.stmt = &kExplainClaim;
     auto results = (*conn)->ExecTransaction({{&kClaimPlan, {}}, explain});
     if (!results.ok()) return results.status();
-    return text((*results)[1]);
+    return PlanText((*results)[1]);
   }
   // EXPLAIN ANALYZE runs the claim: in a transaction that is rolled back.
   PgConnection& c = **conn;
@@ -655,7 +659,7 @@ Result<std::string> PgStore::ExplainClaim(const ClaimRequest& req, bool analyze)
   auto rolled_back = c.Exec("ROLLBACK");
   if (!plan.ok()) return plan.status();
   if (!rolled_back.ok()) return rolled_back.status();
-  return text(*plan);
+  return PlanText(*plan);
 }
 
 Result<std::string> PgStore::ExplainGroupWrites() {
@@ -680,8 +684,7 @@ Result<std::string> PgStore::ExplainGroupWrites() {
       st = plan.status();
       break;
     }
-    plans += fmt::format("{}:\n", stmt->name);
-    for (int i = 0; i < plan->rows(); ++i) plans += fmt::format("{}\n", plan->Get(i, 0));
+    plans += fmt::format("{}:\n{}", stmt->name, PlanText(*plan));
     st = c.Exec("DEALLOCATE kagzi_explain_group").status();
   }
   auto rolled_back = c.Exec("ROLLBACK");
@@ -711,12 +714,7 @@ Result<std::string> PgStore::ExplainNextWake(const std::vector<WorkflowKey>& loa
   auto results =
       (*conn)->ExecTransaction({{&kClaimPlan, {}}, {&kExplainNextWake, {names, versions}}});
   if (!results.ok()) return results.status();
-  std::string plan;
-  for (int i = 0; i < (*results)[1].rows(); ++i) {
-    plan += (*results)[1].Get(i, 0);
-    plan += '\n';
-  }
-  return plan;
+  return PlanText((*results)[1]);
 }
 
 Result<std::optional<Micros>> PgStore::NextWakeTime(const std::vector<WorkflowKey>& loaded) {
@@ -988,12 +986,15 @@ Status PgStore::CancelRun(const Lease& lease, std::string_view reason) {
 }
 
 namespace {
+// A statement on the lease's run ($1-$3: id, owner, epoch; then `more`).
 Status FencedUpdate(PgPool& pool, const Statement& stmt, const Lease& lease,
-                    std::optional<std::string> value, std::string_view what) {
+                    std::vector<PgParam> more, std::string_view what) {
   auto conn = pool.Acquire();
   if (!conn.ok()) return conn.status();
-  auto r = value ? (*conn)->ExecPrepared(stmt, {lease.run_id, lease.owner, lease.epoch, *value})
-                 : (*conn)->ExecPrepared(stmt, {lease.run_id, lease.owner, lease.epoch});
+  std::vector<PgParam> params = {lease.run_id, lease.owner, lease.epoch};
+  params.insert(params.end(), std::make_move_iterator(more.begin()),
+                std::make_move_iterator(more.end()));
+  auto r = (*conn)->ExecPrepared(stmt, params);
   if (!r.ok()) return r.status();
   if (r->Affected() == 0) return LeaseLost(lease, what);
   return Status::Ok();
@@ -1001,22 +1002,16 @@ Status FencedUpdate(PgPool& pool, const Statement& stmt, const Lease& lease,
 }  // namespace
 
 Status PgStore::CompleteRun(const Lease& lease, std::string_view output_json) {
-  return FencedUpdate(pool_, kComplete, lease, std::string(output_json), "completed");
+  return FencedUpdate(pool_, kComplete, lease, {output_json}, "completed");
 }
 
 Status PgStore::FailRun(const Lease& lease, std::string_view error,
                         std::optional<int> failed_call_seq) {
-  auto conn = pool_.Acquire();
-  if (!conn.ok()) return conn.status();
-  auto r = (*conn)->ExecPrepared(
-      kFail, {lease.run_id, lease.owner, lease.epoch, error, OptInt(failed_call_seq)});
-  if (!r.ok()) return r.status();
-  if (r->Affected() == 0) return LeaseLost(lease, "failed");
-  return Status::Ok();
+  return FencedUpdate(pool_, kFail, lease, {error, OptInt(failed_call_seq)}, "failed");
 }
 
 Status PgStore::ReleaseRun(const Lease& lease) {
-  return FencedUpdate(pool_, kRelease, lease, std::nullopt, "released");
+  return FencedUpdate(pool_, kRelease, lease, {}, "released");
 }
 
 void Store::ApplyWrites(const std::vector<FencedWrite*>& writes) {
