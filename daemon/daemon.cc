@@ -80,8 +80,11 @@ Daemon::~Daemon() = default;
 
 Status Daemon::Start(const std::atomic<bool>& stop_requested) {
   auto log = Logger("kagzid");
-  store_ = std::make_unique<PgStore>(
-      PgStoreOptions{config_.database_url, "kagzid", std::min(config_.concurrency, 8) + 2});
+  store_ =
+      std::make_unique<PgStore>(PgStoreOptions{.database_url = config_.database_url,
+                                               .application_name = "kagzid",
+                                               .pool_size = std::min(config_.concurrency, 8) + 2,
+                                               .generic_plans = true});
 
   if (identity_.migrate) {
     KAGZI_RETURN_IF_ERROR(
@@ -100,6 +103,13 @@ Status Daemon::Start(const std::atomic<bool>& stop_requested) {
         config_.plugin_dir);
   }
   KAGZI_RETURN_IF_ERROR(Register());
+  // The connections an idle worker uses for a run (the claim, and the
+  // group commit while the scheduler reads its next wake time), ready
+  // before the first run arrives. A failure is not fatal: the pool opens
+  // and prepares connections on first use as well.
+  if (Status st = store_->WarmPool(2); !st.ok()) {
+    log->warn("could not prepare database connections ahead: {}", st.message());
+  }
 
   ExecutorOptions exec_options;
   exec_options.threads = config_.concurrency;

@@ -196,6 +196,127 @@ Status PgConnection::Prepare(const Statement& stmt) {
   return st;
 }
 
+Status PgConnection::EnterPipeline() {
+  if (PQenterPipelineMode(conn_) != 1) {
+    return Status::Internal("cannot enter pipeline mode: {}", Trim(PQerrorMessage(conn_)));
+  }
+  return Status::Ok();
+}
+
+Status PgConnection::SendSync() {
+  if (PQpipelineSync(conn_) != 1) {
+    broken_ = true;
+    return Status::Unavailable("pipeline sync: {}", Trim(PQerrorMessage(conn_)));
+  }
+  return Status::Ok();
+}
+
+Status PgConnection::LeavePipeline() {
+  if (PQexitPipelineMode(conn_) != 1) {
+    broken_ = true;
+    return Status::Internal("cannot leave pipeline mode: {}", Trim(PQerrorMessage(conn_)));
+  }
+  return Status::Ok();
+}
+
+Status PgConnection::PrepareAll(const std::vector<const Statement*>& stmts) {
+  std::vector<const Statement*> todo;
+  for (const Statement* stmt : stmts) {
+    if (!prepared_.contains(stmt->name)) todo.push_back(stmt);
+  }
+  if (todo.empty()) return Status::Ok();
+  KAGZI_RETURN_IF_ERROR(EnterPipeline());
+  for (const Statement* stmt : todo) {
+    if (PQsendPrepare(conn_, stmt->name, stmt->sql, 0, nullptr) != 1) {
+      broken_ = true;
+      return Status::Unavailable("preparing statement {}: {}", stmt->name,
+                                 Trim(PQerrorMessage(conn_)));
+    }
+  }
+  KAGZI_RETURN_IF_ERROR(SendSync());
+  Status first_error;
+  for (const Statement* stmt : todo) {
+    auto res = TakePipelinedResult(*stmt);
+    if (!res.ok()) return res.status();
+    if (PQresultStatus(res->raw()) == PGRES_PIPELINE_ABORTED) continue;
+    Status st = StatusFromResult(res->raw(), fmt::format("preparing statement {}", stmt->name));
+    if (st.ok()) {
+      prepared_.insert(stmt->name);
+    } else if (first_error.ok()) {
+      first_error = st;
+    }
+  }
+  if (!TakePipelineSync()) {
+    return Status::Unavailable("preparing statements: {}", Trim(PQerrorMessage(conn_)));
+  }
+  KAGZI_RETURN_IF_ERROR(LeavePipeline());
+  return first_error;
+}
+
+namespace {
+
+// The number of parameters of a statement: its highest $n.
+int ParamCount(std::string_view sql) {
+  int count = 0;
+  for (std::size_t i = 0; i < sql.size(); ++i) {
+    if (sql[i] != '$') continue;
+    int n = 0;
+    while (i + 1 < sql.size() && sql[i + 1] >= '0' && sql[i + 1] <= '9')
+      n = n * 10 + (sql[++i] - '0');
+    count = std::max(count, n);
+  }
+  return count;
+}
+
+}  // namespace
+
+std::string ExplainExecuteSql(std::string_view name, int params) {
+  std::string sql = fmt::format("EXPLAIN EXECUTE {}", name);
+  for (int i = 1; i <= params; ++i) sql += i == 1 ? "(NULL" : ", NULL";
+  return params > 0 ? sql + ")" : sql;
+}
+
+Status PgConnection::PlanAhead(const std::vector<const Statement*>& stmts,
+                               const Statement* settings) {
+  std::vector<const Statement*> all = stmts;
+  if (settings != nullptr) all.push_back(settings);
+  KAGZI_RETURN_IF_ERROR(PrepareAll(all));
+  std::vector<std::string> explains;
+  for (const Statement* stmt : stmts) {
+    explains.push_back(ExplainExecuteSql(stmt->name, ParamCount(stmt->sql)));
+  }
+  KAGZI_RETURN_IF_ERROR(EnterPipeline());
+  bool sent = settings == nullptr ||
+              PQsendQueryPrepared(conn_, settings->name, 0, nullptr, nullptr, nullptr, 0) == 1;
+  for (std::size_t i = 0; sent && i < explains.size(); ++i) {
+    sent = PQsendQueryParams(conn_, explains[i].c_str(), 0, nullptr, nullptr, nullptr, nullptr,
+                             0) == 1;
+  }
+  if (!sent) {
+    broken_ = true;
+    return Status::Unavailable("planning statements ahead: {}", Trim(PQerrorMessage(conn_)));
+  }
+  KAGZI_RETURN_IF_ERROR(SendSync());
+  Status first_error;
+  if (settings != nullptr) {
+    auto res = TakePipelinedResult(*settings);
+    if (!res.ok()) return res.status();
+    first_error = StatusFromResult(res->raw(), fmt::format("statement {}", settings->name));
+  }
+  for (const Statement* stmt : stmts) {
+    auto res = TakePipelinedResult(*stmt);
+    if (!res.ok()) return res.status();
+    if (first_error.ok() && PQresultStatus(res->raw()) != PGRES_PIPELINE_ABORTED) {
+      first_error = StatusFromResult(res->raw(), fmt::format("planning statement {}", stmt->name));
+    }
+  }
+  if (!TakePipelineSync()) {
+    return Status::Unavailable("planning statements ahead: {}", Trim(PQerrorMessage(conn_)));
+  }
+  KAGZI_RETURN_IF_ERROR(LeavePipeline());
+  return first_error;
+}
+
 Result<std::vector<PgResult>> PgConnection::ExecTransaction(const std::vector<Call>& calls,
                                                             const Call* after) {
   std::vector<PgResult> results;
@@ -210,9 +331,7 @@ Status PgConnection::ExecTransaction(const std::vector<Call>& calls,
                                      const Call* after) {
   for (const auto& call : calls) KAGZI_RETURN_IF_ERROR(Prepare(*call.stmt));
   if (after != nullptr) KAGZI_RETURN_IF_ERROR(Prepare(*after->stmt));
-  if (PQenterPipelineMode(conn_) != 1) {
-    return Status::Internal("cannot enter pipeline mode: {}", Trim(PQerrorMessage(conn_)));
-  }
+  KAGZI_RETURN_IF_ERROR(EnterPipeline());
   // Between two Syncs the server runs the statements of a pipeline as one
   // implicit transaction: committed at the Sync, rolled back as a whole
   // (and the rest skipped) at the first error.
@@ -228,16 +347,10 @@ Status PgConnection::ExecTransaction(const std::vector<Call>& calls,
     return Status::Ok();
   };
   for (const auto& call : calls) KAGZI_RETURN_IF_ERROR(send(call));
-  if (PQpipelineSync(conn_) != 1) {
-    broken_ = true;
-    return Status::Unavailable("pipeline sync: {}", Trim(PQerrorMessage(conn_)));
-  }
+  KAGZI_RETURN_IF_ERROR(SendSync());
   if (after != nullptr) {
     KAGZI_RETURN_IF_ERROR(send(*after));
-    if (PQpipelineSync(conn_) != 1) {
-      broken_ = true;
-      return Status::Unavailable("pipeline sync: {}", Trim(PQerrorMessage(conn_)));
-    }
+    KAGZI_RETURN_IF_ERROR(SendSync());
   }
   Status first_error;
   for (std::size_t i = 0; i < calls.size(); ++i) {
@@ -262,10 +375,7 @@ Status PgConnection::ExecTransaction(const std::vector<Call>& calls,
       if (broken_) return first_error;
     }
   }
-  if (PQexitPipelineMode(conn_) != 1) {
-    broken_ = true;
-    return Status::Internal("cannot leave pipeline mode: {}", Trim(PQerrorMessage(conn_)));
-  }
+  KAGZI_RETURN_IF_ERROR(LeavePipeline());
   return first_error;
 }
 
@@ -378,10 +488,11 @@ struct PgPool::State {
   int open = 0;  // idle + leased
 };
 
-PgPool::PgPool(std::string url, std::string application_name, int size)
+PgPool::PgPool(std::string url, std::string application_name, int size, Setup setup)
     : url_(std::move(url)),
       application_name_(std::move(application_name)),
       size_(size),
+      setup_(std::move(setup)),
       state_(std::make_unique<State>()) {}
 
 PgPool::~PgPool() = default;
@@ -395,20 +506,40 @@ Result<PgPool::Lease> PgPool::Acquire() {
     std::unique_lock lock(state_->mu);
     state_->cv.wait(lock, [&] { return !state_->idle.empty() || state_->open < size_; });
     if (!state_->idle.empty()) {
-      auto conn = std::move(state_->idle.front());
-      state_->idle.pop_front();
+      auto conn = std::move(state_->idle.back());
+      state_->idle.pop_back();
       return Lease(this, std::move(conn));
     }
     ++state_->open;  // reserve a slot, connect outside the lock
   }
+  auto conn = Open();
+  if (!conn.ok()) return conn.status();
+  return Lease(this, std::move(conn).value());
+}
+
+Status PgPool::Warm(int count, const std::function<Status(PgConnection&)>& warm) {
+  // Holding them all at once makes Acquire open the missing ones.
+  std::vector<Lease> held;
+  for (int i = 0; i < std::min(count, size_); ++i) {
+    auto lease = Acquire();
+    if (!lease.ok()) return lease.status();
+    held.push_back(std::move(lease).value());
+    KAGZI_RETURN_IF_ERROR(warm(*held.back()));
+  }
+  return Status::Ok();
+}
+
+Result<std::unique_ptr<PgConnection>> PgPool::Open() {
   auto conn = PgConnection::Connect(url_, application_name_);
-  if (!conn.ok()) {
+  Status st = conn.ok() ? Status::Ok() : conn.status();
+  if (st.ok() && setup_) st = setup_(**conn);
+  if (!st.ok()) {
     std::lock_guard lock(state_->mu);
     --state_->open;
     state_->cv.notify_one();
-    return conn.status();
+    return st;
   }
-  return Lease(this, std::move(conn).value());
+  return conn;
 }
 
 void PgPool::Release(std::unique_ptr<PgConnection> conn) {

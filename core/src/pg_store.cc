@@ -459,10 +459,34 @@ std::optional<StepKind> ParseStepKind(std::string_view s) {
 
 PgStore::PgStore(PgStoreOptions options)
     : options_(std::move(options)),
-      pool_(options_.database_url, options_.application_name, options_.pool_size),
+      pool_(options_.database_url, options_.application_name, options_.pool_size,
+            options_.generic_plans ? PgPool::Setup([](PgConnection& c) {
+              return c.Exec("SET plan_cache_mode = force_generic_plan").status();
+            })
+                                   : PgPool::Setup()),
       starts_(std::make_unique<StartGroup>(kMaxStartsPerCommit)) {}
 
 PgStore::~PgStore() = default;
+
+Status PgStore::WarmPool(int connections) {
+  const bool plan = options_.generic_plans;
+  return pool_.Warm(connections, [plan](PgConnection& c) -> Status {
+    // The claim and the next wake are planned under kClaimPlan's settings,
+    // as they run: a cached plan is not made again when settings change.
+    const std::vector<const Statement*> claim = {&kClaim, &kNextWake};
+    const std::vector<const Statement*> writes = {
+        &kRecordStep, &kRecordSteps,           &kPark,          &kComplete, &kFail, &kEndRuns,
+        &kHeartbeat,  &kNotifyAfterCommitMode, &kNotifyFinished};
+    if (!plan) {
+      std::vector<const Statement*> all = writes;
+      all.insert(all.end(), claim.begin(), claim.end());
+      all.push_back(&kClaimPlan);
+      return c.PrepareAll(all);
+    }
+    KAGZI_RETURN_IF_ERROR(c.PlanAhead(claim, &kClaimPlan));
+    return c.PlanAhead(writes);
+  });
+}
 
 Result<core::MigrationReport> PgStore::Migrate() {
   auto conn = pool_.Acquire();
@@ -715,6 +739,24 @@ Result<std::string> PgStore::ExplainNextWake(const std::vector<WorkflowKey>& loa
       (*conn)->ExecTransaction({{&kClaimPlan, {}}, {&kExplainNextWake, {names, versions}}});
   if (!results.ok()) return results.status();
   return PlanText((*results)[1]);
+}
+
+Result<std::map<std::string, std::string>> PgStore::CachedPlans() {
+  auto conn = pool_.Acquire();
+  if (!conn.ok()) return conn.status();
+  PgConnection& c = **conn;
+  auto r = c.Exec(
+      "SELECT name, cardinality(parameter_types) FROM pg_prepared_statements"
+      " WHERE generic_plans > 0");
+  if (!r.ok()) return r.status();
+  std::map<std::string, std::string> plans;
+  for (int i = 0; i < r->rows(); ++i) {
+    const std::string name(r->Get(i, 0));
+    auto plan = c.Exec(ExplainExecuteSql(name, static_cast<int>(r->GetInt(i, 1))));
+    if (!plan.ok()) return plan.status();
+    plans[name] = PlanText(*plan);
+  }
+  return plans;
 }
 
 Result<std::optional<Micros>> PgStore::NextWakeTime(const std::vector<WorkflowKey>& loaded) {

@@ -109,6 +109,18 @@ class PgConnection {
   // Only for fixed SQL text (DDL, BEGIN/COMMIT, LISTEN).
   Result<PgResult> Exec(std::string_view sql);
 
+  // Prepares, in one round trip, every statement of `stmts` not prepared
+  // on this connection yet.
+  Status PrepareAll(const std::vector<const Statement*>& stmts);
+  // Has the server plan each of `stmts` (prepared first) without running
+  // it: EXPLAIN EXECUTE with every parameter NULL, in one round trip and
+  // one transaction that begins with `settings`, if given (a statement
+  // without parameters that sets the planner's options for the ones after
+  // it, as set_config(..., true) does). Under plan_cache_mode =
+  // force_generic_plan this builds and keeps each statement's generic
+  // plan, so that its first real use does not wait for the planner.
+  Status PlanAhead(const std::vector<const Statement*>& stmts, const Statement* settings = nullptr);
+
   // Prepared statement with parameters (prepared on first use here).
   Result<PgResult> ExecPrepared(const Statement& stmt, std::initializer_list<PgParam> params);
   Result<PgResult> ExecPrepared(const Statement& stmt, const std::vector<PgParam>& params);
@@ -162,6 +174,11 @@ class PgConnection {
   explicit PgConnection(PGconn* conn) : conn_(conn) {}
   Status StatusFromResult(const PGresult* res, std::string_view what);
   Status Prepare(const Statement& stmt);
+  // Pipeline mode: entering it, sending a Sync (the end of one implicit
+  // transaction), leaving it once every result is read.
+  Status EnterPipeline();
+  Status SendSync();
+  Status LeavePipeline();
   // Pipeline mode: the next statement's result (and its closing NULL), or
   // kUnavailable with the connection marked broken.
   Result<PgResult> TakePipelinedResult(const Statement& stmt);
@@ -176,12 +193,23 @@ class PgConnection {
   std::unordered_set<std::string> prepared_;
 };
 
+// EXPLAIN EXECUTE of prepared statement `name` with its `params`
+// parameters all NULL: the plan it would run (a cached generic plan as it
+// is), without running it.
+std::string ExplainExecuteSql(std::string_view name, int params);
+
 // Thread-safe pool of connections to one URL, created lazily up to `size`.
 // Acquire blocks while all are in use. A broken connection is discarded on
-// release and replaced by the next Acquire.
+// release and replaced by the next Acquire. The most recently released
+// connection is handed out first, so that a quiet process keeps using the
+// few connections whose statements are prepared and planned (and whose
+// backends are warm) while the others sit idle.
 class PgPool {
  public:
-  PgPool(std::string url, std::string application_name, int size);
+  // Runs on every connection the pool opens, before its first use; a
+  // connection it fails on is closed and the failure returned.
+  using Setup = std::function<Status(PgConnection&)>;
+  PgPool(std::string url, std::string application_name, int size, Setup setup = {});
   ~PgPool();
 
   class Lease {
@@ -199,15 +227,22 @@ class PgPool {
   };
 
   Result<Lease> Acquire();
+  // Runs `warm` on `count` connections (at most the pool's size): the
+  // idle ones most recently used, then new ones. `warm` must be harmless on
+  // a connection it already ran on.
+  Status Warm(int count, const std::function<Status(PgConnection&)>& warm);
   const std::string& url() const { return url_; }
 
  private:
   void Release(std::unique_ptr<PgConnection> conn);
+  // Connects and runs setup_; the caller has reserved the slot.
+  Result<std::unique_ptr<PgConnection>> Open();
 
   struct State;
   std::string url_;
   std::string application_name_;
   int size_;
+  Setup setup_;
   std::unique_ptr<State> state_;
 };
 

@@ -358,6 +358,12 @@ struct PgStoreOptions {
   std::string database_url;
   std::string application_name = "kagzi";
   int pool_size = 4;
+  // Every connection runs its prepared statements with their generic plans
+  // (plan_cache_mode = force_generic_plan), planned once per connection,
+  // instead of planning each of the first five calls afresh. For the
+  // daemon: each of its statements is written for its generic plan (the
+  // claim's, the group writes' and the next wake's plans are tested).
+  bool generic_plans = false;
 };
 
 namespace pg_internal {
@@ -371,6 +377,15 @@ class PgStore final : public Store {
 
   // Connects once and applies pending migrations (kagzid start).
   Result<core::MigrationReport> Migrate();
+
+  // Opens `connections` of the pool now and prepares on each the
+  // statements a daemon runs for every run (claim, step records, ends,
+  // heartbeats) and, with generic_plans, plans them: the first runs a
+  // daemon takes after a quiet start wait for no connection, parse or plan.
+  Status WarmPool(int connections);
+  // The generic plans cached on the connection the pool hands out next, by
+  // statement name, as EXPLAIN prints them: for tests of WarmPool.
+  Result<std::map<std::string, std::string>> CachedPlans();
 
   // Blocks until the run is terminal (LISTEN kagzi_run_finished, with
   // polling as the safety net) or the timeout passes, and returns the run as

@@ -1,0 +1,164 @@
+// The connection pool (PgPool), and how a daemon's connections are readied
+// before its first run: statements prepared and their generic plans made
+// ahead (PgConnection::PlanAhead, PgStore::WarmPool).
+#include <atomic>
+#include <optional>
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include "kagzi/core/pg.h"
+#include "store_fixture.h"
+
+namespace kagzi::testing {
+namespace {
+
+using ::testing::HasSubstr;
+using ::testing::Not;
+
+using PoolTest = StoreTest;
+
+int BackendPid(PgConnection& c) {
+  auto r = c.Exec("SELECT pg_backend_pid()");
+  EXPECT_TRUE(r.ok()) << r.status().message();
+  return r.ok() ? static_cast<int>(r->GetInt(0, 0)) : -1;
+}
+
+std::string Query(PgConnection& c, const std::string& sql) {
+  auto r = c.Exec(sql);
+  EXPECT_TRUE(r.ok()) << sql << ": " << r.status().message();
+  std::string text;
+  for (int i = 0; r.ok() && i < r->rows(); ++i) text.append(r->Get(i, 0)).append("\n");
+  return text;
+}
+
+PgPool::Lease MustAcquire(PgPool& pool) {
+  auto lease = pool.Acquire();
+  EXPECT_TRUE(lease.ok()) << lease.status().message();
+  return std::move(lease).value();
+}
+
+// An idle daemon keeps using the connections it used last (their statements
+// prepared and planned), not each of the pool's in turn.
+TEST_F(PoolTest, HandsOutTheMostRecentlyReleasedConnectionFirst) {
+  PgPool pool(db_->url(), "kagzi-pool-test", 3);
+  std::optional<PgPool::Lease> a(MustAcquire(pool)), b(MustAcquire(pool)), c(MustAcquire(pool));
+  const int pid_b = BackendPid(**b), pid_c = BackendPid(**c);
+  a.reset();
+  b.reset();
+  c.reset();
+  {
+    auto next = MustAcquire(pool);
+    EXPECT_EQ(BackendPid(*next), pid_c);
+    auto after = MustAcquire(pool);
+    EXPECT_EQ(BackendPid(*after), pid_b);
+  }
+}
+
+TEST_F(PoolTest, SetsUpEveryConnectionItOpensOnce) {
+  std::atomic<int> setups = 0;
+  PgPool pool(db_->url(), "kagzi-pool-test", 3, [&](PgConnection& c) {
+    ++setups;
+    return c.Exec("SET plan_cache_mode = force_generic_plan").status();
+  });
+  int warmed = 0;
+  auto count_warmed = [&](PgConnection&) {
+    ++warmed;
+    return Status::Ok();
+  };
+  ASSERT_TRUE(pool.Warm(2, count_warmed).ok());
+  EXPECT_EQ(setups, 2);
+  EXPECT_EQ(warmed, 2);
+  {
+    // Two warmed ones, then one opened on demand.
+    auto a = MustAcquire(pool), b = MustAcquire(pool), c = MustAcquire(pool);
+    EXPECT_EQ(setups, 3);
+    for (PgConnection* conn : {&*a, &*b, &*c}) {
+      EXPECT_EQ(Query(*conn, "SHOW plan_cache_mode"), "force_generic_plan\n");
+    }
+  }
+  // Reused, not set up again; and warming again warms the open ones.
+  ASSERT_TRUE(pool.Warm(3, count_warmed).ok());
+  EXPECT_EQ(setups, 3);
+  EXPECT_EQ(warmed, 5);
+}
+
+// A connection whose set-up fails is closed, the failure named, and its
+// place in the pool freed for the next Acquire.
+TEST_F(PoolTest, AConnectionWhoseSetUpFailsIsNotKept) {
+  int setups = 0;
+  PgPool pool(db_->url(), "kagzi-pool-test", 1, [&](PgConnection& c) {
+    return ++setups == 1 ? c.Exec("SET plan_cache_mode = no_such_mode").status() : Status::Ok();
+  });
+  auto refused = pool.Acquire();
+  ASSERT_FALSE(refused.ok());
+  EXPECT_THAT(refused.status().message(), HasSubstr("plan_cache_mode"));
+  auto next = pool.Acquire();  // with its slot still taken, this would block
+  ASSERT_TRUE(next.ok()) << next.status().message();
+  EXPECT_EQ(setups, 2);
+}
+
+// PlanAhead makes a statement's generic plan without running it, under the
+// settings given for its transaction, and the plan stays cached after them.
+TEST_F(PoolTest, PlanAheadKeepsTheGenericPlanMadeUnderItsSettings) {
+  auto conn = PgConnection::Connect(db_->url(), "kagzi-pool-test");
+  ASSERT_TRUE(conn.ok()) << conn.status().message();
+  PgConnection& c = **conn;
+  ASSERT_TRUE(c.Exec("CREATE TABLE t (id int PRIMARY KEY, v text);"
+                     " INSERT INTO t SELECT g, 'v' FROM generate_series(1, 10000) g;"
+                     " ANALYZE t; SET plan_cache_mode = force_generic_plan")
+                  .ok());
+  const Statement no_index = {"t_no_index",
+                              "SELECT set_config('enable_indexscan', 'off', true),"
+                              " set_config('enable_bitmapscan', 'off', true)"};
+  const Statement ahead = {"t_ahead", "SELECT v FROM t WHERE id = $1"};
+  const Statement on_use = {"t_on_use", "SELECT v FROM t WHERE id = $1"};
+  ASSERT_TRUE(c.PlanAhead({&ahead}, &no_index).ok());
+  ASSERT_TRUE(c.PrepareAll({&on_use}).ok());
+
+  EXPECT_EQ(Query(c,
+                  "SELECT name || ' ' || generic_plans FROM pg_prepared_statements"
+                  " WHERE name IN ('t_ahead', 't_on_use') ORDER BY name"),
+            "t_ahead 1\nt_on_use 0\n");
+  EXPECT_EQ(Query(c, "SHOW enable_indexscan"), "on\n");  // the transaction's only
+  // The plan made ahead is the one a call runs now...
+  EXPECT_THAT(Query(c, ExplainExecuteSql("t_ahead", 1)), HasSubstr("Seq Scan on t"));
+  // ... where the same query, planned when first run, uses the index.
+  EXPECT_THAT(Query(c, ExplainExecuteSql("t_on_use", 1)), HasSubstr("Index Scan"));
+  EXPECT_EQ(Query(c, "SELECT v FROM t WHERE id = 7"), "v\n");
+}
+
+// A daemon's store opens the connections an idle worker uses and caches
+// the generic plans of the statements of every run, each made as it runs:
+// the claim's under its own settings (kClaimPlan), so that on a table
+// analyzed while empty it still walks the claim index.
+TEST_F(PoolTest, WarmPoolPlansTheStatementsOfEveryRunAhead) {
+  db_->Query("ANALYZE kagzi_runs");
+  db_->Query(
+      "INSERT INTO kagzi_runs (id, workflow, input) SELECT gen_random_uuid(), 'wf', '{}'"
+      " FROM generate_series(1, 5000)");
+  PgStore store(PgStoreOptions{.database_url = db_->url(),
+                               .application_name = "kagzi-warm-test",
+                               .pool_size = 4,
+                               .generic_plans = true});
+  ASSERT_TRUE(store.WarmPool(2).ok());
+  EXPECT_EQ(Count("SELECT count(*) FROM pg_stat_activity"
+                  " WHERE application_name = 'kagzi-warm-test'"),
+            2);
+  auto plans = store.CachedPlans();
+  ASSERT_TRUE(plans.ok()) << plans.status().message();
+  for (const char* name :
+       {"kagzi_claim", "kagzi_next_wake", "kagzi_record_step", "kagzi_record_steps",
+        "kagzi_end_runs", "kagzi_park", "kagzi_complete", "kagzi_fail", "kagzi_heartbeat"}) {
+    EXPECT_TRUE(plans->contains(name)) << name;
+  }
+  const std::string& claim = (*plans)["kagzi_claim"];
+  EXPECT_THAT(claim, HasSubstr("Index Scan using kagzi_runs_claim_order"));
+  EXPECT_THAT(claim, Not(HasSubstr("Seq Scan")));
+  EXPECT_THAT(claim, Not(HasSubstr("Bitmap Heap Scan")));
+  // And the warmed store claims as any other.
+  EXPECT_EQ(Claim(NewUuid(), {{"wf", 1}}, 32, std::chrono::seconds(30), &store).runs.size(), 32u);
+}
+
+}  // namespace
+}  // namespace kagzi::testing
