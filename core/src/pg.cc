@@ -434,10 +434,30 @@ Result<PgResult> PgConnection::ExecUnprepared(const Statement& stmt,
   std::vector<const char*> values;
   values.reserve(params.size());
   for (const auto& p : params) values.push_back(p.value() ? p.value()->c_str() : nullptr);
-  PGresult* raw = PQexecParams(conn_, stmt.sql, static_cast<int>(values.size()), nullptr,
-                               values.data(), nullptr, nullptr, 0);
-  Status st = StatusFromResult(raw, fmt::format("statement {}", stmt.name));
-  PgResult res(raw);
+  // In one implicit transaction, after a setting that makes its plan a
+  // custom one, for these values, whatever the session's plan_cache_mode
+  // (force_generic_plan on a daemon's connections would plan an unnamed
+  // statement without its values too).
+  static const Statement kCustomPlan = {
+      "custom_plan", "SELECT set_config('plan_cache_mode', 'force_custom_plan', true)"};
+  KAGZI_RETURN_IF_ERROR(EnterPipeline());
+  if (PQsendQueryParams(conn_, kCustomPlan.sql, 0, nullptr, nullptr, nullptr, nullptr, 0) != 1 ||
+      PQsendQueryParams(conn_, stmt.sql, static_cast<int>(values.size()), nullptr, values.data(),
+                        nullptr, nullptr, 0) != 1) {
+    broken_ = true;
+    return Status::Unavailable("statement {}: {}", stmt.name, Trim(PQerrorMessage(conn_)));
+  }
+  KAGZI_RETURN_IF_ERROR(SendSync());
+  auto setting = TakePipelinedResult(kCustomPlan);
+  if (!setting.ok()) return setting.status();
+  Status st = StatusFromResult(setting->raw(), fmt::format("statement {}", kCustomPlan.name));
+  auto res = TakePipelinedResult(stmt);
+  if (!res.ok()) return res.status();
+  if (st.ok()) st = StatusFromResult(res->raw(), fmt::format("statement {}", stmt.name));
+  if (!TakePipelineSync()) {
+    return Status::Unavailable("statement {}: no sync: {}", stmt.name, Trim(PQerrorMessage(conn_)));
+  }
+  KAGZI_RETURN_IF_ERROR(LeavePipeline());
   if (!st.ok()) return st;
   return res;
 }

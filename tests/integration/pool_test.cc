@@ -128,6 +128,28 @@ TEST_F(PoolTest, PlanAheadKeepsTheGenericPlanMadeUnderItsSettings) {
   EXPECT_EQ(Query(c, "SELECT v FROM t WHERE id = 7"), "v\n");
 }
 
+// ExecUnprepared plans its statement for its values (a custom plan) even on
+// a connection whose session forces generic plans, and leaves the session
+// as it was.
+TEST_F(PoolTest, ExecUnpreparedPlansForItsValuesWhateverTheSession) {
+  auto conn = PgConnection::Connect(db_->url(), "kagzi-pool-test");
+  ASSERT_TRUE(conn.ok()) << conn.status().message();
+  PgConnection& c = **conn;
+  ASSERT_TRUE(c.Exec("SET plan_cache_mode = force_generic_plan").ok());
+  const Statement mode = {"mode", "SELECT current_setting('plan_cache_mode'), $1::int + 1"};
+  auto r = c.ExecUnprepared(mode, {PgParam(std::int64_t{41})});
+  ASSERT_TRUE(r.ok()) << r.status().message();
+  EXPECT_EQ(r->Get(0, 0), "force_custom_plan");
+  EXPECT_EQ(r->GetInt(0, 1), 42);
+  EXPECT_EQ(Query(c, "SHOW plan_cache_mode"), "force_generic_plan\n");
+  // A failing statement is reported as such, and the connection stays usable.
+  auto bad = c.ExecUnprepared({"bad", "SELECT 1 / $1::int"}, {PgParam(std::int64_t{0})});
+  ASSERT_FALSE(bad.ok());
+  EXPECT_THAT(bad.status().message(), HasSubstr("division by zero"));
+  EXPECT_FALSE(c.broken());
+  EXPECT_EQ(Query(c, "SELECT 1"), "1\n");
+}
+
 // A daemon's store opens the connections an idle worker uses and caches
 // the generic plans of the statements of every run, each made as it runs:
 // the claim's under its own settings (kClaimPlan), so that on a table

@@ -124,10 +124,12 @@ class PgConnection {
   // Prepared statement with parameters (prepared on first use here).
   Result<PgResult> ExecPrepared(const Statement& stmt, std::initializer_list<PgParam> params);
   Result<PgResult> ExecPrepared(const Statement& stmt, const std::vector<PgParam>& params);
-  // The same statement, planned afresh on every call (no prepared, cached
-  // plan). For a query whose best plan changes as a table grows: a cached
-  // generic plan made while the table was nearly empty keeps scanning it
-  // sequentially until autovacuum analyzes it (a minute or more).
+  // The same statement, planned afresh on every call for its values (a
+  // custom plan, whatever the session's plan_cache_mode; no prepared,
+  // cached plan). For a query whose best plan changes as a table grows: a
+  // cached generic plan made while the table was nearly empty keeps
+  // scanning it sequentially until autovacuum analyzes it (a minute or
+  // more).
   Result<PgResult> ExecUnprepared(const Statement& stmt, const std::vector<PgParam>& params);
 
   // One statement of a pipelined transaction (ExecTransaction).
