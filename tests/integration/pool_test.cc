@@ -98,6 +98,35 @@ TEST_F(PoolTest, AConnectionWhoseSetUpFailsIsNotKept) {
   EXPECT_EQ(setups, 2);
 }
 
+// A failed warming is reported; the connection stays in the pool, usable.
+TEST_F(PoolTest, AFailedWarmingIsReportedAndTheConnectionKept) {
+  PgPool pool(db_->url(), "kagzi-pool-test", 2);
+  Status st =
+      pool.Warm(2, [](PgConnection& c) { return c.Exec("SELECT no_such_column").status(); });
+  ASSERT_FALSE(st.ok());
+  EXPECT_THAT(st.message(), HasSubstr("no_such_column"));
+  auto next = MustAcquire(pool);
+  EXPECT_EQ(Query(*next, "SELECT 1"), "1\n");
+}
+
+// A statement that cannot be prepared or planned is named, and the
+// connection stays usable.
+TEST_F(PoolTest, PlanAheadNamesAStatementItCannotPlan) {
+  auto conn = PgConnection::Connect(db_->url(), "kagzi-pool-test");
+  ASSERT_TRUE(conn.ok()) << conn.status().message();
+  PgConnection& c = **conn;
+  const Statement good = {"t_good", "SELECT $1::int + 1"};
+  const Statement bad = {"t_bad", "SELECT v FROM no_such_table WHERE id = $1"};
+  Status st = c.PlanAhead({&good, &bad});
+  ASSERT_FALSE(st.ok());
+  EXPECT_THAT(st.message(), HasSubstr("t_bad"));
+  EXPECT_THAT(st.message(), HasSubstr("no_such_table"));
+  EXPECT_FALSE(c.broken());
+  auto r = c.ExecPrepared(good, {PgParam(41)});
+  ASSERT_TRUE(r.ok()) << r.status().message();
+  EXPECT_EQ(r->GetInt(0, 0), 42);
+}
+
 // PlanAhead makes a statement's generic plan without running it, under the
 // settings given for its transaction, and the plan stays cached after them.
 TEST_F(PoolTest, PlanAheadKeepsTheGenericPlanMadeUnderItsSettings) {
