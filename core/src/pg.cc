@@ -278,43 +278,46 @@ std::string ExplainExecuteSql(std::string_view name, int params) {
 
 Status PgConnection::PlanAhead(const std::vector<const Statement*>& stmts,
                                const Statement* settings) {
-  std::vector<const Statement*> all = stmts;
-  if (settings != nullptr) all.push_back(settings);
-  KAGZI_RETURN_IF_ERROR(PrepareAll(all));
+  KAGZI_RETURN_IF_ERROR(PrepareAll(stmts));
   std::vector<std::string> explains;
   for (const Statement* stmt : stmts) {
     explains.push_back(ExplainExecuteSql(stmt->name, ParamCount(stmt->sql)));
   }
+  std::vector<Unnamed> calls;
+  if (settings != nullptr) calls.push_back({*settings, {}});
+  for (std::size_t i = 0; i < stmts.size(); ++i) {
+    calls.push_back({{stmts[i]->name, explains[i].c_str()}, {}});
+  }
+  return ExecUnnamed(calls).status();
+}
+
+Result<std::vector<PgResult>> PgConnection::ExecUnnamed(const std::vector<Unnamed>& calls) {
   KAGZI_RETURN_IF_ERROR(EnterPipeline());
-  bool sent = settings == nullptr ||
-              PQsendQueryPrepared(conn_, settings->name, 0, nullptr, nullptr, nullptr, 0) == 1;
-  for (std::size_t i = 0; sent && i < explains.size(); ++i) {
-    sent = PQsendQueryParams(conn_, explains[i].c_str(), 0, nullptr, nullptr, nullptr, nullptr,
-                             0) == 1;
-  }
-  if (!sent) {
-    broken_ = true;
-    return Status::Unavailable("planning statements ahead: {}", Trim(PQerrorMessage(conn_)));
-  }
-  KAGZI_RETURN_IF_ERROR(SendSync());
-  Status first_error;
-  if (settings != nullptr) {
-    auto res = TakePipelinedResult(*settings);
-    if (!res.ok()) return res.status();
-    first_error = StatusFromResult(res->raw(), fmt::format("statement {}", settings->name));
-  }
-  for (const Statement* stmt : stmts) {
-    auto res = TakePipelinedResult(*stmt);
-    if (!res.ok()) return res.status();
-    if (first_error.ok() && PQresultStatus(res->raw()) != PGRES_PIPELINE_ABORTED) {
-      first_error = StatusFromResult(res->raw(), fmt::format("planning statement {}", stmt->name));
+  for (const Unnamed& call : calls) {
+    if (PQsendQueryParams(conn_, call.stmt.sql, static_cast<int>(call.values.size()), nullptr,
+                          call.values.data(), nullptr, nullptr, 0) != 1) {
+      broken_ = true;
+      return Status::Unavailable("statement {}: {}", call.stmt.name, Trim(PQerrorMessage(conn_)));
     }
   }
+  KAGZI_RETURN_IF_ERROR(SendSync());
+  std::vector<PgResult> results;
+  Status first_error;
+  for (const Unnamed& call : calls) {
+    auto res = TakePipelinedResult(call.stmt);
+    if (!res.ok()) return res.status();
+    if (first_error.ok() && PQresultStatus(res->raw()) != PGRES_PIPELINE_ABORTED) {
+      first_error = StatusFromResult(res->raw(), fmt::format("statement {}", call.stmt.name));
+    }
+    results.push_back(*res);
+  }
   if (!TakePipelineSync()) {
-    return Status::Unavailable("planning statements ahead: {}", Trim(PQerrorMessage(conn_)));
+    return Status::Unavailable("statement {}: no sync: {}", calls.back().stmt.name,
+                               Trim(PQerrorMessage(conn_)));
   }
   KAGZI_RETURN_IF_ERROR(LeavePipeline());
-  return first_error;
+  if (!first_error.ok()) return first_error;
+  return results;
 }
 
 Result<std::vector<PgResult>> PgConnection::ExecTransaction(const std::vector<Call>& calls,
@@ -440,26 +443,9 @@ Result<PgResult> PgConnection::ExecUnprepared(const Statement& stmt,
   // statement without its values too).
   static const Statement kCustomPlan = {
       "custom_plan", "SELECT set_config('plan_cache_mode', 'force_custom_plan', true)"};
-  KAGZI_RETURN_IF_ERROR(EnterPipeline());
-  if (PQsendQueryParams(conn_, kCustomPlan.sql, 0, nullptr, nullptr, nullptr, nullptr, 0) != 1 ||
-      PQsendQueryParams(conn_, stmt.sql, static_cast<int>(values.size()), nullptr, values.data(),
-                        nullptr, nullptr, 0) != 1) {
-    broken_ = true;
-    return Status::Unavailable("statement {}: {}", stmt.name, Trim(PQerrorMessage(conn_)));
-  }
-  KAGZI_RETURN_IF_ERROR(SendSync());
-  auto setting = TakePipelinedResult(kCustomPlan);
-  if (!setting.ok()) return setting.status();
-  Status st = StatusFromResult(setting->raw(), fmt::format("statement {}", kCustomPlan.name));
-  auto res = TakePipelinedResult(stmt);
-  if (!res.ok()) return res.status();
-  if (st.ok()) st = StatusFromResult(res->raw(), fmt::format("statement {}", stmt.name));
-  if (!TakePipelineSync()) {
-    return Status::Unavailable("statement {}: no sync: {}", stmt.name, Trim(PQerrorMessage(conn_)));
-  }
-  KAGZI_RETURN_IF_ERROR(LeavePipeline());
-  if (!st.ok()) return st;
-  return res;
+  auto results = ExecUnnamed({{kCustomPlan, {}}, {stmt, std::move(values)}});
+  if (!results.ok()) return results.status();
+  return (*results)[1];
 }
 
 Status PgConnection::Listen(std::string_view channel) {

@@ -469,22 +469,12 @@ PgStore::PgStore(PgStoreOptions options)
 PgStore::~PgStore() = default;
 
 Status PgStore::WarmPool(int connections) {
-  const bool plan = options_.generic_plans;
-  return pool_.Warm(connections, [plan](PgConnection& c) -> Status {
+  return pool_.Warm(connections, [](PgConnection& c) -> Status {
     // The claim and the next wake are planned under kClaimPlan's settings,
     // as they run: a cached plan is not made again when settings change.
-    const std::vector<const Statement*> claim = {&kClaim, &kNextWake};
-    const std::vector<const Statement*> writes = {
-        &kRecordStep, &kRecordSteps,           &kPark,          &kComplete, &kFail, &kEndRuns,
-        &kHeartbeat,  &kNotifyAfterCommitMode, &kNotifyFinished};
-    if (!plan) {
-      std::vector<const Statement*> all = writes;
-      all.insert(all.end(), claim.begin(), claim.end());
-      all.push_back(&kClaimPlan);
-      return c.PrepareAll(all);
-    }
-    KAGZI_RETURN_IF_ERROR(c.PlanAhead(claim, &kClaimPlan));
-    return c.PlanAhead(writes);
+    KAGZI_RETURN_IF_ERROR(c.PlanAhead({&kClaim, &kNextWake}, &kClaimPlan));
+    return c.PlanAhead({&kRecordStep, &kRecordSteps, &kPark, &kComplete, &kFail, &kEndRuns,
+                        &kHeartbeat, &kNotifyAfterCommitMode, &kNotifyFinished});
   });
 }
 

@@ -115,8 +115,8 @@ class PgConnection {
   // Has the server plan each of `stmts` (prepared first) without running
   // it: EXPLAIN EXECUTE with every parameter NULL, in one round trip and
   // one transaction that begins with `settings`, if given (a statement
-  // without parameters that sets the planner's options for the ones after
-  // it, as set_config(..., true) does). Under plan_cache_mode =
+  // without parameters, sent unnamed, that sets the planner's options for
+  // the ones after it, as set_config(..., true) does). Under plan_cache_mode =
   // force_generic_plan this builds and keeps each statement's generic
   // plan, so that its first real use does not wait for the planner.
   Status PlanAhead(const std::vector<const Statement*>& stmts, const Statement* settings = nullptr);
@@ -181,6 +181,15 @@ class PgConnection {
   Status EnterPipeline();
   Status SendSync();
   Status LeavePipeline();
+  // A statement sent unnamed (parsed and planned at each call), with its
+  // values; stmt.name only names it in errors.
+  struct Unnamed {
+    Statement stmt;
+    std::vector<const char*> values;
+  };
+  // Runs `calls` in one pipelined implicit transaction (one round trip)
+  // and returns their results, or the first failure (nothing written).
+  Result<std::vector<PgResult>> ExecUnnamed(const std::vector<Unnamed>& calls);
   // Pipeline mode: the next statement's result (and its closing NULL), or
   // kUnavailable with the connection marked broken.
   Result<PgResult> TakePipelinedResult(const Statement& stmt);

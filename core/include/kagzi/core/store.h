@@ -378,10 +378,11 @@ class PgStore final : public Store {
   // Connects once and applies pending migrations (kagzid start).
   Result<core::MigrationReport> Migrate();
 
-  // Opens `connections` of the pool now and prepares on each the
-  // statements a daemon runs for every run (claim, step records, ends,
-  // heartbeats) and, with generic_plans, plans them: the first runs a
-  // daemon takes after a quiet start wait for no connection, parse or plan.
+  // Opens `connections` of the pool now, prepares on each the statements a
+  // daemon runs for every run (claim, step records, ends, heartbeats) and
+  // plans them (plans that stay cached with generic_plans): the first runs
+  // a daemon takes after a quiet start wait for no connection, parse or
+  // plan.
   Status WarmPool(int connections);
   // The generic plans cached on the connection the pool hands out next, by
   // statement name, as EXPLAIN prints them: for tests of WarmPool.
