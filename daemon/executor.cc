@@ -28,13 +28,16 @@ void ExecutorPool::Start() {
 }
 
 void ExecutorPool::Submit(std::vector<ClaimedRun> runs, Micros db_now) {
-  std::lock_guard lock(mu_);
-  for (auto& claim : runs) {
-    Lease lease{claim.run.id, claim.run.lease_owner.value_or(""), claim.run.lease_epoch};
-    auto control = in_flight_.Add(lease);
-    queue_.push_back(Job{std::move(claim), db_now, std::move(control)});
+  {
+    std::lock_guard lock(mu_);
+    for (auto& claim : runs) {
+      Lease lease{claim.run.id, claim.run.lease_owner.value_or(""), claim.run.lease_epoch};
+      auto control = in_flight_.Add(lease);
+      queue_.push_back(Job{std::move(claim), db_now, std::move(control)});
+    }
   }
-  // One idle thread per run queued, not every idle thread.
+  // One idle thread per run queued, not every idle thread; after unlocking,
+  // so that a woken thread does not sleep again on mu_ at once.
   for (std::size_t i = 0; i < runs.size(); ++i) cv_.notify_one();
 }
 

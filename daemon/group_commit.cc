@@ -25,16 +25,20 @@ void GroupCommitter::Stop() {
 void GroupCommitter::Write(FencedWrite& write) {
   Pending pending;
   pending.write = &write;
+  bool queued = false;
   {
-    std::unique_lock lock(mu_);
+    std::lock_guard lock(mu_);
     if (running_) {
       queue_.push_back(&pending);
-      work_cv_.notify_one();
-      pending.done_cv.wait(lock, [&] { return pending.done; });
-      return;
+      queued = true;
     }
   }
-  store_.ApplyWrites({&write});  // not started, or stopped
+  if (!queued) {
+    store_.ApplyWrites({&write});  // not started, or stopped
+    return;
+  }
+  work_cv_.notify_one();
+  pending.done.Wait();
 }
 
 std::int64_t GroupCommitter::groups() const {
@@ -69,10 +73,9 @@ void GroupCommitter::ThreadMain() {
     lock.lock();
     ++groups_;
     writes_ += static_cast<std::int64_t>(group.size());
-    for (Pending* p : group) {
-      p->done = true;
-      p->done_cv.notify_one();
-    }
+    lock.unlock();
+    for (Pending* p : group) WakeFlag::Set(&p->done);  // p may be gone after this
+    lock.lock();
   }
 }
 

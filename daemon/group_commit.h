@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "kagzi/core/store.h"
+#include "wake_flag.h"
 
 namespace kagzi::daemon {
 
@@ -43,14 +44,11 @@ class GroupCommitter {
   std::int64_t writes() const;
 
  private:
-  // A waiting writer. Each has its own condition variable, notified under
-  // mu_ (so the writer, which owns it on its stack, cannot return before
-  // the notification is over): a committed group wakes its own writers,
-  // not every writer waiting.
+  // A waiting writer, on its stack. A committed group wakes its own
+  // writers, not every writer waiting, after releasing mu_ (see WakeFlag).
   struct Pending {
     FencedWrite* write = nullptr;
-    bool done = false;
-    std::condition_variable done_cv;
+    WakeFlag done;
   };
   void ThreadMain();
 
