@@ -112,7 +112,7 @@ Status Daemon::Start(const std::atomic<bool>& stop_requested) {
   }
 
   ExecutorOptions exec_options;
-  exec_options.threads = config_.concurrency;
+  exec_options.slots = config_.concurrency;
   exec_options.run.max_payload_bytes = config_.max_payload_bytes;
   exec_options.run.write_retry_budget = config_.lease_ttl / 2;
   exec_options.run.default_retry =

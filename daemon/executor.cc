@@ -19,7 +19,11 @@ ExecutorPool::ExecutorPool(Store& store, const PluginRegistry& registry, InFligh
 ExecutorPool::~ExecutorPool() { Stop(); }
 
 void ExecutorPool::Start() {
-  for (int i = 0; i < options_.threads; ++i) {
+  // A thread for every slot, and one more for each run that may still be
+  // writing its outcome after giving its slot back; no more than there are
+  // crash slots, which name the run a crashed thread was executing.
+  const int threads = options_.slots + std::min(options_.slots, kMaxWorkerSlots - options_.slots);
+  for (int i = 0; i < threads; ++i) {
     threads_.emplace_back([this, i] {
       BindThreadToSlot(i < kMaxWorkerSlots ? i : -1);
       ThreadMain();
@@ -43,17 +47,13 @@ void ExecutorPool::Submit(std::vector<ClaimedRun> runs, Micros db_now) {
 
 int ExecutorPool::FreeSlots() const {
   std::lock_guard lock(mu_);
-  return options_.threads - executing_ - static_cast<int>(queue_.size());
-}
-
-int ExecutorPool::Busy() const {
-  std::lock_guard lock(mu_);
-  return executing_ + static_cast<int>(queue_.size());
+  return options_.slots - executing_ - static_cast<int>(queue_.size());
 }
 
 bool ExecutorPool::WaitIdle(std::chrono::milliseconds timeout) {
   std::unique_lock lock(mu_);
-  return idle_cv_.wait_for(lock, timeout, [&] { return executing_ == 0 && queue_.empty(); });
+  return idle_cv_.wait_for(lock, timeout,
+                           [&] { return executing_ == 0 && ending_ == 0 && queue_.empty(); });
 }
 
 void ExecutorPool::Stop() {
@@ -81,15 +81,26 @@ void ExecutorPool::ThreadMain() {
     }
     SlotEnterRun(job.claim.run.id);
     Execute(job);
-    SlotLeaveRun();
+    LeaveSlot(job);
     in_flight_.Remove(job.claim.run.id);
     {
       std::lock_guard lock(mu_);
-      --executing_;
+      --ending_;
     }
     idle_cv_.notify_all();
-    if (on_slot_free_) on_slot_free_();
   }
+}
+
+void ExecutorPool::LeaveSlot(Job& job) {
+  if (!job.holds_slot) return;
+  job.holds_slot = false;
+  SlotLeaveRun();
+  {
+    std::lock_guard lock(mu_);
+    --executing_;
+    ++ending_;
+  }
+  if (on_slot_free_) on_slot_free_();
 }
 
 void ExecutorPool::Execute(Job& job) {
@@ -137,6 +148,7 @@ void ExecutorPool::Execute(Job& job) {
   } catch (...) {
     exception = "unknown exception";
   }
+  LeaveSlot(job);  // the code is done; what is left is writing its outcome
   RunOutcome outcome = ctx.Finish(status, exception);
   switch (outcome) {
     case RunOutcome::kCompleted:

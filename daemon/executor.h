@@ -1,10 +1,15 @@
-// ExecutorPool: `concurrency` threads that execute claimed runs.
+// ExecutorPool: threads that execute claimed runs, `slots` of them at a
+// time.
 //
 // The scheduler submits at most FreeSlots() runs, so the queue never grows
-// past the pool. Each run is registered in InFlightRuns (for heartbeats and
-// drain) while it executes, replayed through a RunContext, and its outcome
-// recorded; then the pool calls on_slot_free so the scheduler can claim
-// again. Thread-safe.
+// past the slots. Each run is registered in InFlightRuns (for heartbeats
+// and drain) while it executes, replayed through a RunContext, and its
+// outcome recorded. A run gives its slot back as soon as its workflow code
+// has returned, before its outcome (completion, failure) is written: the
+// pool calls on_slot_free then, so the scheduler claims the next run while
+// that write is being committed, not after. The run stays in InFlightRuns,
+// its lease renewed, and its thread busy until the write is done, so the
+// pool has up to twice as many threads as slots. Thread-safe.
 #pragma once
 
 #include <condition_variable>
@@ -21,7 +26,7 @@
 namespace kagzi::daemon {
 
 struct ExecutorOptions {
-  int threads = 16;
+  int slots = 16;  // runs whose workflow code may run at once (concurrency)
   RunContextOptions run;
 };
 
@@ -34,11 +39,11 @@ class ExecutorPool {
   void Start();
   // Queues runs claimed at db_now (their leases are already ours).
   void Submit(std::vector<ClaimedRun> runs, Micros db_now);
-  // Slots neither queued nor executing.
+  // Slots neither queued nor executing workflow code.
   int FreeSlots() const;
-  int Slots() const { return options_.threads; }
-  int Busy() const;
-  // Waits until no run is queued or executing, or the timeout passes.
+  int Slots() const { return options_.slots; }
+  // Waits until no run is queued, executing or writing its outcome, or the
+  // timeout passes.
   bool WaitIdle(std::chrono::milliseconds timeout);
   // Stops the threads after the current runs (callers drain first).
   void Stop();
@@ -48,9 +53,12 @@ class ExecutorPool {
     ClaimedRun claim;
     Micros db_now;
     std::shared_ptr<RunControl> control;
+    bool holds_slot = true;
   };
   void ThreadMain();
   void Execute(Job& job);
+  // The run's workflow code is done: frees its slot (once).
+  void LeaveSlot(Job& job);
 
   Store& store_;
   const PluginRegistry& registry_;
@@ -63,7 +71,8 @@ class ExecutorPool {
   std::condition_variable cv_;       // work or stop
   std::condition_variable idle_cv_;  // a job finished
   std::deque<Job> queue_;            // guarded by mu_
-  int executing_ = 0;                // guarded by mu_
+  int executing_ = 0;                // runs holding a slot; guarded by mu_
+  int ending_ = 0;                   // runs writing their outcome; guarded by mu_
   bool stopping_ = false;            // guarded by mu_
   std::vector<std::thread> threads_;
 };
