@@ -41,6 +41,13 @@ using namespace pg_internal;  // NOLINT(google-build-using-namespace)
 // first run not due yet. One walk over the whole index, with no equality on
 // its first column, could not stop there: a claim that found fewer than $4
 // due runs read every parked run's entry (450 ms with a million parked).
+//
+// The picked runs are updated through their primary key, by the array of
+// their ids: a join with `picked` left the choice to the planner, and a
+// generic plan, which cannot know $4, planned for a tenth of the due runs.
+// With statistics showing many runs due (taken during a backlog), that was
+// a hash join over every run of the table: 10 ms per claim with 20,000
+// due, and growing with the table.
 #define KAGZI_CLAIM_SQL \
   "WITH RECURSIVE loaded AS (SELECT * FROM unnest($2::text[], $3::int[]) AS l(name, version)), " \
   "latest AS (SELECT name, max(version) AS version FROM loaded GROUP BY name), " \
@@ -76,7 +83,7 @@ using namespace pg_internal;  // NOLINT(google-build-using-namespace)
   "    lease_epoch = r.lease_epoch + 1, attempts = r.attempts + 1," \
   "    version = COALESCE(r.version, (SELECT l.version FROM latest l WHERE l.name = r.workflow))," \
   "    started_at = COALESCE(r.started_at, now()), updated_at = now()" \
-  "  FROM picked WHERE r.id = picked.id" \
+  "  WHERE r.id = ANY (ARRAY(SELECT id FROM picked))" \
   "  RETURNING r.*) " \
   "SELECT " KAGZI_RUN_COLUMNS ", kagzi_us(now()) FROM claimed r ORDER BY r.id"
 
@@ -100,17 +107,15 @@ constexpr std::size_t kMaxStartsPerCommit = 1000;
 // next, and a custom plan is 0.5 ms of planning per claim (bench3: 90% of
 // claims planned afresh in some runs, 2% in others). enable_seqscan = off
 // for the same reason: on such a table the runs picked were looked up for
-// the UPDATE by a hash join over a scan of the whole table.
+// the UPDATE by a hash join over a scan of the whole table. And
+// enable_bitmapscan = off: the claim reads by index walks in order; the
+// picked runs, looked up by their ids, are read by primary key, not
+// gathered into a bitmap first.
 const Statement kClaimPlan = {"kagzi_claim_plan",
                               "SELECT set_config('enable_sort', 'off', true),"
                               " set_config('enable_seqscan', 'off', true),"
+                              " set_config('enable_bitmapscan', 'off', true),"
                               " set_config('plan_cache_mode', 'force_generic_plan', true)"};
-
-// The claim's plan (EXPLAIN, which does not run it): PgStore::ExplainClaim;
-// with what it read (EXPLAIN ANALYZE, in a transaction rolled back).
-const Statement kExplainClaim = {"kagzi_explain_claim", "EXPLAIN " KAGZI_CLAIM_SQL};
-const Statement kExplainAnalyzeClaim = {"kagzi_explain_analyze_claim",
-                                        "EXPLAIN (ANALYZE, BUFFERS, TIMING OFF) " KAGZI_CLAIM_SQL};
 
 // The journals of runs claimed again, read after the claim committed (see
 // ClaimRuns for why not by the claim itself).
@@ -657,19 +662,27 @@ std::string PlanText(const PgResult& r) {
 Result<std::string> PgStore::ExplainClaim(const ClaimRequest& req, bool analyze) {
   auto conn = pool_.Acquire();
   if (!conn.ok()) return conn.status();
-  auto [names, versions] = LoadedArrays(req.loaded);
-  PgConnection::Call explain = ClaimCall(req, names, versions);
-  if (!analyze) {
-    explain.stmt = &kExplainClaim;
-    auto results = (*conn)->ExecTransaction({{&kClaimPlan, {}}, explain});
-    if (!results.ok()) return results.status();
-    return PlanText((*results)[1]);
-  }
-  // EXPLAIN ANALYZE runs the claim: in a transaction that is rolled back.
   PgConnection& c = **conn;
+  // The plan ClaimRuns runs: kClaim's generic plan, made after kClaimPlan
+  // in its transaction, shown by EXPLAIN EXECUTE of the prepared statement.
+  // (EXPLAIN of the claim's text with parameters would plan it for their
+  // values, as a custom plan: not the plan the claims run.) In a
+  // transaction rolled back: EXPLAIN ANALYZE runs the claim.
+  KAGZI_RETURN_IF_ERROR(c.PrepareAll({&kClaim}));
+  auto [names, versions] = LoadedArrays(req.loaded);
+  std::string args;
+  for (const PgParam& p : ClaimCall(req, names, versions).params) {
+    char* quoted = PQescapeLiteral(c.raw(), p.value()->data(), p.value()->size());
+    if (quoted == nullptr) return Status::Internal("quoting a claim parameter failed");
+    args += args.empty() ? quoted : std::string(", ") + quoted;
+    PQfreemem(quoted);
+  }
+  std::string sql =
+      fmt::format("EXPLAIN {}EXECUTE {}({})", analyze ? "(ANALYZE, BUFFERS, TIMING OFF) " : "",
+                  kClaim.name, args);
   KAGZI_RETURN_IF_ERROR(c.Exec("BEGIN").status());
   auto set = c.ExecPrepared(kClaimPlan, {});
-  auto plan = set.ok() ? c.ExecPrepared(kExplainAnalyzeClaim, explain.params) : set;
+  auto plan = set.ok() ? c.Exec(sql) : set;
   auto rolled_back = c.Exec("ROLLBACK");
   if (!plan.ok()) return plan.status();
   if (!rolled_back.ok()) return rolled_back.status();

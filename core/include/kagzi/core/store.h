@@ -400,7 +400,9 @@ class PgStore final : public Store {
   Result<WorkerRecovery> RecoverWorker(const WorkerDeath& death) override;
   Result<ClaimBatch> ClaimRuns(const ClaimRequest& request) override;
   // PostgreSQL's plan for ClaimRuns(request), as EXPLAIN prints it (the
-  // claim is planned, not run): for tests and kagzi-bench. With `analyze`,
+  // claim is planned, not run): the generic plan the claims run, made as
+  // ClaimRuns makes it, or the one this connection has cached. For tests
+  // and kagzi-bench. With `analyze`,
   // as EXPLAIN (ANALYZE, BUFFERS) prints it: the claim runs, in a
   // transaction that is rolled back, so nothing is claimed.
   Result<std::string> ExplainClaim(const ClaimRequest& request, bool analyze = false);
