@@ -128,5 +128,36 @@ TEST_F(ExecutorPoolTest, ARunGivesItsSlotBackBeforeItsCompletionIsCommitted) {
   EXPECT_EQ(slots_freed, 2);
 }
 
+// A completion refused after the run gave its slot back: the slot is
+// freed once, the run leaves InFlightRuns, the pool goes idle, and the run
+// stays RUNNING under its lease (which expires, and another claim resumes
+// it from its journal); its step stays recorded.
+TEST_F(ExecutorPoolTest, ACompletionRefusedAfterTheSlotIsFreedLeavesThePoolIdle) {
+  db_->Query(
+      "CREATE FUNCTION refuse_completion() RETURNS trigger LANGUAGE plpgsql AS"
+      " $$ BEGIN RAISE EXCEPTION 'completion refused by the test'; END $$");
+  db_->Query(
+      "CREATE TRIGGER refuse_completion BEFORE UPDATE ON kagzi_runs FOR EACH ROW"
+      " WHEN (NEW.status = 'COMPLETED') EXECUTE FUNCTION refuse_completion()");
+  std::string run = Start("hello", R"({"name":"refused"})");
+
+  InFlightRuns in_flight;
+  std::atomic<int> slots_freed{0};
+  ExecutorOptions options;
+  options.slots = 1;
+  ExecutorPool pool(*store_, registry_, in_flight, options, [&] { ++slots_freed; }, {});
+  pool.Start();
+  ClaimBatch batch = Claim(NewUuid(), {{"hello", 1}}, 1);
+  ASSERT_EQ(batch.runs.size(), 1u);
+  pool.Submit(std::move(batch.runs), batch.db_now);
+
+  EXPECT_TRUE(pool.WaitIdle(std::chrono::seconds(30)));
+  EXPECT_EQ(slots_freed, 1);
+  EXPECT_EQ(pool.FreeSlots(), 1);
+  EXPECT_EQ(in_flight.size(), 0u);
+  EXPECT_EQ(Get(run).status, RunStatus::kRunning);
+  EXPECT_EQ(Steps(run), 1);
+}
+
 }  // namespace
 }  // namespace kagzi::testing
