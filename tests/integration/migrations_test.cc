@@ -3,6 +3,7 @@
 #include "kagzi/core/migrations.h"
 
 #include <atomic>
+#include <chrono>
 #include <latch>
 #include <thread>
 #include <vector>
@@ -232,6 +233,104 @@ TEST_F(MigratedSchemaTest, RunsThatFailedBeforeFailedCallSeqKeepTheirRetry) {
                        " coalesce(failed_call_seq::text, 'null'), ',' ORDER BY id)"
                        " FROM kagzi_runs"),
             "a=1,b=null,c=null");
+}
+
+// Since migration 0012 no foreign key ties a journal entry to its run; a
+// trigger deletes a run's journal with the run, as ON DELETE CASCADE did.
+// A journal entry naming a child run still keeps that child from being
+// deleted alone; deleting the parent with it in one statement works.
+class JournalLinkTest : public MigratedSchemaTest {
+ protected:
+  void SetUp() override {
+    MigratedSchemaTest::SetUp();
+    if (HasFatalFailure()) return;
+    ASSERT_TRUE(conn_
+                    ->Exec("INSERT INTO kagzi_runs (id, workflow, input, parent_run_id) VALUES"
+                           " ('00000000-0000-0000-0000-00000000000a', 'wf', 'null', NULL),"
+                           " ('00000000-0000-0000-0000-00000000000b', 'wf', 'null', NULL),"
+                           " ('00000000-0000-0000-0000-00000000000c', 'wf', 'null',"
+                           "  '00000000-0000-0000-0000-00000000000a')")
+                    .ok());
+    ASSERT_TRUE(
+        conn_
+            ->Exec("INSERT INTO kagzi_steps (run_id, step_id, seq, kind, status, child_run_id)"
+                   " VALUES ('00000000-0000-0000-0000-00000000000a', 's0', 0, 'step', "
+                   "'COMPLETED', NULL),"
+                   " ('00000000-0000-0000-0000-00000000000a', 'child', 1, 'child', 'COMPLETED',"
+                   "  '00000000-0000-0000-0000-00000000000c'),"
+                   " ('00000000-0000-0000-0000-00000000000b', 's0', 0, 'step', 'COMPLETED', NULL),"
+                   " ('00000000-0000-0000-0000-00000000000c', 's0', 0, 'step', 'COMPLETED', NULL)")
+            .ok());
+  }
+
+  // "run=entries" for each run with a journal, in run order.
+  std::string Journals() const {
+    return db_->Query(
+        "SELECT coalesce(string_agg(run || '=' || n, ',' ORDER BY run), '') FROM"
+        " (SELECT right(run_id::text, 1) AS run, count(*) AS n FROM kagzi_steps"
+        "  GROUP BY run_id) j");
+  }
+};
+
+TEST_F(JournalLinkTest, DeletingARunDeletesItsJournalOnly) {
+  auto deleted =
+      conn_->Exec("DELETE FROM kagzi_runs WHERE id = '00000000-0000-0000-0000-00000000000b'");
+  ASSERT_TRUE(deleted.ok()) << deleted.status().message();
+  EXPECT_EQ(Journals(), "a=2,c=1");
+}
+
+TEST_F(JournalLinkTest, AChildNamedInAJournalIsDeletedOnlyWithItsParent) {
+  auto child =
+      conn_->Exec("DELETE FROM kagzi_runs WHERE id = '00000000-0000-0000-0000-00000000000c'");
+  EXPECT_FALSE(child.ok());
+  EXPECT_NE(child.status().message().find("kagzi_steps_child_run_id_fkey"), std::string::npos)
+      << child.status().message();
+  EXPECT_EQ(Journals(), "a=2,b=1,c=1");
+  auto both = conn_->Exec(
+      "DELETE FROM kagzi_runs WHERE id IN ('00000000-0000-0000-0000-00000000000c',"
+      " '00000000-0000-0000-0000-00000000000a')");
+  ASSERT_TRUE(both.ok()) << both.status().message();
+  EXPECT_EQ(Journals(), "b=1");
+}
+
+// A journal entry written under its run's lock while a DELETE of that run
+// waits for the lock is deleted with the run: none is left without its run.
+TEST_F(JournalLinkTest, AnEntryCommittedWhileItsRunIsBeingDeletedGoesWithIt) {
+  auto writer = PgConnection::Connect(db_->url(), "kagzi-test-writer");
+  ASSERT_TRUE(writer.ok()) << writer.status().message();
+  ASSERT_TRUE((*writer)->Exec("BEGIN").ok());
+  // What every journal write does first: lock the run's row.
+  ASSERT_TRUE((*writer)
+                  ->Exec("SELECT id FROM kagzi_runs WHERE id = "
+                         "'00000000-0000-0000-0000-00000000000b' FOR NO KEY UPDATE")
+                  .ok());
+  ASSERT_TRUE((*writer)
+                  ->Exec("INSERT INTO kagzi_steps (run_id, step_id, seq, kind, status) VALUES"
+                         " ('00000000-0000-0000-0000-00000000000b', 's1', 1, 'step', "
+                         "'COMPLETED')")
+                  .ok());
+  Status delete_status = Status::Internal("the delete did not finish");
+  std::thread deleter([&] {
+    auto deleted =
+        conn_->Exec("DELETE FROM kagzi_runs WHERE id = '00000000-0000-0000-0000-00000000000b'");
+    delete_status = deleted.status();
+  });
+  // The delete waits for the writer's lock.
+  bool waiting = false;
+  for (int i = 0; i < 200 && !waiting; ++i) {
+    waiting = db_->Query(
+                  "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+                  " AND query LIKE 'DELETE FROM kagzi_runs%'") == "1";
+    if (!waiting) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  EXPECT_TRUE(waiting) << "the DELETE never waited for the run's lock";
+  ASSERT_TRUE((*writer)->Exec("COMMIT").ok());
+  deleter.join();
+  ASSERT_TRUE(delete_status.ok()) << delete_status.message();
+  EXPECT_EQ(Journals(), "a=2,c=1");
+  EXPECT_EQ(db_->Query("SELECT count(*) FROM kagzi_steps s WHERE NOT EXISTS"
+                       " (SELECT 1 FROM kagzi_runs r WHERE r.id = s.run_id)"),
+            "0");
 }
 
 TEST(MigrationsTest, ConcurrentDaemonsMigrateOnce) {
