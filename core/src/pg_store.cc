@@ -149,7 +149,6 @@ const Statement kHeartbeat = {
   "    WHERE r.status = 'RUNNING' AND " KAGZI_LOADED_FILTER("$1", "$2")                         \
   "    ORDER BY r.lease_expires_at LIMIT 1)))"
 const Statement kNextWake = {"kagzi_next_wake", KAGZI_NEXT_WAKE_SQL};
-const Statement kExplainNextWake = {"kagzi_explain_next_wake", "EXPLAIN " KAGZI_NEXT_WAKE_SQL};
 
 // Upserts one journal entry: a new one, or a pending one (RETRYING or
 // WAITING) with the same id and seq; a final entry is never changed. Only
@@ -570,8 +569,7 @@ Status PgStore::UnregisterDaemon(std::string_view daemon_id) {
 
 namespace {
 
-// The claim statement with its parameters (kClaim; ExplainClaim swaps in
-// kExplainClaim).
+// The claim statement with its parameters.
 PgConnection::Call ClaimCall(const ClaimRequest& req, const std::string& names,
                              const std::string& versions) {
   return {
@@ -659,27 +657,33 @@ std::string PlanText(const PgResult& r) {
 }
 }  // namespace
 
-Result<std::string> PgStore::ExplainClaim(const ClaimRequest& req, bool analyze) {
-  auto conn = pool_.Acquire();
-  if (!conn.ok()) return conn.status();
-  PgConnection& c = **conn;
-  // The plan ClaimRuns runs: kClaim's generic plan, made after kClaimPlan
-  // in its transaction, shown by EXPLAIN EXECUTE of the prepared statement.
-  // (EXPLAIN of the claim's text with parameters would plan it for their
-  // values, as a custom plan: not the plan the claims run.) In a
-  // transaction rolled back: EXPLAIN ANALYZE runs the claim.
-  KAGZI_RETURN_IF_ERROR(c.PrepareAll({&kClaim}));
-  auto [names, versions] = LoadedArrays(req.loaded);
+namespace {
+
+// The generic plan of a statement run after kClaimPlan (the claim, the next
+// wake time), as the daemon runs it: EXPLAIN EXECUTE of the prepared
+// statement, its parameters quoted into the text, after kClaimPlan in a
+// transaction that is rolled back (with `analyze` the statement runs).
+// EXPLAIN of the statement's text with parameters would plan it for their
+// values, as a custom plan: not the plan the daemon runs.
+Result<std::string> ExplainAfterClaimPlan(PgConnection& c, const PgConnection::Call& call,
+                                          bool analyze) {
+  KAGZI_RETURN_IF_ERROR(c.PrepareAll({call.stmt}));
   std::string args;
-  for (const PgParam& p : ClaimCall(req, names, versions).params) {
+  for (const PgParam& p : call.params) {
+    if (!p.value()) {
+      args += args.empty() ? "NULL" : ", NULL";
+      continue;
+    }
     char* quoted = PQescapeLiteral(c.raw(), p.value()->data(), p.value()->size());
-    if (quoted == nullptr) return Status::Internal("quoting a claim parameter failed");
+    if (quoted == nullptr) {
+      return Status::Internal("quoting a parameter of {} failed", call.stmt->name);
+    }
     args += args.empty() ? quoted : std::string(", ") + quoted;
     PQfreemem(quoted);
   }
   std::string sql =
       fmt::format("EXPLAIN {}EXECUTE {}({})", analyze ? "(ANALYZE, BUFFERS, TIMING OFF) " : "",
-                  kClaim.name, args);
+                  call.stmt->name, args);
   KAGZI_RETURN_IF_ERROR(c.Exec("BEGIN").status());
   auto set = c.ExecPrepared(kClaimPlan, {});
   auto plan = set.ok() ? c.Exec(sql) : set;
@@ -687,6 +691,17 @@ Result<std::string> PgStore::ExplainClaim(const ClaimRequest& req, bool analyze)
   if (!plan.ok()) return plan.status();
   if (!rolled_back.ok()) return rolled_back.status();
   return PlanText(*plan);
+}
+
+}  // namespace
+
+Result<std::string> PgStore::ExplainClaim(const ClaimRequest& req, bool analyze) {
+  auto conn = pool_.Acquire();
+  if (!conn.ok()) return conn.status();
+  // The plan ClaimRuns runs: kClaim's generic plan, made after kClaimPlan
+  // in its transaction. EXPLAIN ANALYZE runs the claim, rolled back.
+  auto [names, versions] = LoadedArrays(req.loaded);
+  return ExplainAfterClaimPlan(**conn, ClaimCall(req, names, versions), analyze);
 }
 
 Result<std::string> PgStore::ExplainGroupWrites() {
@@ -734,14 +749,11 @@ Result<std::vector<std::string>> PgStore::Heartbeat(
   return ids;
 }
 
-Result<std::string> PgStore::ExplainNextWake(const std::vector<WorkflowKey>& loaded) {
+Result<std::string> PgStore::ExplainNextWake(const std::vector<WorkflowKey>& loaded, bool analyze) {
   auto conn = pool_.Acquire();
   if (!conn.ok()) return conn.status();
   auto [names, versions] = LoadedArrays(loaded);
-  auto results =
-      (*conn)->ExecTransaction({{&kClaimPlan, {}}, {&kExplainNextWake, {names, versions}}});
-  if (!results.ok()) return results.status();
-  return PlanText((*results)[1]);
+  return ExplainAfterClaimPlan(**conn, {&kNextWake, {names, versions}}, analyze);
 }
 
 Result<std::map<std::string, std::string>> PgStore::CachedPlans() {

@@ -2,7 +2,6 @@
 // claimers, versions are pinned at the first claim, only loaded workflows
 // are claimed, and the journal comes back with the claim, byte for byte.
 #include <algorithm>
-#include <cstring>
 #include <iostream>
 #include <latch>
 #include <map>
@@ -126,20 +125,6 @@ TEST_F(ClaimTest, ClaimWalksTheClaimIndexHoweverManyRunsWaitOrSleep) {
   EXPECT_EQ(batch.runs.size(), 32u);
   for (const auto& claimed : batch.runs) EXPECT_EQ(claimed.run.attempts, 1);
   EXPECT_EQ(Count("SELECT count(*) FROM kagzi_runs WHERE status = 'SLEEPING'"), 50000);
-}
-
-// Buffers the top node of an EXPLAIN (ANALYZE, BUFFERS) read (hit + read).
-int TopBuffers(const std::string& plan) {
-  const auto at = plan.find("Buffers: shared");
-  if (at == std::string::npos) return -1;
-  const std::string line = plan.substr(at, plan.find('\n', at) - at);
-  int total = 0;
-  for (const char* what : {"hit=", "read="}) {
-    if (auto k = line.find(what); k != std::string::npos) {
-      total += std::stoi(line.substr(k + std::strlen(what)));
-    }
-  }
-  return total;
 }
 
 // EXPLAIN ANALYZE of a claim of 32 runs of "wf", rolled back: the plan (or

@@ -2,6 +2,7 @@
 #include "store_fixture.h"
 
 #include <cstdlib>
+#include <cstring>
 #include <random>
 #include <thread>
 
@@ -93,6 +94,19 @@ StepRecord MakeStep(const std::string& id, int seq, const std::string& output_js
   s.status = StepStatus::kCompleted;
   s.output = output_json;
   return s;
+}
+
+int TopBuffers(const std::string& plan) {
+  const auto at = plan.find("Buffers: shared");
+  if (at == std::string::npos) return -1;
+  const std::string line = plan.substr(at, plan.find('\n', at) - at);
+  int total = 0;
+  for (const char* what : {"hit=", "read="}) {
+    if (auto k = line.find(what); k != std::string::npos) {
+      total += std::stoi(line.substr(k + std::strlen(what)));
+    }
+  }
+  return total;
 }
 
 }  // namespace kagzi::testing

@@ -55,4 +55,8 @@ Lease LeaseOf(const ClaimedRun& claimed);
 
 StepRecord MakeStep(const std::string& id, int seq, const std::string& output_json);
 
+// Buffers the top node of an EXPLAIN (ANALYZE, BUFFERS) read (hit + read);
+// -1 if the plan shows none.
+int TopBuffers(const std::string& plan);
+
 }  // namespace kagzi::testing

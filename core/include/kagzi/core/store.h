@@ -409,9 +409,10 @@ class PgStore final : public Store {
   // The generic plans of the group commit's batch statements (step records
   // and run ends), as EXPLAIN prints them, one after the other.
   Result<std::string> ExplainGroupWrites();
-  // NextWakeTime's plan, as EXPLAIN prints it, under the settings it runs
-  // with.
-  Result<std::string> ExplainNextWake(const std::vector<WorkflowKey>& loaded);
+  // NextWakeTime's plan, as EXPLAIN prints it: the generic plan, made
+  // under the settings it runs with. With `analyze`, as EXPLAIN (ANALYZE,
+  // BUFFERS) prints it (it only reads).
+  Result<std::string> ExplainNextWake(const std::vector<WorkflowKey>& loaded, bool analyze = false);
   Result<std::vector<std::string>> Heartbeat(
       std::string_view owner, std::chrono::milliseconds lease_ttl,
       const std::optional<std::vector<std::string>>& only = std::nullopt) override;
