@@ -655,9 +655,6 @@ std::string PlanText(const PgResult& r) {
   }
   return plan;
 }
-}  // namespace
-
-namespace {
 
 // The generic plan of a statement run after kClaimPlan (the claim, the next
 // wake time), as the daemon runs it: EXPLAIN EXECUTE of the prepared

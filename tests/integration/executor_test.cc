@@ -59,8 +59,23 @@ class ExecutorPoolTest : public StoreTest {
     return Count("SELECT count(*) FROM kagzi_steps WHERE run_id = '" + run_id + "'");
   }
 
+  // Starts a pool of one slot that counts the slots it frees. It is
+  // destroyed (its threads joined) after the test body.
+  ExecutorPool& StartPool() {
+    ExecutorOptions options;
+    options.slots = 1;
+    pool_ = std::make_unique<ExecutorPool>(
+        *store_, registry_, in_flight_, options, [this] { ++slots_freed_; },
+        daemon::ParkListener{});
+    pool_->Start();
+    return *pool_;
+  }
+
   fs::path plugin_dir_;
   PluginRegistry registry_;
+  InFlightRuns in_flight_;
+  std::atomic<int> slots_freed_{0};
+  std::unique_ptr<ExecutorPool> pool_;
 };
 
 TEST_F(ExecutorPoolTest, ARunGivesItsSlotBackBeforeItsCompletionIsCommitted) {
@@ -79,14 +94,9 @@ TEST_F(ExecutorPoolTest, ARunGivesItsSlotBackBeforeItsCompletionIsCommitted) {
   std::string second = Start("hello", R"({"name":"second"})");
   const std::string owner = NewUuid();
 
-  InFlightRuns in_flight;
-  std::atomic<int> slots_freed{0};
-  ExecutorOptions options;
-  options.slots = 1;
-  ExecutorPool pool(*store_, registry_, in_flight, options, [&] { ++slots_freed; }, {});
-  pool.Start();
+  ExecutorPool& pool = StartPool();
   // Whatever fails below, the held completions go through before the pool
-  // (destroyed after this) waits for its threads.
+  // (destroyed after the test body) waits for its threads.
   struct Unlock {
     PgConnection* c;
     ~Unlock() { (void)c->Exec("SELECT pg_advisory_unlock_all()"); }
@@ -99,11 +109,11 @@ TEST_F(ExecutorPoolTest, ARunGivesItsSlotBackBeforeItsCompletionIsCommitted) {
 
   // The first run's step is recorded and its code returned: its slot is
   // free, though its completion waits for the lock.
-  ASSERT_TRUE(Eventually([&] { return slots_freed == 1; }));
+  ASSERT_TRUE(Eventually([&] { return slots_freed_ == 1; }));
   EXPECT_EQ(pool.FreeSlots(), 1);
   EXPECT_EQ(Steps(first), 1);
   EXPECT_EQ(Get(first).status, RunStatus::kRunning);
-  EXPECT_EQ(in_flight.size(), 1u) << "its lease is still renewed until the completion commits";
+  EXPECT_EQ(in_flight_.size(), 1u) << "its lease is still renewed until the completion commits";
   EXPECT_FALSE(pool.WaitIdle(std::chrono::milliseconds(100)));
 
   // The slot runs the second run meanwhile, on another thread.
@@ -111,21 +121,21 @@ TEST_F(ExecutorPoolTest, ARunGivesItsSlotBackBeforeItsCompletionIsCommitted) {
   ASSERT_EQ(batch.runs.size(), 1u);
   ASSERT_EQ(batch.runs[0].run.id, second);
   pool.Submit(std::move(batch.runs), batch.db_now);
-  ASSERT_TRUE(Eventually([&] { return slots_freed == 2; }));
+  ASSERT_TRUE(Eventually([&] { return slots_freed_ == 2; }));
   EXPECT_EQ(Steps(second), 1);
   EXPECT_EQ(Get(first).status, RunStatus::kRunning);
   EXPECT_EQ(Get(second).status, RunStatus::kRunning);
-  EXPECT_EQ(in_flight.size(), 2u);
+  EXPECT_EQ(in_flight_.size(), 2u);
 
   ASSERT_TRUE((*locker)->Exec("SELECT pg_advisory_unlock(7)").ok());
   EXPECT_TRUE(pool.WaitIdle(std::chrono::seconds(30)));
-  EXPECT_EQ(in_flight.size(), 0u);
+  EXPECT_EQ(in_flight_.size(), 0u);
   for (const auto& [id, name] : {std::pair{first, "first"}, std::pair{second, "second"}}) {
     RunRecord run = Get(id);
     EXPECT_EQ(run.status, RunStatus::kCompleted) << id;
     EXPECT_EQ(run.output.value_or(""), std::string(R"({"greeting":"Hello, )") + name + "!\"}");
   }
-  EXPECT_EQ(slots_freed, 2);
+  EXPECT_EQ(slots_freed_, 2);
 }
 
 // A completion refused after the run gave its slot back: the slot is
@@ -141,20 +151,15 @@ TEST_F(ExecutorPoolTest, ACompletionRefusedAfterTheSlotIsFreedLeavesThePoolIdle)
       " WHEN (NEW.status = 'COMPLETED') EXECUTE FUNCTION refuse_completion()");
   std::string run = Start("hello", R"({"name":"refused"})");
 
-  InFlightRuns in_flight;
-  std::atomic<int> slots_freed{0};
-  ExecutorOptions options;
-  options.slots = 1;
-  ExecutorPool pool(*store_, registry_, in_flight, options, [&] { ++slots_freed; }, {});
-  pool.Start();
+  ExecutorPool& pool = StartPool();
   ClaimBatch batch = Claim(NewUuid(), {{"hello", 1}}, 1);
   ASSERT_EQ(batch.runs.size(), 1u);
   pool.Submit(std::move(batch.runs), batch.db_now);
 
   EXPECT_TRUE(pool.WaitIdle(std::chrono::seconds(30)));
-  EXPECT_EQ(slots_freed, 1);
+  EXPECT_EQ(slots_freed_, 1);
   EXPECT_EQ(pool.FreeSlots(), 1);
-  EXPECT_EQ(in_flight.size(), 0u);
+  EXPECT_EQ(in_flight_.size(), 0u);
   EXPECT_EQ(Get(run).status, RunStatus::kRunning);
   EXPECT_EQ(Steps(run), 1);
 }
