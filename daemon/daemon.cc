@@ -233,8 +233,8 @@ bool Daemon::Shutdown() {
   if (drained) {
     executors_->Stop();
     committer_->Stop();
-    log->debug("group commit: {} write(s) in {} commit(s)", committer_->writes(),
-               committer_->groups());
+    log->debug("group commit: {} write(s) in {} commit(s), {} of them by the writer alone",
+               committer_->writes(), committer_->groups(), committer_->direct_groups());
     registry_.Deinit();
   }
   if (Status st = store_->UnregisterDaemon(id_); !st.ok()) {

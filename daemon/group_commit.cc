@@ -23,22 +23,39 @@ void GroupCommitter::Stop() {
 }
 
 void GroupCommitter::Write(FencedWrite& write) {
-  Pending pending;
-  pending.write = &write;
-  bool queued = false;
-  {
-    std::lock_guard lock(mu_);
-    if (running_) {
-      queue_.push_back(&pending);
-      queued = true;
-    }
-  }
-  if (!queued) {
+  std::unique_lock lock(mu_);
+  if (!running_) {
+    lock.unlock();
     store_.ApplyWrites({&write});  // not started, or stopped
     return;
   }
+  if (!committing_ && queue_.empty()) {
+    // Nothing in flight, nobody waiting: a group of one, committed here.
+    committing_ = true;
+    lock.unlock();
+    store_.ApplyWrites({&write});
+    lock.lock();
+    committing_ = false;
+    Count(1);
+    ++direct_groups_;
+    // The committer waits for this commit: for the writes that came
+    // meanwhile, or to stop.
+    const bool wake = !queue_.empty() || stopping_;
+    lock.unlock();
+    if (wake) work_cv_.notify_one();
+    return;
+  }
+  Pending pending;
+  pending.write = &write;
+  queue_.push_back(&pending);
+  lock.unlock();
   work_cv_.notify_one();
   pending.done.Wait();
+}
+
+void GroupCommitter::Count(std::size_t writes) {
+  ++groups_;
+  writes_ += static_cast<std::int64_t>(writes);
 }
 
 std::int64_t GroupCommitter::groups() const {
@@ -51,12 +68,23 @@ std::int64_t GroupCommitter::writes() const {
   return writes_;
 }
 
+std::int64_t GroupCommitter::direct_groups() const {
+  std::lock_guard lock(mu_);
+  return direct_groups_;
+}
+
+std::size_t GroupCommitter::waiting() const {
+  std::lock_guard lock(mu_);
+  return queue_.size();
+}
+
 void GroupCommitter::ThreadMain() {
   std::vector<Pending*> group;
   std::vector<FencedWrite*> writes;
   std::unique_lock lock(mu_);
   while (true) {
-    work_cv_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
+    // A writer's own commit in flight ends first: one commit at a time.
+    work_cv_.wait(lock, [&] { return (stopping_ || !queue_.empty()) && !committing_; });
     if (queue_.empty()) {
       running_ = false;  // stopping, with nothing left
       return;
@@ -68,11 +96,12 @@ void GroupCommitter::ThreadMain() {
       writes.push_back(queue_.front()->write);
       queue_.pop_front();
     }
+    committing_ = true;
     lock.unlock();
     store_.ApplyWrites(writes);
     lock.lock();
-    ++groups_;
-    writes_ += static_cast<std::int64_t>(group.size());
+    committing_ = false;
+    Count(group.size());
     lock.unlock();
     for (Pending* p : group) WakeFlag::Set(&p->done);  // p may be gone after this
     lock.lock();

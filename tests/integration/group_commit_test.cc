@@ -6,6 +6,7 @@
 #include <sstream>
 #include <thread>
 
+#include "kagzi/core/pg.h"
 #include "store_fixture.h"
 
 namespace kagzi::testing {
@@ -197,6 +198,76 @@ TEST_F(GroupCommitTest, CommitterGathersConcurrentWritersIntoFewerCommits) {
   committer.Write(late);
   EXPECT_TRUE(late.result.ok()) << late.result.message();
   EXPECT_EQ(committer.writes(), kRuns);
+}
+
+// A write that finds no commit in flight and none waiting is committed by
+// its own thread, as a group of one.
+TEST_F(GroupCommitTest, ALoneWriteIsCommittedByItsWriter) {
+  auto runs = StartAndClaim(2);
+  daemon::GroupCommitter committer(*store_, 256);
+  committer.Start();
+  FencedWrite step = StepWrite(runs[0], "s", 0);
+  committer.Write(step);
+  EXPECT_TRUE(step.result.ok()) << step.result.message();
+  FencedWrite end = EndWrite(runs[1], FencedWrite::Kind::kCompleteRun, "{\"ok\":1}");
+  committer.Write(end);
+  EXPECT_TRUE(end.result.ok()) << end.result.message();
+  EXPECT_EQ(committer.groups(), 2);
+  EXPECT_EQ(committer.direct_groups(), 2);
+  EXPECT_EQ(committer.writes(), 2);
+  EXPECT_EQ(Count("SELECT count(*) FROM kagzi_steps"), 1);
+  EXPECT_EQ(Get(runs[1].run.id).status, RunStatus::kCompleted);
+  committer.Stop();
+}
+
+// One commit at a time: writes that come while a writer's own commit is in
+// flight wait for it, then go to the committer together, in one commit.
+TEST_F(GroupCommitTest, WritesThatComeWhileACommitIsInFlightWaitAndGoTogether) {
+  constexpr int kLate = 4;
+  auto runs = StartAndClaim(1 + kLate);
+  // Holds the first run's row, so that its write's commit waits.
+  auto holder = PgConnection::Connect(db_->url(), "kagzi-test-holder");
+  ASSERT_TRUE(holder.ok()) << holder.status().message();
+  ASSERT_TRUE((*holder)->Exec("BEGIN").ok());
+  ASSERT_TRUE((*holder)
+                  ->Exec("SELECT id FROM kagzi_runs WHERE id = '" + runs[0].run.id + "' FOR UPDATE")
+                  .ok());
+
+  daemon::GroupCommitter committer(*store_, 256);
+  committer.Start();
+  FencedWrite first = StepWrite(runs[0], "s", 0);
+  std::thread first_writer([&] { committer.Write(first); });
+  bool blocked = false;
+  for (int i = 0; i < 200 && !blocked; ++i) {
+    blocked = Count(
+                  "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+                  " AND datname = current_database()") == 1;
+    if (!blocked) SleepFor(std::chrono::milliseconds(50));
+  }
+  ASSERT_TRUE(blocked) << "the first write never waited for its run's row";
+
+  std::vector<FencedWrite> late;
+  for (int i = 1; i <= kLate; ++i) late.push_back(StepWrite(runs[i], "s", 0));
+  std::vector<std::thread> late_writers;
+  for (auto& w : late) late_writers.emplace_back([&committer, &w] { committer.Write(w); });
+  for (int i = 0; i < 200 && committer.waiting() < static_cast<std::size_t>(kLate); ++i) {
+    SleepFor(std::chrono::milliseconds(10));
+  }
+  EXPECT_EQ(committer.waiting(), static_cast<std::size_t>(kLate));
+  // None of them was committed beside the one in flight.
+  EXPECT_EQ(Count("SELECT count(*) FROM kagzi_steps"), 0);
+
+  ASSERT_TRUE((*holder)->Exec("COMMIT").ok());
+  first_writer.join();
+  for (auto& t : late_writers) t.join();
+  committer.Stop();
+  EXPECT_TRUE(first.result.ok()) << first.result.message();
+  for (const auto& w : late) EXPECT_TRUE(w.result.ok()) << w.result.message();
+  EXPECT_EQ(committer.groups(), 2);
+  EXPECT_EQ(committer.direct_groups(), 1);
+  EXPECT_EQ(committer.writes(), 1 + kLate);
+  EXPECT_EQ(Count("SELECT count(*) FROM kagzi_steps"), 1 + kLate);
+  EXPECT_EQ(WritingTransactions("kagzi_steps", "run_id <> '" + runs[0].run.id + "'"), 1);
 }
 
 // The generic plans of a group's statements apply the group's run ids to
