@@ -233,6 +233,31 @@ TEST_F(DaemonE2E, AfterABacklogDrainsANewRunIsHeardWithoutWaitingForThePoll) {
   EXPECT_EQ(d->Wait(seconds(30)), 0);
 }
 
+// A freed slot wakes the claim loop only while runs may be waiting for
+// one. Here the first claim comes back short (one run, two slots); the
+// second fills the last slot; the third run is announced while no slot is
+// free, and is taken when one frees, not at the next poll.
+TEST_F(DaemonE2E, ARunAnnouncedWhileEverySlotIsBusyIsTakenWhenASlotFrees) {
+  FillPluginDir(plugin_dir_, {FixturePluginPath("ledger.so")});
+  DaemonOptions opts;
+  opts.poll_interval = "60s";  // polling cannot help
+  opts.lease_ttl = "120s";     // nor the timer for the next lease expiry
+  opts.heartbeat_interval = "10s";
+  opts.concurrency = 2;
+  auto d = StartReadyDaemon(db_->url(), plugin_dir_, Log("kagzid"), opts);
+  std::string ledger = dir_.path() + "/ledger.txt";
+  const std::string first = StartRun("ledger", LedgerInput(ledger, 2, 400));
+  ASSERT_TRUE(Eventually([&] { return !Steps(first).empty(); }, seconds(30))) << d->Log();
+  const std::string second = StartRun("ledger", LedgerInput(ledger, 2, 400));
+  ASSERT_TRUE(Eventually([&] { return !Steps(second).empty(); }, seconds(30))) << d->Log();
+  const std::string third = StartRun("ledger", LedgerInput(ledger, 1, 0));
+  for (const auto& id : {first, second, third}) {
+    EXPECT_TRUE(WaitForStatus(id, RunStatus::kCompleted, seconds(30))) << d->Log();
+  }
+  d->Signal(SIGTERM);
+  EXPECT_EQ(d->Wait(seconds(30)), 0);
+}
+
 TEST_F(DaemonE2E, SigtermDrainsAndHandsRunsOverWithoutWaitingForLeaseExpiry) {
   FillPluginDir(plugin_dir_, {FixturePluginPath("ledger.so")});
   DaemonOptions opts;
