@@ -124,7 +124,7 @@ Status Daemon::Start(const std::atomic<bool>& stop_requested) {
   executors_ = std::make_unique<ExecutorPool>(
       *store_, registry_, in_flight_, exec_options,
       [this] {
-        if (scheduler_) scheduler_->SlotFreed();
+        if (scheduler_) scheduler_->Wake();
       },
       [this](Micros wake_at) {
         if (scheduler_) scheduler_->NoteWakeAt(wake_at);

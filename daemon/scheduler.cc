@@ -43,10 +43,6 @@ void Scheduler::Wake() {
   if (wake_fd_ >= 0) (void)!write(wake_fd_, &one, sizeof(one));
 }
 
-void Scheduler::SlotFreed() {
-  if (slots_wanted_.load()) Wake();
-}
-
 void Scheduler::NoteWakeAt(Micros wake_at) {
   {
     std::lock_guard lock(mu_);
@@ -136,9 +132,6 @@ void Scheduler::ThreadMain() {
     auto next_deadline = steady_clock::now() + options_.poll_interval;
     bool more = false;
 
-    // Before the free slots are read: a slot that frees after this wakes
-    // the loop, unless a claim made since came back short.
-    slots_wanted_.store(true);
     int free = executors_.FreeSlots();
     // With a backlog (the last claim was full), a slot that frees up does
     // not claim on its own at once: for up to kClaimGather the scheduler
@@ -171,7 +164,6 @@ void Scheduler::ThreadMain() {
       }
       more = claimed == free;  // a full batch: there may be more waiting
       backlog = more;
-      if (!more) slots_wanted_.store(false);
       // The backlog is gone, but runs announced since this daemon stopped
       // listening were not heard: listen, then claim once more.
       if (!more && !listening) more = true;

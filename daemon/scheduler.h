@@ -4,8 +4,7 @@
 // for the (workflow, version) pairs loaded here, and hands them to the
 // executors. It wakes on NOTIFY kagzi_wakeup (a run was started or given
 // back), on a timer for the earliest parked run or lease expiry it knows
-// of, when an executor frees a slot while runs wait for one, and at
-// poll_interval as the safety net.
+// of, when an executor frees a slot, and at poll_interval as the safety net.
 // It listens only while it has no backlog: with one (its last claim was
 // full) it claims again as slots free up, and notifications would only
 // cost a transaction in its listening backend and a wake-up here.
@@ -42,14 +41,8 @@ class Scheduler {
   void Start();
   // Stops claiming and joins the thread.
   void Stop();
-  // Claim again soon (plugins reloaded).
+  // Claim again soon (a slot freed, plugins reloaded).
   void Wake();
-  // An executor slot freed: claims again if the last claim was held back
-  // by the free slots (it came back full, or no slot was free). After a
-  // claim that came back short, a freed slot finds nothing new to claim:
-  // new runs are announced (NOTIFY), and parked ones and expired leases
-  // are on the timer.
-  void SlotFreed();
   // A run parked here wakes at this database time (micros).
   void NoteWakeAt(Micros wake_at);
   // Called on every loop iteration (systemd watchdog, status).
@@ -73,9 +66,6 @@ class Scheduler {
 
   int wake_fd_ = -1;  // eventfd
   std::atomic<bool> stopping_{false};
-  // Runnable runs may be waiting for a free slot: false only after a claim
-  // that came back short, until the loop claims again.
-  std::atomic<bool> slots_wanted_{true};
   std::unique_ptr<PgConnection> listener_;  // scheduler thread only
   bool listening_ = false;                  // LISTEN kagzi_wakeup is on, on listener_
   std::thread thread_;

@@ -233,10 +233,10 @@ TEST_F(DaemonE2E, AfterABacklogDrainsANewRunIsHeardWithoutWaitingForThePoll) {
   EXPECT_EQ(d->Wait(seconds(30)), 0);
 }
 
-// A freed slot wakes the claim loop only while runs may be waiting for
-// one. Here the first claim comes back short (one run, two slots); the
-// second fills the last slot; the third run is announced while no slot is
-// free, and is taken when one frees, not at the next poll.
+// A run announced while every slot is busy is taken when a slot frees,
+// not at the next poll. Here the first claim comes back short (one run,
+// two slots); the second fills the last slot; the third run is announced
+// while no slot is free.
 TEST_F(DaemonE2E, ARunAnnouncedWhileEverySlotIsBusyIsTakenWhenASlotFrees) {
   FillPluginDir(plugin_dir_, {FixturePluginPath("ledger.so")});
   DaemonOptions opts;
