@@ -316,15 +316,10 @@ TEST_F(JournalLinkTest, AnEntryCommittedWhileItsRunIsBeingDeletedGoesWithIt) {
     delete_status = deleted.status();
   });
   // The delete waits for the writer's lock.
-  bool waiting = false;
-  for (int i = 0; i < 200 && !waiting; ++i) {
-    waiting = db_->Query(
-                  "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
-                  " AND query LIKE 'DELETE FROM kagzi_runs%'") == "1";
-    if (!waiting) std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
-  EXPECT_TRUE(waiting) << "the DELETE never waited for the run's lock";
-  ASSERT_TRUE((*writer)->Exec("COMMIT").ok());
+  EXPECT_TRUE(db_->WaitForLockWait("DELETE FROM kagzi_runs"))
+      << "the DELETE never waited for the run's lock";
+  EXPECT_TRUE((*writer)->Exec("COMMIT").ok());
+  writer->reset();  // whatever happened, the lock goes with the connection
   deleter.join();
   ASSERT_TRUE(delete_status.ok()) << delete_status.message();
   EXPECT_EQ(Journals(), "a=2,c=1");

@@ -1,8 +1,10 @@
 // TestDatabase implementation over libpq.
 #include "support/test_db.h"
 
+#include <chrono>
 #include <cstdlib>
 #include <random>
+#include <thread>
 
 #include <fmt/format.h>
 #include <gtest/gtest.h>
@@ -71,6 +73,18 @@ std::string TestDatabase::Query(const std::string& sql) const {
   std::string out = RunSql(url_, sql, &error);
   if (!error.empty()) ADD_FAILURE() << "SQL failed: " << sql << ": " << error;
   return out;
+}
+
+bool TestDatabase::WaitForLockWait(const std::string& statement_prefix) const {
+  const std::string sql = fmt::format(
+      "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+      " AND datname = current_database() AND starts_with(query, '{}')",
+      statement_prefix);
+  for (int i = 0; i < 200; ++i) {
+    if (Query(sql) != "0") return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  return false;
 }
 
 }  // namespace kagzi::testing

@@ -23,6 +23,11 @@ class TestDatabase {
   // Returns the first column of the first row, or "" when there is none.
   std::string Query(const std::string& sql) const;
 
+  // Polls pg_stat_activity, up to 10 s, until a session of this database
+  // waits for a lock while running a statement that starts with
+  // `statement_prefix`. False if none did.
+  bool WaitForLockWait(const std::string& statement_prefix) const;
+
  private:
   TestDatabase(std::string name, std::string url) : name_(std::move(name)), url_(std::move(url)) {}
   std::string name_;
