@@ -73,6 +73,14 @@ const Statement kCommitRecords = {
     "  FROM pg_get_wal_records_info($1::pg_lsn, $2::pg_lsn) WHERE xid <> '0'"
     "  GROUP BY xid"
     "  HAVING bool_or(resource_manager = 'Transaction' AND record_type = 'COMMIT')) c"};
+// Keeps every WAL segment from the last checkpoint's redo point on, until
+// dropped or until the control connection ends (temporary): checkpoints
+// during a window recycle segments it has yet to read (pg_walinspect then
+// fails with "requested WAL segment ... has already been removed"). A slot
+// without a receiver holds back no vacuum.
+const Statement kHoldWal = {"bench_hold_wal",
+                            "SELECT pg_create_physical_replication_slot($1, true, true)"};
+const Statement kReleaseWal = {"bench_release_wal", "SELECT pg_drop_replication_slot($1)"};
 const Statement kClock = {"bench_clock",
                           "SELECT (extract(epoch FROM clock_timestamp()) * 1000000)::bigint"};
 
@@ -306,7 +314,27 @@ Status BenchServer::WaitForNoSessions(std::string_view db, milliseconds timeout)
   return Status::Ok();
 }
 
+void BenchServer::HoldWal() {
+  if (!wal_slot_.empty() || !walinspect_problem_.empty()) return;
+  const std::string slot = fmt::format("kagzi_bench_{}_wal", getpid());
+  auto r = control_->ExecPrepared(kHoldWal, {slot});
+  if (r.ok()) {
+    wal_slot_ = slot;
+    wal_hold_problem_.clear();
+  } else {
+    wal_hold_problem_ = r.status().message();
+  }
+}
+
+void BenchServer::ReleaseWal() {
+  if (wal_slot_.empty()) return;
+  // On failure the slot goes with the control connection anyway.
+  (void)control_->ExecPrepared(kReleaseWal, {wal_slot_});
+  wal_slot_.clear();
+}
+
 Result<ServerCounters> BenchServer::ReadCounters(std::string_view db) {
+  HoldWal();  // before the position is read, so that the slot holds it
   auto r = control_->ExecPrepared(kReadCounters, {db});
   if (!r.ok()) return r.status().WithContext(fmt::format("reading the counters of {}", db));
   if (r->rows() != 1) return Status::NotFound("no pg_stat_database row for database {}", db);
@@ -344,13 +372,18 @@ Result<CounterDelta> BenchServer::Delta(const ServerCounters& before, const Serv
   if (!bytes.ok()) return bytes.status().WithContext("measuring the WAL written");
   d.wal_bytes = bytes->GetInt(0, 0);
   auto commits = CommitRecords(before.wal_flush_lsn, after.wal_flush_lsn);
+  ReleaseWal();
   if (commits.ok()) {
     if (*commits) {
       d.commit_records = (*commits)->writes;
       d.empty_commit_records = (*commits)->empty;
     }
   } else {
-    d.commit_records_problem = commits.status().message();  // the other figures still stand
+    // The other figures still stand.
+    d.commit_records_problem = commits.status().message();
+    if (!wal_hold_problem_.empty()) {
+      d.commit_records_problem += " (the WAL could not be held: " + wal_hold_problem_ + ")";
+    }
   }
   return d;
 }

@@ -70,9 +70,9 @@ struct CounterDelta {
   std::optional<std::int64_t> commit_records;  // write commits; nullopt: pg_walinspect unavailable
   std::optional<std::int64_t> empty_commit_records;  // commits of transactions that wrote nothing
   // Why commit_records could not be counted for this window (empty: it was,
-  // or pg_walinspect is missing altogether). On a server other work shares
-  // (the test suite's), the window's first WAL segment may be recycled
-  // before it is read.
+  // or pg_walinspect is missing altogether): for one, the window's first
+  // WAL segment recycled before it was read, when the WAL could not be held
+  // (creating a replication slot takes the REPLICATION attribute).
   std::string commit_records_problem;
   std::optional<double> cpu_seconds;
   double seconds = 0;
@@ -109,6 +109,10 @@ class BenchServer {
   // Waits until no session is connected to `db` and the backends that were
   // have exited, so that their transaction counts are published.
   Status WaitForNoSessions(std::string_view db, std::chrono::milliseconds timeout);
+  // Also holds the server's WAL from here on (a temporary physical
+  // replication slot), so that the window's COMMIT records can still be
+  // read when a checkpoint in the window would have recycled its first
+  // segment; Delta lets it go.
   Result<ServerCounters> ReadCounters(std::string_view db);
   Result<CounterDelta> Delta(const ServerCounters& before, const ServerCounters& after);
   // CHECKPOINT, so that a workload does not pay for its predecessor's dirty
@@ -140,6 +144,8 @@ class BenchServer {
   Status DropLeftovers();
   Status CalibrateConnectionCost();
   Result<std::optional<CommitCounts>> CommitRecords(const std::string& from, const std::string& to);
+  void HoldWal();
+  void ReleaseWal();
 
   ServerOptions options_;
   std::string base_url_;
@@ -147,6 +153,8 @@ class BenchServer {
   std::unique_ptr<PgConnection> control_;
   std::optional<pid_t> postmaster_pid_;
   std::string walinspect_problem_;
+  std::string wal_slot_;          // the slot holding the WAL now; empty: none
+  std::string wal_hold_problem_;  // why the last attempt to hold it failed
   std::vector<std::pair<std::string, std::string>> settings_;
   int transactions_per_connection_ = 0;
 };
