@@ -21,6 +21,14 @@ endif()
 if(NOT completed EQUAL 50)
   message(FATAL_ERROR "the JSON report ${json} says ${completed} of 50 runs completed")
 endif()
+# The write commits were counted from the WAL (held through the window, so
+# that the checkpoints of the tests running beside it cannot recycle it).
+string(JSON commits ERROR_VARIABLE error GET "${report}" workloads 0 write_commits_per_workflow)
+if(error OR NOT commits GREATER 0)
+  string(JSON notes ERROR_VARIABLE ignored GET "${report}" workloads 0 notes)
+  message(FATAL_ERROR "the JSON report ${json} has no write commits per workflow (${commits}): "
+                      "${error} ${notes}")
+endif()
 # The memory figures were read from the running kagzid processes.
 string(JSON pss ERROR_VARIABLE error GET "${report}" workloads 0 kagzid_pss_kib)
 if(error OR NOT pss GREATER 0)
@@ -52,5 +60,6 @@ foreach(phase claim_began_ms first_step_began_ms last_step_began_ms latency_ms)
   endif()
   set(previous "${p50}")
 endforeach()
-message(STATUS "kagzi-bench smoke: 50 of 50 runs completed; ${json} parses; kagzid PSS ${pss} KiB; "
+message(STATUS "kagzi-bench smoke: 50 of 50 runs completed; ${json} parses; ${commits} write "
+               "commits per workflow; kagzid PSS ${pss} KiB; "
                "idle-latency phases in order in ${json2}")
