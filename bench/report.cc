@@ -227,6 +227,7 @@ void WriteWorkload(JsonWriter& w, const WorkloadResult& r) {
     w.StartObject();
     Int(w, "parked_runs", b.parked_runs);
     Num(w, "insert_seconds", b.insert_seconds);
+    Str(w, "claim_plan_source", b.claim_plan_source);
     Int(w, "claim_plans", b.claim_plans);
     Int(w, "claim_plans_with_seq_scan", b.claim_plans_with_seq_scan);
     Key(w, "claim_uses_index");
@@ -368,11 +369,11 @@ std::string FormatTable(const RunInfo& info, const std::vector<WorkloadResult>& 
       lines.push_back(line);
       if (b.claim_uses_index) {
         lines.push_back(fmt::format(
-            "claim plan: {} ({} plans of the claim statement logged by auto_explain, {} with a "
-            "Seq Scan on kagzi_runs); the scans of the last that claimed runs (whole plan in "
+            "claim plan: {} ({} plan(s) of the claim statement, from {}, {} with a Seq Scan on "
+            "kagzi_runs); the scans of the last that claimed runs, or of the last (whole plan in "
             "the JSON):",
             *b.claim_uses_index ? "index scans only" : "SEQ SCAN", b.claim_plans,
-            b.claim_plans_with_seq_scan));
+            b.claim_plan_source, b.claim_plans_with_seq_scan));
         std::string scans;
         std::size_t from = 0;
         while (from < b.claim_plan.size()) {

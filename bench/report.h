@@ -47,7 +47,10 @@ struct IdleFigures {
 struct BacklogFigures {
   std::int64_t parked_runs = 0;
   double insert_seconds = 0;
-  // The plans auto_explain logged for the daemon's claim statement.
+  // The plans of the daemon's claim statement: logged by auto_explain (a
+  // private server), or one EXPLAIN after the window (a server given by
+  // URL, whose log the bench cannot read); claim_plan_source says which.
+  std::string claim_plan_source;
   int claim_plans = 0;
   int claim_plans_with_seq_scan = 0;
   std::optional<bool> claim_uses_index;  // nullopt: no plan captured
