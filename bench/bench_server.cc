@@ -316,7 +316,9 @@ Status BenchServer::WaitForNoSessions(std::string_view db, milliseconds timeout)
 
 void BenchServer::HoldWal() {
   if (!wal_slot_.empty() || !walinspect_problem_.empty()) return;
-  const std::string slot = fmt::format("kagzi_bench_{}_wal", getpid());
+  // A name of its own each time: a slot whose drop failed lives on until
+  // the connection ends.
+  const std::string slot = fmt::format("kagzi_bench_{}_wal_{}", getpid(), ++wal_slots_made_);
   auto r = control_->ExecPrepared(kHoldWal, {slot});
   if (r.ok()) {
     wal_slot_ = slot;

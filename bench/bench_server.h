@@ -155,6 +155,7 @@ class BenchServer {
   std::string walinspect_problem_;
   std::string wal_slot_;          // the slot holding the WAL now; empty: none
   std::string wal_hold_problem_;  // why the last attempt to hold it failed
+  int wal_slots_made_ = 0;
   std::vector<std::pair<std::string, std::string>> settings_;
   int transactions_per_connection_ = 0;
 };
