@@ -130,6 +130,8 @@ class BenchServer {
   std::optional<std::string> log_path() const;
   // Why COMMIT records cannot be counted; empty when they can.
   const std::string& walinspect_problem() const { return walinspect_problem_; }
+  // The replication slot holding the WAL now (ReadCounters); empty: none.
+  const std::string& wal_slot() const { return wal_slot_; }
   // Settings that shape the figures: version, fsync, synchronous_commit, ...
   const std::vector<std::pair<std::string, std::string>>& settings() const { return settings_; }
   // The base URL with any password hidden, for reports.

@@ -76,10 +76,12 @@ std::string TestDatabase::Query(const std::string& sql) const {
 }
 
 bool TestDatabase::WaitForLockWait(const std::string& statement_prefix) const {
+  std::string quoted;  // as an SQL string literal's contents
+  for (char c : statement_prefix) quoted += c == '\'' ? std::string("''") : std::string(1, c);
   const std::string sql = fmt::format(
       "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
       " AND datname = current_database() AND starts_with(query, '{}')",
-      statement_prefix);
+      quoted);
   for (int i = 0; i < 200; ++i) {
     if (Query(sql) != "0") return true;
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
