@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "kagzi/core/log.h"
+#include "kagzi/core/wakeup.h"
 
 namespace kagzi::daemon {
 
@@ -82,24 +83,36 @@ void Scheduler::StopListening() {
   listening_ = false;
 }
 
-void Scheduler::WaitForWork(milliseconds timeout) {
+Scheduler::Wakeup Scheduler::WaitForWork(milliseconds timeout) {
   pollfd fds[2];
   int n = 0;
   fds[n++] = {wake_fd_, POLLIN, 0};
   if (listener_) fds[n++] = {listener_->socket(), POLLIN, 0};
   int rc = ::poll(fds, n, static_cast<int>(std::max<std::int64_t>(0, timeout.count())));
-  if (rc <= 0) return;
+  if (rc <= 0) return {};  // the timer, poll_interval
+  Wakeup woke{.due = false, .announced = {}};
   if (fds[0].revents & POLLIN) {
     std::uint64_t v = 0;
     (void)!read(wake_fd_, &v, sizeof(v));
+    woke.due = true;
   }
   if (n > 1 && (fds[1].revents & (POLLIN | POLLERR | POLLHUP))) {
     if (!listener_->ConsumeInput().ok()) {
       listener_.reset();
-      return;
+      return {};
     }
-    (void)listener_->TakeNotifications();
+    for (const PgNotification& note : listener_->TakeNotifications()) {
+      auto ids = AnnouncedRuns(note.payload);
+      if (!ids) {
+        woke.due = true;
+        continue;
+      }
+      woke.announced.insert(woke.announced.end(), std::make_move_iterator(ids->begin()),
+                            std::make_move_iterator(ids->end()));
+    }
   }
+  if (woke.announced.empty()) woke.due = true;
+  return woke;
 }
 
 void Scheduler::ThreadMain() {
@@ -112,6 +125,7 @@ void Scheduler::ThreadMain() {
     steady_at_ = steady_clock::now();
   }
   bool backlog = false;
+  Wakeup woke;  // what ended the last wait
   auto gather_until = steady_clock::now();
   const int gather_slots = std::min(8, executors_.Slots() / 4);
   while (!stopping_) {
@@ -140,17 +154,30 @@ void Scheduler::ThreadMain() {
     // bench3: 6% more workflows/s, 7% less PostgreSQL CPU). Without a
     // backlog nothing waits.
     if (backlog && free > 0 && free < gather_slots && steady_clock::now() < gather_until) {
-      WaitForWork(std::chrono::ceil<milliseconds>(gather_until - steady_clock::now()));
+      woke = WaitForWork(std::chrono::ceil<milliseconds>(gather_until - steady_clock::now()));
       continue;
     }
+    // Announced runs, with a slot for each, are claimed by id: nothing
+    // else woke this loop, so nothing else is known to be due (a run that
+    // became due without a notification has a timer or the poll).
+    std::vector<std::string> announced;
+    if (!woke.due && static_cast<int>(woke.announced.size()) <= free) {
+      announced = std::move(woke.announced);
+    }
+    woke = Wakeup{};
     if (!keys.empty() && free > 0) {
-      auto batch = store_.ClaimRuns(ClaimRequest{options_.owner, keys, free, options_.lease_ttl});
+      const bool by_id = !announced.empty();
+      auto batch = store_.ClaimRuns(
+          ClaimRequest{options_.owner, keys, free, options_.lease_ttl, std::move(announced)});
       if (!batch.ok()) {
+        ++claim_failures_;
         log->warn("claim failed, retrying in {} ms: {}", backoff.count(), batch.status().message());
-        WaitForWork(backoff);
+        (void)WaitForWork(backoff);
         backoff = std::min(backoff * 2, milliseconds(5000));
         continue;
       }
+      ++claims_;
+      if (by_id) ++claims_by_id_;
       backoff = milliseconds(100);
       {
         std::lock_guard lock(mu_);
@@ -159,7 +186,7 @@ void Scheduler::ThreadMain() {
       }
       int claimed = static_cast<int>(batch->runs.size());
       if (claimed > 0) {
-        log->debug("claimed {} run(s)", claimed);
+        log->debug("claimed {} run(s){}", claimed, by_id ? " announced by id" : "");
         executors_.Submit(std::move(batch->runs), batch->db_now);
       }
       more = claimed == free;  // a full batch: there may be more waiting
@@ -189,7 +216,7 @@ void Scheduler::ThreadMain() {
     // A wake time already past (a run locked by another claimer right now)
     // must not spin this loop.
     wait = std::max(wait, milliseconds(listening ? 2 : 100));
-    WaitForWork(wait);
+    woke = WaitForWork(wait);
   }
 }
 

@@ -5,6 +5,9 @@
 // executors. It wakes on NOTIFY kagzi_wakeup (a run was started or given
 // back), on a timer for the earliest parked run or lease expiry it knows
 // of, when an executor frees a slot, and at poll_interval as the safety net.
+// Woken only by notifications that name their runs (wakeup.h), with a free
+// slot for each, it claims just those runs, by id; woken any other way, it
+// claims the due runs in priority order.
 // It listens only while it has no backlog: with one (its last claim was
 // full) it claims again as slots free up, and notifications would only
 // cost a transaction in its listening backend and a wake-up here.
@@ -48,14 +51,26 @@ class Scheduler {
   // Called on every loop iteration (systemd watchdog, status).
   void SetLoopHook(std::function<void()> hook) { loop_hook_ = std::move(hook); }
 
+  // Claims made so far, how many of them were of announced runs, and
+  // claims that failed.
+  std::int64_t claims() const { return claims_.load(); }
+  std::int64_t claims_by_id() const { return claims_by_id_.load(); }
+  std::int64_t claim_failures() const { return claim_failures_.load(); }
+
  private:
+  // What ended a wait: only notifications naming runs (`announced`), or
+  // anything else (`due`: claim what is due).
+  struct Wakeup {
+    bool due = true;
+    std::vector<std::string> announced;
+  };
   void ThreadMain();
   // Connects the listener if needed and LISTENs; false if it cannot.
   bool EnsureListener();
   // UNLISTENs (the connection stays open), while the daemon has a backlog.
   void StopListening();
   // Waits on the listener socket and the wake eventfd.
-  void WaitForWork(std::chrono::milliseconds timeout);
+  Wakeup WaitForWork(std::chrono::milliseconds timeout);
   std::chrono::steady_clock::time_point LocalTime(Micros db_time) const;
 
   Store& store_;
@@ -68,6 +83,9 @@ class Scheduler {
   std::atomic<bool> stopping_{false};
   std::unique_ptr<PgConnection> listener_;  // scheduler thread only
   bool listening_ = false;                  // LISTEN kagzi_wakeup is on, on listener_
+  std::atomic<std::int64_t> claims_{0};
+  std::atomic<std::int64_t> claims_by_id_{0};
+  std::atomic<std::int64_t> claim_failures_{0};
   std::thread thread_;
 
   std::mutex mu_;

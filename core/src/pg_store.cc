@@ -29,6 +29,25 @@ using namespace pg_internal;  // NOLINT(google-build-using-namespace)
   "::text[]) AND (r.version IS NULL OR (r.workflow, r.version) IN " \
   "(SELECT * FROM unnest(" names "::text[], " versions "::int[])))"
 
+// The loaded (workflow, version) pairs, and the latest version of each
+// workflow: a run claimed for the first time is pinned to it.
+#define KAGZI_CLAIM_LOADED                                                        \
+  "loaded AS (SELECT * FROM unnest($2::text[], $3::int[]) AS l(name, version)), " \
+  "latest AS (SELECT name, max(version) AS version FROM loaded GROUP BY name), "
+
+// Leases the runs of `picked` (locked by it) to $1 for $5 ms, and returns
+// them, by id.
+#define KAGZI_CLAIM_PICKED                                                                         \
+  "claimed AS ("                                                                                   \
+  "  UPDATE kagzi_runs r SET status = 'RUNNING', lease_owner = $1::uuid,"                          \
+  "    lease_expires_at = now() + $5::bigint * interval '1 millisecond',"                          \
+  "    lease_epoch = r.lease_epoch + 1, attempts = r.attempts + 1,"                                \
+  "    version = COALESCE(r.version, (SELECT l.version FROM latest l WHERE l.name = r.workflow))," \
+  "    started_at = COALESCE(r.started_at, now()), updated_at = now()"                             \
+  "  WHERE r.id = ANY (ARRAY(SELECT id FROM picked))"                                              \
+  "  RETURNING r.*) "                                                                              \
+  "SELECT " KAGZI_RUN_COLUMNS ", kagzi_us(now()) FROM claimed r ORDER BY r.id"
+
 // Runnable runs come from two places, each read in its own index order and
 // locked with SKIP LOCKED: due runs (PENDING/SLEEPING with available_at
 // reached) and runs whose lease expired. The best $4 of both are claimed;
@@ -49,8 +68,7 @@ using namespace pg_internal;  // NOLINT(google-build-using-namespace)
 // a hash join over every run of the table: 10 ms per claim with 20,000
 // due, and growing with the table.
 #define KAGZI_CLAIM_SQL \
-  "WITH RECURSIVE loaded AS (SELECT * FROM unnest($2::text[], $3::int[]) AS l(name, version)), " \
-  "latest AS (SELECT name, max(version) AS version FROM loaded GROUP BY name), " \
+  "WITH RECURSIVE " KAGZI_CLAIM_LOADED \
   "prios AS (" \
   "  (SELECT r.priority FROM kagzi_runs r WHERE r.status IN ('PENDING', 'SLEEPING')" \
   "   ORDER BY r.priority DESC LIMIT 1)" \
@@ -76,18 +94,30 @@ using namespace pg_internal;  // NOLINT(google-build-using-namespace)
   "  FOR UPDATE OF r SKIP LOCKED), " \
   "picked AS (" \
   "  SELECT id FROM (SELECT * FROM due UNION ALL SELECT * FROM expired) c" \
-  "  ORDER BY priority DESC, since, id LIMIT $4), " \
-  "claimed AS (" \
-  "  UPDATE kagzi_runs r SET status = 'RUNNING', lease_owner = $1::uuid," \
-  "    lease_expires_at = now() + $5::bigint * interval '1 millisecond'," \
-  "    lease_epoch = r.lease_epoch + 1, attempts = r.attempts + 1," \
-  "    version = COALESCE(r.version, (SELECT l.version FROM latest l WHERE l.name = r.workflow))," \
-  "    started_at = COALESCE(r.started_at, now()), updated_at = now()" \
-  "  WHERE r.id = ANY (ARRAY(SELECT id FROM picked))" \
-  "  RETURNING r.*) " \
-  "SELECT " KAGZI_RUN_COLUMNS ", kagzi_us(now()) FROM claimed r ORDER BY r.id"
+  "  ORDER BY priority DESC, since, id LIMIT $4), " KAGZI_CLAIM_PICKED
 
 const Statement kClaim = {"kagzi_claim", KAGZI_CLAIM_SQL};
+
+// The claim of announced runs (ClaimRequest::run_ids, wakeup.h): of the
+// runs $6, those due, of the loaded workflows and not locked by another
+// claimer, by primary key; at most $4 of them, any ones (the scheduler
+// claims this way only when it has a slot for each). The index walks of
+// kClaim, priority by priority, and its look for expired leases are what
+// make it the heavier claim, for a run whose id is known. Run after
+// kClaimPlan like kClaim: on any table, the runs are read through the
+// primary key, never by a scan of the table or a walk of a claim index.
+// Hence no ORDER BY: with sorting disabled, it made the plan walk
+// kagzi_runs_claim_order for the order instead (ClaimTest).
+#define KAGZI_CLAIM_IDS_SQL \
+  "WITH " KAGZI_CLAIM_LOADED \
+  "picked AS (" \
+  "  SELECT r.id FROM kagzi_runs r" \
+  "  WHERE r.id = ANY ($6::uuid[]) AND r.status IN ('PENDING', 'SLEEPING')" \
+  "    AND r.available_at <= now()" \
+  "    AND " KAGZI_LOADED_FILTER("$2", "$3") \
+  "  LIMIT $4" \
+  "  FOR UPDATE OF r SKIP LOCKED), " KAGZI_CLAIM_PICKED
+const Statement kClaimIds = {"kagzi_claim_ids", KAGZI_CLAIM_IDS_SQL};
 
 // The most concurrent StartRun calls one transaction takes (StartGroup).
 constexpr std::size_t kMaxStartsPerCommit = 1000;
@@ -476,7 +506,7 @@ Status PgStore::WarmPool(int connections) {
   return pool_.Warm(connections, [](PgConnection& c) -> Status {
     // The claim and the next wake are planned under kClaimPlan's settings,
     // as they run: a cached plan is not made again when settings change.
-    KAGZI_RETURN_IF_ERROR(c.PlanAhead({&kClaim, &kNextWake}, &kClaimPlan));
+    KAGZI_RETURN_IF_ERROR(c.PlanAhead({&kClaim, &kClaimIds, &kNextWake}, &kClaimPlan));
     return c.PlanAhead({&kRecordStep, &kRecordSteps, &kPark, &kComplete, &kFail, &kEndRuns,
                         &kHeartbeat, &kNotifyAfterCommitMode, &kNotifyFinished});
   });
@@ -572,6 +602,11 @@ namespace {
 // The claim statement with its parameters.
 PgConnection::Call ClaimCall(const ClaimRequest& req, const std::string& names,
                              const std::string& versions) {
+  if (!req.run_ids.empty()) {
+    return {&kClaimIds,
+            {req.owner, names, versions, req.limit,
+             static_cast<std::int64_t>(req.lease_ttl.count()), PgTextArray(req.run_ids)}};
+  }
   return {
       &kClaim,
       {req.owner, names, versions, req.limit, static_cast<std::int64_t>(req.lease_ttl.count())}};

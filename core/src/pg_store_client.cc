@@ -9,6 +9,7 @@
 
 #include "kagzi/core/store.h"
 #include "kagzi/core/validation.h"
+#include "kagzi/core/wakeup.h"
 #include "pg_store_internal.h"
 #include "start_group.h"
 
@@ -22,24 +23,26 @@ using namespace pg_internal;  // NOLINT(google-build-using-namespace)
 constexpr std::int64_t kMaxStoredJsonBytes = std::int64_t{1} << 30;
 
 // $5: the run's timeout in milliseconds (NULL: no deadline); the deadline
-// is taken on the database clock. When the idempotency key matches an
-// existing run, that run (and its deadline) is left as it is.
+// is taken on the database clock. $6: the new run's id, made here
+// (NewRunId) so that the notification can name it. When the idempotency
+// key matches an existing run, that run (and its deadline) is left as it
+// is.
 const Statement kStart = {
     "kagzi_start",
     "INSERT INTO kagzi_runs (id, workflow, input, idempotency_key, priority, deadline_at) "
-    "VALUES (kagzi_new_run_id(), $1, $2::json, $3, $4,"
+    "VALUES ($6::uuid, $1, $2::json, $3, $4,"
     " now() + $5::bigint * interval '1 millisecond') "
     "ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING"
     " RETURNING id::text"};
 
-// Many kStart at once, $1..$5 holding kStart's parameters as arrays, in one
+// Many kStart at once, $1..$6 holding kStart's parameters as arrays, in one
 // statement: one row per start, in order, with the new run's id (NULL: the
 // idempotency key was taken, also by an earlier start of the same call).
 const Statement kStartMany = {
     "kagzi_start_many",
-    "WITH w AS (SELECT kagzi_new_run_id() AS id, w.* FROM unnest($1::text[], $2::text[],"
-    "    $3::text[], $4::int[], $5::bigint[]) WITH ORDINALITY"
-    "  AS w(workflow, input, idempotency_key, priority, timeout_ms, ord)), "
+    "WITH w AS (SELECT * FROM unnest($1::text[], $2::text[],"
+    "    $3::text[], $4::int[], $5::bigint[], $6::uuid[]) WITH ORDINALITY"
+    "  AS w(workflow, input, idempotency_key, priority, timeout_ms, id, ord)), "
     "ins AS (INSERT INTO kagzi_runs (id, workflow, input, idempotency_key, priority, deadline_at)"
     "  SELECT id, workflow, input::json, idempotency_key, priority,"
     "    now() + timeout_ms * interval '1 millisecond' FROM w ORDER BY ord"
@@ -177,11 +180,14 @@ Status CheckStart(const StartRequest& req, std::string_view which) {
   return Status::Ok();
 }
 
-std::vector<PgParam> StartParams(const StartRequest& req) {
-  return {req.workflow, req.input,
-          req.idempotency_key ? PgParam(*req.idempotency_key) : PgParam(std::nullopt), req.priority,
+std::vector<PgParam> StartParams(const StartRequest& req, const std::string& id) {
+  return {req.workflow,
+          req.input,
+          req.idempotency_key ? PgParam(*req.idempotency_key) : PgParam(std::nullopt),
+          req.priority,
           req.timeout ? PgParam(static_cast<std::int64_t>(req.timeout->count()))
-                      : PgParam(std::nullopt)};
+                      : PgParam(std::nullopt),
+          id};
 }
 
 // The answer to a start whose idempotency key was taken: the run that
@@ -229,25 +235,36 @@ Result<std::vector<Result<StartResult>>> PgStore::InsertRuns(
   std::vector<Result<StartResult>> out;
   if (requests.empty()) return out;
   // calls[0] defers the notifications to after the commit (one per
-  // workflow, not one per run); calls[1] starts the runs: kStart for one,
-  // kStartMany (one row per request) for more.
+  // workflow, naming its new runs); calls[1] starts the runs: kStart for
+  // one, kStartMany (one row per request) for more.
   std::vector<PgConnection::Call> calls;
   calls.push_back({&kNotifyAfterCommitMode, {}});
-  std::vector<std::string> workflows;
+  std::vector<std::pair<std::string, std::string>> started;  // workflow, id
   std::vector<std::vector<PgParam>> rows;
   rows.reserve(requests.size());
   for (const StartRequest* req : requests) {
-    rows.push_back(StartParams(*req));
-    workflows.push_back(req->workflow);
+    started.emplace_back(req->workflow, NewRunId());
+    rows.push_back(StartParams(*req, started.back().second));
   }
   if (rows.size() == 1) {
     calls.push_back({&kStart, std::move(rows.front())});
   } else {
     calls.push_back({&kStartMany, PgColumns(rows)});
   }
-  std::sort(workflows.begin(), workflows.end());
-  workflows.erase(std::unique(workflows.begin(), workflows.end()), workflows.end());
-  const PgConnection::Call notify = NotifyStarted(workflows);
+  // One notification per workflow, naming its new runs (wakeup.h).
+  std::sort(started.begin(), started.end());
+  std::vector<std::string> payloads;
+  std::vector<std::string> ids;
+  for (std::size_t i = 0; i < started.size();) {
+    ids.clear();
+    std::size_t j = i;
+    for (; j < started.size() && started[j].first == started[i].first; ++j) {
+      ids.push_back(started[j].second);
+    }
+    payloads.push_back(WakeupPayload(started[i].first, ids));
+    i = j;
+  }
+  const PgConnection::Call notify = NotifyStarted(payloads);
   auto conn = pool_.Acquire();
   if (!conn.ok()) return conn.status();
   // The new runs' ids as they arrive; an empty id: the key was taken.

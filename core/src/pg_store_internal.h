@@ -95,9 +95,10 @@ inline Status CheckRunId(std::string_view id) {
 // writers (starts, the group committer's ends of runs) run
 // kNotifyAfterCommitMode first, which keeps the status trigger quiet, and
 // send what it would have sent as ExecTransaction's `after`:
-// NotifyStarted, kagzi_wakeup for the workflows of runs just started, or
-// NotifyFinished, kagzi_run_finished for each run whose end was written
-// and kagzi_wakeup for their parents that are claimable now (a finished
+// NotifyStarted, kagzi_wakeup for the workflows of runs just started
+// (payloads made by WakeupPayload, naming the runs), or NotifyFinished,
+// kagzi_run_finished for each run whose end was written and kagzi_wakeup,
+// naming it, for each of their parents that is claimable now (a finished
 // child wakes its parent). A spurious notification (an end refused
 // because the lease was lost) or a lost one costs only latency: daemons
 // and waiters re-read the table. The common statements read no table, so
@@ -113,12 +114,12 @@ inline constexpr Statement kNotifyFinishedAndParents = {
     "kagzi_notify_finished_and_parents",
     "SELECT pg_notify('kagzi_run_finished', r) FROM unnest($1::text[]) AS r "
     "UNION ALL "
-    "SELECT pg_notify('kagzi_wakeup', p.workflow) FROM kagzi_runs p"
+    "SELECT pg_notify('kagzi_wakeup', p.workflow || E'\\t' || p.id::text) FROM kagzi_runs p"
     " WHERE p.id = ANY($2::uuid[]) AND p.status IN ('PENDING', 'SLEEPING')"
     "   AND p.available_at <= now()"};
 
-inline PgConnection::Call NotifyStarted(const std::vector<std::string>& workflows) {
-  return {&kNotifyStarted, {PgTextArray(workflows)}};
+inline PgConnection::Call NotifyStarted(const std::vector<std::string>& payloads) {
+  return {&kNotifyStarted, {PgTextArray(payloads)}};
 }
 inline PgConnection::Call NotifyFinished(const std::vector<std::string>& run_ids,
                                          const std::vector<std::string>& parent_ids) {

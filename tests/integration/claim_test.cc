@@ -499,5 +499,138 @@ TEST_F(ClaimTest, ARunWhoseJournalCannotBeReadIsGivenBackAtOnce) {
   EXPECT_EQ(again->runs[0].journal[0].step_id, "a");
 }
 
+// --- claims of announced runs (ClaimRequest::run_ids, wakeup.h) ----------
+
+ClaimBatch ClaimIds(PgStore& store, const std::vector<std::string>& ids, int limit,
+                    const std::vector<WorkflowKey>& loaded = {{"wf", 1}}) {
+  ClaimRequest req;
+  req.owner = NewUuid();
+  req.loaded = loaded;
+  req.limit = limit;
+  req.run_ids = ids;
+  auto batch = store.ClaimRuns(req);
+  EXPECT_TRUE(batch.ok()) << batch.status().message();
+  return batch.ok() ? *std::move(batch) : ClaimBatch{};
+}
+
+std::vector<std::string> IdsOf(const ClaimBatch& batch) {
+  std::vector<std::string> ids;
+  for (const auto& c : batch.runs) ids.push_back(c.run.id);
+  return ids;
+}
+
+// Only the named runs, and of those only what any claim may take: due,
+// of a loaded workflow, not leased. Each as the index claim leases it.
+TEST_F(ClaimTest, AClaimOfAnnouncedRunsTakesOnlyThoseThatAreDueLoadedAndFree) {
+  const std::string named = Start("wf");
+  const std::string unnamed = Start("wf");
+  const std::string other = Start("other");
+  const std::string parked = Start("wf");
+  db_->Query(
+      "UPDATE kagzi_runs SET status = 'SLEEPING', available_at = now() + interval '1 h'"
+      " WHERE id = '" +
+      parked + "'");
+  const std::string leased = Start("wf");
+  ASSERT_EQ(ClaimIds(*store_, {leased}, 1).runs.size(), 1u);
+  const std::string done = Start("wf");
+  db_->Query("UPDATE kagzi_runs SET status = 'COMPLETED' WHERE id = '" + done + "'");
+
+  const std::string owner = NewUuid();
+  ClaimRequest req;
+  req.owner = owner;
+  req.loaded = {{"wf", 4}};
+  req.limit = 10;
+  req.lease_ttl = std::chrono::seconds(30);
+  req.run_ids = {named, other, parked, leased, done, NewUuid()};
+  auto batch = store_->ClaimRuns(req);
+  ASSERT_TRUE(batch.ok()) << batch.status().message();
+  ASSERT_EQ(IdsOf(*batch), std::vector<std::string>{named});
+  const RunRecord& run = batch->runs[0].run;
+  EXPECT_EQ(run.status, RunStatus::kRunning);
+  EXPECT_EQ(run.lease_owner, owner);
+  EXPECT_EQ(run.lease_epoch, 1);
+  EXPECT_EQ(run.attempts, 1);
+  EXPECT_EQ(run.version, 4);
+  EXPECT_GT(batch->db_now, 0);
+  EXPECT_EQ(Get(named).status, RunStatus::kRunning) << "committed";
+  for (const auto& id : {unnamed, other}) EXPECT_EQ(Get(id).status, RunStatus::kPending);
+  EXPECT_EQ(Get(parked).status, RunStatus::kSleeping);
+  EXPECT_EQ(Get(leased).lease_epoch, 1) << "not taken from its holder";
+  EXPECT_EQ(Get(done).status, RunStatus::kCompleted);
+  // The runs not named are left to the index claim.
+  EXPECT_EQ(IdsOf(Claim(NewUuid(), {{"wf", 1}}, 10)), std::vector<std::string>{unnamed});
+}
+
+TEST_F(ClaimTest, AClaimOfAnnouncedRunsTakesAtMostItsLimit) {
+  std::vector<std::string> ids;
+  for (int i = 0; i < 3; ++i) ids.push_back(Start("wf"));
+  EXPECT_EQ(ClaimIds(*store_, ids, 2).runs.size(), 2u);
+  EXPECT_EQ(Count("SELECT count(*) FROM kagzi_runs WHERE status = 'PENDING'"), 1);
+  EXPECT_EQ(ClaimIds(*store_, ids, 2).runs.size(), 1u);
+}
+
+// Two daemons hear the same notification and claim the same run by id:
+// the one that finds it locked by the other skips it, without waiting.
+TEST_F(ClaimTest, AClaimOfAnnouncedRunsSkipsARunAnotherClaimerHolds) {
+  const std::string a = Start("wf");
+  const std::string b = Start("wf");
+  auto locker = PgConnection::Connect(db_->url(), "kagzi-test-locker");
+  ASSERT_TRUE(locker.ok()) << locker.status().message();
+  ASSERT_TRUE((*locker)->Exec("BEGIN").ok());
+  ASSERT_TRUE((*locker)->Exec("SELECT 1 FROM kagzi_runs WHERE id = '" + a + "' FOR UPDATE").ok());
+  db_->Query("ALTER DATABASE \"" + db_->name() + "\" SET lock_timeout = '5s'");
+  std::unique_ptr<PgStore> claimer = NewStore(1);
+  const auto began = std::chrono::steady_clock::now();
+  EXPECT_EQ(IdsOf(ClaimIds(*claimer, {a, b}, 2)), std::vector<std::string>{b});
+  EXPECT_LT(std::chrono::steady_clock::now() - began, std::chrono::seconds(5))
+      << "waited for the lock";
+  ASSERT_TRUE((*locker)->Exec("ROLLBACK").ok());
+  EXPECT_EQ(IdsOf(ClaimIds(*claimer, {a, b}, 2)), std::vector<std::string>{a});
+}
+
+// A run claimed again by id (a run parked, then woken by its child's end)
+// comes with its journal, as from the index claim.
+TEST_F(ClaimTest, ARunClaimedAgainByIdComesWithItsJournal) {
+  const std::string id = Start("wf");
+  ClaimBatch first = ClaimIds(*store_, {id}, 1);
+  ASSERT_EQ(first.runs.size(), 1u);
+  ASSERT_TRUE(store_->RecordStep(LeaseOf(first.runs[0]), MakeStep("a", 0, "{\"x\": 1}")).ok());
+  ASSERT_TRUE(store_->ReleaseRun(LeaseOf(first.runs[0])).ok());
+  ClaimBatch again = ClaimIds(*store_, {id}, 1);
+  ASSERT_EQ(again.runs.size(), 1u);
+  EXPECT_EQ(again.runs[0].run.attempts, 2);
+  ASSERT_EQ(again.runs[0].journal.size(), 1u);
+  EXPECT_EQ(again.runs[0].journal[0].step_id, "a");
+  EXPECT_EQ(again.runs[0].journal[0].output, "{\"x\": 1}");
+}
+
+// By primary key, whatever the table holds or its statistics say: a
+// million parked runs must not make an announced run's claim walk an
+// index of them, nor a young table's statistics make it a scan.
+TEST_F(ClaimTest, AClaimOfAnnouncedRunsReadsThemByPrimaryKey) {
+  db_->Query("ANALYZE kagzi_runs");  // statistics of an empty table
+  db_->Query(
+      "INSERT INTO kagzi_runs (id, workflow, input, status, available_at)"
+      " SELECT kagzi_new_run_id(), 'wf', '{}', 'SLEEPING', now() + interval '30 days'"
+      " FROM generate_series(1, 30000)");
+  std::vector<std::string> ids = {Start("wf"), Start("wf")};
+  for (bool analyzed : {false, true}) {
+    if (analyzed) db_->Query("VACUUM (ANALYZE) kagzi_runs");
+    ClaimRequest req{NewUuid(), {{"wf", 1}}, 2};
+    req.run_ids = ids;
+    auto plan = store_->ExplainClaim(req, /*analyze=*/true);
+    ASSERT_TRUE(plan.ok()) << plan.status().message();
+    EXPECT_NE(plan->find("Index Scan using kagzi_runs_pkey"), std::string::npos) << *plan;
+    EXPECT_EQ(plan->find("kagzi_runs_claim_order"), std::string::npos) << *plan;
+    EXPECT_EQ(plan->find("Seq Scan"), std::string::npos) << *plan;
+    EXPECT_EQ(plan->find("Bitmap"), std::string::npos) << *plan;
+    // 30,000 runs fill over 300 pages; two runs and their index entries
+    // are a few dozen buffers.
+    EXPECT_GT(TopBuffers(*plan), 0) << *plan;
+    EXPECT_LT(TopBuffers(*plan), 100) << *plan;
+  }
+  EXPECT_EQ(ClaimIds(*store_, ids, 2).runs.size(), 2u);
+}
+
 }  // namespace
 }  // namespace kagzi::testing

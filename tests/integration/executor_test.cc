@@ -3,7 +3,8 @@
 // flight (its lease renewed, the pool not idle) until its completion is
 // committed. Each write is made on its own here (no group commit), so that
 // the second run's step is not queued behind the first run's held
-// completion.
+// completion. And the scheduler in front of the pool: which claim each
+// kind of wake-up makes.
 #include "executor.h"
 
 #include <sys/stat.h>
@@ -13,6 +14,8 @@
 #include <thread>
 
 #include "kagzi/core/pg.h"
+#include "kagzi/core/wakeup.h"
+#include "scheduler.h"
 #include "store_fixture.h"
 
 namespace kagzi::testing {
@@ -41,7 +44,29 @@ class ExecutorPoolTest : public StoreTest {
   }
 
   void TearDown() override {
+    ReleaseWrites();
     if (!plugin_dir_.empty()) fs::remove_all(plugin_dir_);
+  }
+
+  // Holds every write that fires a trigger `when` ("BEFORE UPDATE ON
+  // kagzi_runs FOR EACH ROW WHEN (...)") until ReleaseWrites(): it waits
+  // for an advisory lock the test holds. Released in TearDown at the
+  // latest, before the pool (destroyed after it) waits for its threads.
+  void HoldWrites(const std::string& when) {
+    db_->Query(
+        "CREATE FUNCTION hold_writes() RETURNS trigger LANGUAGE plpgsql AS"
+        " $$ BEGIN PERFORM pg_advisory_xact_lock_shared(7); RETURN NEW; END $$");
+    db_->Query("CREATE TRIGGER hold_writes " + when + " EXECUTE FUNCTION hold_writes()");
+    auto locker = PgConnection::Connect(db_->url(), "kagzi-test-locker");
+    ASSERT_TRUE(locker.ok()) << locker.status().message();
+    locker_ = std::move(locker).value();
+    ASSERT_TRUE(locker_->Exec("SELECT pg_advisory_lock(7)").ok());
+  }
+  void ReleaseWrites() {
+    if (locker_) {
+      EXPECT_TRUE(locker_->Exec("SELECT pg_advisory_unlock_all()").ok());
+      locker_.reset();
+    }
   }
 
   // Polls `done` for up to 30 s.
@@ -59,13 +84,18 @@ class ExecutorPoolTest : public StoreTest {
     return Count("SELECT count(*) FROM kagzi_steps WHERE run_id = '" + run_id + "'");
   }
 
-  // Starts a pool of one slot that counts the slots it frees. It is
-  // destroyed (its threads joined) after the test body.
-  ExecutorPool& StartPool() {
+  // Starts a pool of `slots` that counts the slots it frees (and wakes
+  // the scheduler, if there is one, as kagzid's does). It is destroyed
+  // (its threads joined) after the test body.
+  ExecutorPool& StartPool(int slots = 1) {
     ExecutorOptions options;
-    options.slots = 1;
+    options.slots = slots;
     pool_ = std::make_unique<ExecutorPool>(
-        *store_, registry_, in_flight_, options, [this] { ++slots_freed_; },
+        *store_, registry_, in_flight_, options,
+        [this] {
+          ++slots_freed_;
+          if (scheduler_ready_) scheduler_->Wake();
+        },
         daemon::ParkListener{});
     pool_->Start();
     return *pool_;
@@ -75,32 +105,19 @@ class ExecutorPoolTest : public StoreTest {
   PluginRegistry registry_;
   InFlightRuns in_flight_;
   std::atomic<int> slots_freed_{0};
+  std::unique_ptr<PgConnection> locker_;  // HoldWrites
   std::unique_ptr<ExecutorPool> pool_;
+  // Declared after the pool: stopped (destroyed) before it.
+  std::unique_ptr<daemon::Scheduler> scheduler_;
+  std::atomic<bool> scheduler_ready_{false};
 };
 
 TEST_F(ExecutorPoolTest, ARunGivesItsSlotBackBeforeItsCompletionIsCommitted) {
-  // Completions wait for advisory lock 7, which the test holds.
-  db_->Query(
-      "CREATE FUNCTION hold_completion() RETURNS trigger LANGUAGE plpgsql AS"
-      " $$ BEGIN PERFORM pg_advisory_xact_lock(7); RETURN NEW; END $$");
-  db_->Query(
-      "CREATE TRIGGER hold_completion BEFORE UPDATE ON kagzi_runs FOR EACH ROW"
-      " WHEN (NEW.status = 'COMPLETED') EXECUTE FUNCTION hold_completion()");
-  auto locker = PgConnection::Connect(db_->url(), "kagzi-test-locker");
-  ASSERT_TRUE(locker.ok()) << locker.status().message();
-  ASSERT_TRUE((*locker)->Exec("SELECT pg_advisory_lock(7)").ok());
-
+  HoldWrites("BEFORE UPDATE ON kagzi_runs FOR EACH ROW WHEN (NEW.status = 'COMPLETED')");
   std::string first = Start("hello", R"({"name":"first"})");
   std::string second = Start("hello", R"({"name":"second"})");
   const std::string owner = NewUuid();
-
   ExecutorPool& pool = StartPool();
-  // Whatever fails below, the held completions go through before the pool
-  // (destroyed after the test body) waits for its threads.
-  struct Unlock {
-    PgConnection* c;
-    ~Unlock() { (void)c->Exec("SELECT pg_advisory_unlock_all()"); }
-  } unlock{locker->get()};
 
   ClaimBatch batch = Claim(owner, {{"hello", 1}}, 1);
   ASSERT_EQ(batch.runs.size(), 1u);
@@ -127,7 +144,7 @@ TEST_F(ExecutorPoolTest, ARunGivesItsSlotBackBeforeItsCompletionIsCommitted) {
   EXPECT_EQ(Get(second).status, RunStatus::kRunning);
   EXPECT_EQ(in_flight_.size(), 2u);
 
-  ASSERT_TRUE((*locker)->Exec("SELECT pg_advisory_unlock(7)").ok());
+  ReleaseWrites();
   EXPECT_TRUE(pool.WaitIdle(std::chrono::seconds(30)));
   EXPECT_EQ(in_flight_.size(), 0u);
   for (const auto& [id, name] : {std::pair{first, "first"}, std::pair{second, "second"}}) {
@@ -162,6 +179,127 @@ TEST_F(ExecutorPoolTest, ACompletionRefusedAfterTheSlotIsFreedLeavesThePoolIdle)
   EXPECT_EQ(in_flight_.size(), 0u);
   EXPECT_EQ(Get(run).status, RunStatus::kRunning);
   EXPECT_EQ(Steps(run), 1);
+}
+
+// --- the scheduler ----------------------------------------------------------
+
+// A scheduler over a pool of `slots`, polling only once a minute: a run is
+// claimed within a test's time only because a notification or a freed
+// slot woke the scheduler. Returns once its first claim (at start-up, of
+// whatever is due) is made, which is after it began to listen.
+class SchedulerTest : public ExecutorPoolTest {
+ protected:
+  daemon::Scheduler& StartScheduler(int slots) {
+    StartPool(slots);
+    daemon::SchedulerOptions options;
+    options.database_url = db_->url();
+    options.owner = NewUuid();
+    options.poll_interval = std::chrono::minutes(1);
+    scheduler_ = std::make_unique<daemon::Scheduler>(*store_, registry_, *pool_, options);
+    scheduler_ready_ = true;
+    scheduler_->Start();
+    EXPECT_TRUE(Eventually([&] { return scheduler_->claims() >= 1; }));
+    return *scheduler_;
+  }
+
+  bool Completes(const std::string& run_id) {
+    return Eventually([&] { return Get(run_id).status == RunStatus::kCompleted; });
+  }
+
+  // A run inserted without a notification (as a writer that defers them
+  // would, before it sends them; or one whose notification was lost).
+  std::string StartQuietly() {
+    const std::string id = NewRunId();
+    db_->Query(
+        "BEGIN; SELECT set_config('kagzi.notify', 'after_commit', true);"
+        " INSERT INTO kagzi_runs (id, workflow, input) VALUES ('" +
+        id + "', 'hello', '{\"name\":\"quiet\"}'); COMMIT");
+    return id;
+  }
+};
+
+TEST_F(SchedulerTest, ARunAnnouncedByItsStartIsClaimedById) {
+  daemon::Scheduler& scheduler = StartScheduler(2);
+  const std::int64_t claims = scheduler.claims();
+  const std::string id = Start("hello", R"({"name":"announced"})");
+  ASSERT_TRUE(Completes(id));
+  EXPECT_EQ(scheduler.claims_by_id(), 1);
+  EXPECT_GT(scheduler.claims(), claims);
+  EXPECT_EQ(scheduler.claim_failures(), 0);
+}
+
+// A notification that names no run (the trigger's, an operator's NOTIFY)
+// or one the daemon cannot read makes the claim of whatever is due, and
+// that claim succeeds (an unreadable id is never sent as a uuid); one
+// naming runs claims by id, even runs that do not exist.
+TEST_F(SchedulerTest, AWakeupThatNamesNoRunsClaimsWhatIsDue) {
+  daemon::Scheduler& scheduler = StartScheduler(2);
+  auto notifier = PgConnection::Connect(db_->url(), "kagzi-test-notifier");
+  ASSERT_TRUE(notifier.ok()) << notifier.status().message();
+  // Sends `payload` and returns once the claim it caused is made; whether
+  // that claim was by id.
+  auto claim_after = [&](const std::string& payload) {
+    const std::int64_t claims = scheduler.claims();
+    const std::int64_t by_id = scheduler.claims_by_id();
+    char* quoted = PQescapeLiteral((*notifier)->raw(), payload.data(), payload.size());
+    EXPECT_TRUE(
+        (*notifier)->Exec(std::string("SELECT pg_notify('kagzi_wakeup', ") + quoted + ")").ok());
+    PQfreemem(quoted);
+    EXPECT_TRUE(Eventually([&] { return scheduler.claims() > claims; })) << payload;
+    return scheduler.claims_by_id() > by_id;
+  };
+  EXPECT_TRUE(claim_after(WakeupPayload("hello", {NewRunId()})));
+  EXPECT_FALSE(claim_after("hello"));
+  EXPECT_FALSE(claim_after("hello\tnot-a-uuid"));
+  EXPECT_FALSE(claim_after("hello\t" + NewRunId() + "\t'); DROP TABLE kagzi_runs; --"));
+  EXPECT_FALSE(claim_after(""));
+  EXPECT_TRUE(claim_after(WakeupPayload("hello", {NewRunId(), NewRunId()})));
+
+  // And the runs announced are the ones run.
+  const std::string id = Start("hello", R"({"name":"after"})");
+  ASSERT_TRUE(Completes(id));
+  EXPECT_EQ(scheduler.claims_by_id(), 3);
+  EXPECT_EQ(scheduler.claim_failures(), 0);
+}
+
+// A due run that no notification named is not left to the poll (a minute
+// here) by a claim of other runs by id: after that claim, the next wake
+// time read finds it due, and the scheduler claims what is due at once.
+// The announced run's step is held (its slot stays taken, so no freed slot
+// wakes the scheduler) until the quiet run is claimed.
+TEST_F(SchedulerTest, ADueRunNoNotificationNamedIsClaimedAfterAClaimById) {
+  HoldWrites("BEFORE INSERT ON kagzi_steps FOR EACH ROW");
+  daemon::Scheduler& scheduler = StartScheduler(2);
+  const std::string quiet = StartQuietly();
+  const std::string announced = Start("hello", R"({"name":"announced"})");
+  EXPECT_TRUE(Eventually([&] { return Get(quiet).status == RunStatus::kRunning; }));
+  EXPECT_EQ(Get(announced).status, RunStatus::kRunning);
+  EXPECT_EQ(slots_freed_, 0) << "no freed slot woke the scheduler";
+  EXPECT_EQ(scheduler.claims_by_id(), 1);
+
+  ReleaseWrites();
+  EXPECT_TRUE(Completes(announced));
+  EXPECT_TRUE(Completes(quiet));
+  EXPECT_EQ(scheduler.claim_failures(), 0);
+}
+
+// More runs announced than free slots: the claim of what is due, highest
+// priority first, not whichever named runs the claim happens to read.
+TEST_F(SchedulerTest, MoreAnnouncedRunsThanFreeSlotsAreClaimedByPriority) {
+  daemon::Scheduler& scheduler = StartScheduler(1);
+  std::vector<StartRequest> requests(3);
+  for (std::size_t i = 0; i < requests.size(); ++i) {
+    requests[i].workflow = "hello";
+    requests[i].input = R"({"name":"batch"})";
+    requests[i].priority = static_cast<int>(i);
+  }
+  auto started = store_->StartRuns(requests);
+  ASSERT_TRUE(started.ok()) << started.status().message();
+  for (const auto& r : *started) ASSERT_TRUE(r.ok()) << r.status().message();
+  for (const auto& r : *started) ASSERT_TRUE(Completes(r->run_id));
+  EXPECT_EQ(scheduler.claims_by_id(), 0);
+  // The highest priority first: it started first.
+  EXPECT_LE(Get((*started)[2]->run_id).started_at, Get((*started)[0]->run_id).started_at);
 }
 
 }  // namespace

@@ -3,11 +3,15 @@
 // database-wide lock through its WAL flush) and send the notifications in a
 // transaction of their own right after. Each is still sent, once: a start's
 // kagzi_wakeup, a batch's one per workflow, a run's kagzi_run_finished, and
-// the kagzi_wakeup of a parent its finished child woke. Writers that do not
-// defer (a plain UPDATE, kagzictl's) keep the trigger's notifications.
+// the kagzi_wakeup of a parent its finished child woke. The wake-ups of
+// starts and parents name their runs (wakeup.h), so that a daemon can claim
+// them by id. Writers that do not defer (a plain UPDATE, kagzictl's) keep
+// the trigger's notifications, which name the workflow alone.
 #include <algorithm>
 #include <chrono>
+#include <map>
 
+#include "kagzi/core/wakeup.h"
 #include "store_fixture.h"
 
 namespace kagzi::testing {
@@ -54,12 +58,13 @@ class NotifyTest : public StoreTest {
   std::unique_ptr<PgConnection> listener_;
 };
 
-TEST_F(NotifyTest, AStartIsAnnouncedOnce) {
-  Start("alpha");
-  EXPECT_EQ(Heard(1), std::vector<std::string>{"kagzi_wakeup alpha"});
+TEST_F(NotifyTest, AStartIsAnnouncedOnceNamingItsRun) {
+  const std::string id = Start("alpha");
+  EXPECT_EQ(Heard(1), std::vector<std::string>{"kagzi_wakeup alpha\t" + id});
+  EXPECT_EQ(AnnouncedRuns("alpha\t" + id), std::vector<std::string>{id});
 }
 
-TEST_F(NotifyTest, ABatchStartAnnouncesEachWorkflowOnce) {
+TEST_F(NotifyTest, ABatchStartAnnouncesEachWorkflowOnceNamingItsRuns) {
   std::vector<StartRequest> requests;
   for (const char* wf : {"alpha", "beta", "alpha", "beta", "alpha"}) {
     StartRequest r;
@@ -69,7 +74,42 @@ TEST_F(NotifyTest, ABatchStartAnnouncesEachWorkflowOnce) {
   }
   auto started = store_->StartRuns(requests);
   ASSERT_TRUE(started.ok()) << started.status().message();
-  EXPECT_EQ(Heard(2), (std::vector<std::string>{"kagzi_wakeup alpha", "kagzi_wakeup beta"}));
+  std::map<std::string, std::vector<std::string>> ids;  // by workflow, sorted
+  for (std::size_t i = 0; i < requests.size(); ++i) {
+    ASSERT_TRUE((*started)[i].ok()) << (*started)[i].status().message();
+    ids[requests[i].workflow].push_back((*started)[i]->run_id);
+  }
+  std::vector<std::string> expected;
+  for (auto& [wf, runs] : ids) {
+    std::sort(runs.begin(), runs.end());
+    expected.push_back("kagzi_wakeup " + WakeupPayload(wf, runs));
+  }
+  ASSERT_EQ(ids["alpha"].size(), 3u);
+  EXPECT_EQ(Heard(2), expected);
+}
+
+// A payload holds under 8,000 bytes: more runs than kMaxAnnouncedRuns of
+// one workflow are announced by its name alone (and daemons claim what is
+// due); the workflow's runs that fit are still named.
+TEST_F(NotifyTest, ABatchTooLargeToNameIsAnnouncedByWorkflow) {
+  std::vector<StartRequest> requests;
+  for (std::size_t i = 0; i < kMaxAnnouncedRuns + 1; ++i) {
+    StartRequest r;
+    r.workflow = "many";
+    r.input = "{}";
+    requests.push_back(r);
+  }
+  StartRequest other;
+  other.workflow = "one";
+  other.input = "{}";
+  requests.push_back(other);
+  auto started = store_->StartRuns(requests);
+  ASSERT_TRUE(started.ok()) << started.status().message();
+  ASSERT_TRUE(started->back().ok()) << started->back().status().message();
+  EXPECT_EQ(Heard(2), (std::vector<std::string>{"kagzi_wakeup many",
+                                                "kagzi_wakeup one\t" + started->back()->run_id}));
+  EXPECT_EQ(Count("SELECT count(*) FROM kagzi_runs WHERE workflow = 'many'"),
+            static_cast<int>(kMaxAnnouncedRuns) + 1);
 }
 
 TEST_F(NotifyTest, AGroupAnnouncesTheRunsItEndsAndNoOthers) {
@@ -118,8 +158,8 @@ TEST_F(NotifyTest, AChildThatEndsWakesItsParkedParent) {
   ASSERT_EQ(done.parent_run_id, parent);
   store_->ApplyWrites({&done});
   ASSERT_TRUE(done.result.ok()) << done.result.message();
-  EXPECT_EQ(Heard(2),
-            (std::vector<std::string>{"kagzi_run_finished " + child, "kagzi_wakeup parent"}));
+  EXPECT_EQ(Heard(2), (std::vector<std::string>{"kagzi_run_finished " + child,
+                                                "kagzi_wakeup parent\t" + parent}));
   EXPECT_EQ(Count("SELECT count(*) FROM kagzi_runs WHERE id = '" + parent +
                   "' AND status = 'SLEEPING' AND available_at <= now()"),
             1);

@@ -127,6 +127,11 @@ struct ClaimRequest {
   std::vector<WorkflowKey> loaded;  // only runs of these are claimed
   int limit = 1;
   std::chrono::milliseconds lease_ttl{30'000};
+  // Empty: the due runs (and runs whose lease expired), highest priority
+  // first. Otherwise only these runs, if due (runs announced by their
+  // start, wakeup.h), read by primary key; at most `limit` of them, in no
+  // particular order.
+  std::vector<std::string> run_ids{};
 };
 
 struct ClaimedRun {
