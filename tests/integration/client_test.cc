@@ -15,6 +15,7 @@
 
 #include "kagzi/core/pg.h"
 #include "kagzi/core/validation.h"
+#include "kagzi/core/wakeup.h"
 #include "store_fixture.h"
 #include "support/process.h"
 
@@ -705,7 +706,8 @@ TEST_F(ClientTest, SendEventStoresItAndWakesAParkedRunAtOnce) {
   while (!notified && std::chrono::steady_clock::now() < deadline) {
     auto got = (*listener)->WaitForNotifications(milliseconds(200));
     ASSERT_TRUE(got.ok()) << got.status().message();
-    for (const auto& n : *got) notified = notified || n.payload == "wf";
+    // The trigger's wake-up names the run (migration 0013).
+    for (const auto& n : *got) notified = notified || n.payload == WakeupPayload("wf", {id});
   }
   EXPECT_TRUE(notified) << "no NOTIFY kagzi_wakeup after the event";
   // Claimable now, not in an hour.

@@ -6,7 +6,7 @@
 // the kagzi_wakeup of a parent its finished child woke. The wake-ups of
 // starts and parents name their runs (wakeup.h), so that a daemon can claim
 // them by id. Writers that do not defer (a plain UPDATE, kagzictl's) keep
-// the trigger's notifications, which name the workflow alone.
+// the trigger's notifications, which name their runs too (migration 0013).
 #include <algorithm>
 #include <chrono>
 #include <map>
@@ -147,7 +147,8 @@ TEST_F(NotifyTest, AChildThatEndsWakesItsParkedParent) {
   const std::string child = NewUuid();
   db_->Query("INSERT INTO kagzi_runs (id, workflow, input, parent_run_id) VALUES ('" + child +
              "', 'child', '{}', '" + parent + "')");
-  (void)Heard(1);  // the child's start, announced by the trigger
+  // The child's start, announced by the trigger, naming it (migration 0013).
+  EXPECT_EQ(Heard(1), std::vector<std::string>{"kagzi_wakeup child\t" + child});
   ClaimBatch batch = Claim(NewUuid(), {{"child", 1}}, 1);
   ASSERT_EQ(batch.runs.size(), 1u);
   FencedWrite done;
@@ -171,7 +172,7 @@ TEST_F(NotifyTest, AWriterThatDoesNotDeferIsAnnouncedByTheTrigger) {
   db_->Query("UPDATE kagzi_runs SET status = 'SLEEPING', available_at = 'infinity' WHERE id = '" +
              id + "'");
   db_->Query("SELECT kagzi_wake('" + id + "')");
-  EXPECT_EQ(Heard(1), std::vector<std::string>{"kagzi_wakeup wf"});
+  EXPECT_EQ(Heard(1), std::vector<std::string>{"kagzi_wakeup wf\t" + id});
   db_->Query("UPDATE kagzi_runs SET status = 'CANCELLED', available_at = now() WHERE id = '" + id +
              "'");
   EXPECT_EQ(Heard(1), std::vector<std::string>{"kagzi_run_finished " + id});
