@@ -158,8 +158,9 @@ void Scheduler::ThreadMain() {
       continue;
     }
     // Announced runs, with a slot for each, are claimed by id: nothing
-    // else woke this loop, so nothing else is known to be due (a run that
-    // became due without a notification has a timer or the poll).
+    // else woke this loop, so nothing else is known to be due. A run that
+    // became due without a notification has a timer or the poll, and the
+    // next-wake read after this claim finds it if it is due already.
     std::vector<std::string> announced;
     if (!woke.due && static_cast<int>(woke.announced.size()) <= free) {
       announced = std::move(woke.announced);
