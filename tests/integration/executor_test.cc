@@ -43,15 +43,21 @@ class ExecutorPoolTest : public StoreTest {
         << (report.refusals.empty() ? "" : report.refusals[0].ToString());
   }
 
+  // In this order: the scheduler claims no more; held writes go through;
+  // the pool joins its threads, which may still wake the scheduler (still
+  // there, stopped); then the scheduler goes.
   void TearDown() override {
+    if (scheduler_) scheduler_->Stop();
     ReleaseWrites();
+    pool_.reset();
+    scheduler_.reset();
     if (!plugin_dir_.empty()) fs::remove_all(plugin_dir_);
   }
 
   // Holds every write that fires a trigger `when` ("BEFORE UPDATE ON
   // kagzi_runs FOR EACH ROW WHEN (...)") until ReleaseWrites(): it waits
   // for an advisory lock the test holds. Released in TearDown at the
-  // latest, before the pool (destroyed after it) waits for its threads.
+  // latest, before the pool waits for its threads.
   void HoldWrites(const std::string& when) {
     db_->Query(
         "CREATE FUNCTION hold_writes() RETURNS trigger LANGUAGE plpgsql AS"
@@ -107,9 +113,8 @@ class ExecutorPoolTest : public StoreTest {
   std::atomic<int> slots_freed_{0};
   std::unique_ptr<PgConnection> locker_;  // HoldWrites
   std::unique_ptr<ExecutorPool> pool_;
-  // Declared after the pool: stopped (destroyed) before it.
-  std::unique_ptr<daemon::Scheduler> scheduler_;
-  std::atomic<bool> scheduler_ready_{false};
+  std::unique_ptr<daemon::Scheduler> scheduler_;  // see TearDown
+  std::atomic<bool> scheduler_ready_{false};      // scheduler_ is set
 };
 
 TEST_F(ExecutorPoolTest, ARunGivesItsSlotBackBeforeItsCompletionIsCommitted) {
