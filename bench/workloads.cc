@@ -484,6 +484,21 @@ ClaimPlans ParseClaimPlans(const std::string& log) {
   return plans;
 }
 
+// Fills in the claim-plan figures from `plans`, taken from `source`; no
+// plan is a problem (`missing` says what was looked for), not a verdict.
+void SetClaimPlans(const ClaimPlans& plans, const std::string& source, const std::string& missing,
+                   BacklogFigures* figures) {
+  figures->claim_plan_source = source;
+  figures->claim_plans = plans.count;
+  figures->claim_plans_with_seq_scan = plans.with_seq_scan;
+  figures->claim_plan = plans.last;
+  if (plans.count == 0) {
+    figures->claim_plan_problem = missing;
+  } else {
+    figures->claim_uses_index = plans.with_seq_scan == 0 && plans.with_index == plans.count;
+  }
+}
+
 // A server given by URL: its log is not ours to read, so the claim's plan
 // is not taken from auto_explain but asked for, after the window, on the
 // same table (the parked runs are still there): EXPLAIN (ANALYZE) EXECUTE
@@ -507,10 +522,7 @@ void ExplainClaimAfterWindow(const std::string& conninfo, const std::string& wor
   for (std::string line; std::getline(lines, line);) nodes.push_back(line);
   ClaimPlans plans;
   AddClaimPlan(nodes, &plans);
-  figures->claim_plans = plans.count;
-  figures->claim_plans_with_seq_scan = plans.with_seq_scan;
-  figures->claim_plan = plans.last;
-  figures->claim_uses_index = plans.with_seq_scan == 0 && plans.with_index == plans.count;
+  SetClaimPlans(plans, figures->claim_plan_source, "EXPLAIN of the claim printed no plan", figures);
 }
 
 // pg_stat_user_tables of the two tables the daemon works on.
@@ -860,17 +872,11 @@ Status WorkloadRunner::RunThroughput(const std::string& workflow, int runs, bool
     in.seekg(static_cast<std::streamoff>(offset));
     std::stringstream text;
     text << in.rdbuf();
-    ClaimPlans plans = ParseClaimPlans(text.str());
-    figures.claim_plan_source = "auto_explain";
-    figures.claim_plans = plans.count;
-    figures.claim_plans_with_seq_scan = plans.with_seq_scan;
-    figures.claim_plan = plans.last;
-    if (plans.count == 0) {
-      figures.claim_plan_problem = fmt::format(
-          R"(no plan of a statement with "UPDATE kagzi_runs" and "SKIP LOCKED" in {})", *log);
-    } else {
-      figures.claim_uses_index = plans.with_seq_scan == 0 && plans.with_index == plans.count;
-    }
+    SetClaimPlans(
+        ParseClaimPlans(text.str()), "auto_explain",
+        fmt::format(R"(no plan of a statement with "UPDATE kagzi_runs" and "SKIP LOCKED" in {})",
+                    *log),
+        &figures);
   }
   return Status::Ok();
 }
