@@ -1,6 +1,7 @@
 // GroupCommitter: gathers the fenced writes of many runs (step results,
-// completions, failures) and commits them together, so a worker makes one
-// commit, not one per step, however many runs it executes at once.
+// parks, completions, failures) and commits them together, so a worker
+// makes one commit, not one per step, however many runs it executes at
+// once.
 //
 // An executor thread calls Write() and blocks until its write is durable
 // (or refused): a step is acknowledged to the workflow only once its result

@@ -258,7 +258,13 @@ Status RunContext::Fenced(FencedWrite::Kind kind, const StepRecord* step, std::s
   w.value = std::move(value);
   if (kind == FencedWrite::Kind::kFailRun) w.failed_call_seq = last_call_seq_;
   if (kind != FencedWrite::Kind::kRecordStep) w.parent_run_id = claim_.run.parent_run_id;
-  Status st = Write([&] {
+  Status st = Apply(w);
+  if (feedback) *feedback = w.feedback;
+  return st;
+}
+
+Status RunContext::Apply(FencedWrite& w) {
+  return Write([&] {
     if (options_.writer) {
       options_.writer->Write(w);
     } else {
@@ -266,8 +272,6 @@ Status RunContext::Fenced(FencedWrite::Kind kind, const StepRecord* step, std::s
     }
     return w.result;
   });
-  if (feedback) *feedback = w.feedback;
-  return st;
 }
 
 Status RunContext::Record(const StepRecord& record) {
@@ -282,13 +286,18 @@ Status RunContext::Record(const StepRecord& record) {
 
 kagzi_status RunContext::Park(const std::optional<StepRecord>& step, const ParkOptions& options,
                               std::string detail) {
-  std::optional<Micros> wake;
-  Status w = Write([&] {
-    auto parked = store_.ParkRun(control_->lease, step, options);
-    if (!parked.ok()) return parked.status();
-    wake = *parked;
-    return Status::Ok();
-  });
+  // Through the group committer, like a step's record: a park commits
+  // with the other runs' writes.
+  FencedWrite park;
+  park.kind = FencedWrite::Kind::kPark;
+  park.lease = control_->lease;
+  park.park = options;
+  if (step) {
+    park.step = *step;
+    park.park_step = true;
+  }
+  Status w = Apply(park);
+  const std::optional<Micros> wake = park.parked_until;
   if (!w.ok()) return WriteFailed(w);
   if (wake && on_park_) on_park_(*wake);
   return Suspend(RunOutcome::kParked, std::move(detail));

@@ -166,6 +166,9 @@ class RunContext {
   // commit) when there is one; retried like Write.
   Status Fenced(FencedWrite::Kind kind, const StepRecord* step, std::string value,
                 WriteFeedback* feedback = nullptr);
+  // Applies `w` (a step result, end or park) through options_.writer when
+  // there is one, else on its own; retried like Write.
+  Status Apply(FencedWrite& w);
   // Runs a step function; `group` is set for a parallel group's members,
   // which share the run's crash slot.
   Attempt RunStepFunction(kagzi_step_fn fn, void* user, const std::string& id,

@@ -980,11 +980,10 @@ Status PgStore::RecordStep(const Lease& lease, const StepRecord& s, WriteFeedbac
   return WhyNothingWritten(**conn, lease, RecordedWhat(s));
 }
 
-Result<std::optional<Micros>> PgStore::ParkRun(const Lease& lease,
-                                               const std::optional<StepRecord>& step,
-                                               const ParkOptions& o) {
-  auto conn = pool_.Acquire();
-  if (!conn.ok()) return conn.status();
+namespace {
+
+std::vector<PgParam> ParkParams(const Lease& lease, const std::optional<StepRecord>& step,
+                                const ParkOptions& o) {
   std::vector<PgParam> p = LeaseParams(lease);
   p.push_back(o.delay
                   ? PgParam(static_cast<std::int64_t>(std::max<std::int64_t>(0, o.delay->count())))
@@ -1000,7 +999,27 @@ Result<std::optional<Micros>> PgStore::ParkRun(const Lease& lease,
   } else {
     for (int i = 0; i < 9; ++i) p.push_back(std::nullopt);
   }
-  auto r = (*conn)->ExecPrepared(kPark, p);
+  return p;
+}
+
+// kPark's answer: the wake time (nullopt: until woken), or kConflict if
+// the lease was lost.
+Result<std::optional<Micros>> ParkedUntil(const PgResult& r, const Lease& lease) {
+  if (r.rows() == 0) {
+    return Status::Conflict("run {}: lease lost (epoch {}) before it could be parked", lease.run_id,
+                            lease.epoch);
+  }
+  return r.GetOptionalInt(0, 0);
+}
+
+}  // namespace
+
+Result<std::optional<Micros>> PgStore::ParkRun(const Lease& lease,
+                                               const std::optional<StepRecord>& step,
+                                               const ParkOptions& o) {
+  auto conn = pool_.Acquire();
+  if (!conn.ok()) return conn.status();
+  auto r = (*conn)->ExecPrepared(kPark, ParkParams(lease, step, o));
   if (!r.ok()) {
     // A journal conflict aborts the whole statement: the run is still ours
     // and unchanged. Not kConflict, which means "lease lost".
@@ -1011,11 +1030,7 @@ Result<std::optional<Micros>> PgStore::ParkRun(const Lease& lease,
     }
     return r.status();
   }
-  if (r->rows() == 0) {
-    return Status::Conflict("run {}: lease lost (epoch {}) before it could be parked", lease.run_id,
-                            lease.epoch);
-  }
-  return r->GetOptionalInt(0, 0);
+  return ParkedUntil(*r, lease);
 }
 
 Result<std::optional<std::string>> PgStore::ConsumeEvent(const Lease& lease,
@@ -1115,14 +1130,22 @@ void Store::ApplyWrites(const std::vector<FencedWrite*>& writes) {
       case FencedWrite::Kind::kFailRun:
         w->result = FailRun(w->lease, w->value, w->failed_call_seq);
         break;
+      case FencedWrite::Kind::kPark: {
+        auto parked =
+            ParkRun(w->lease, w->park_step ? std::optional(w->step) : std::nullopt, w->park);
+        w->result = parked.status();
+        if (parked.ok()) w->parked_until = *parked;
+        break;
+      }
     }
   }
 }
 
 void PgStore::ApplyWrites(const std::vector<FencedWrite*>& writes) {
-  // A lone step record goes as a statement of its own; a group, or a run's
-  // end (whose notifications go after the commit), as one pipeline.
-  if (writes.empty() || (writes.size() == 1 && writes[0]->kind == FencedWrite::Kind::kRecordStep)) {
+  // A lone step record or park goes as a statement of its own; a group, or
+  // a run's end (whose notifications go after the commit), as one pipeline.
+  if (writes.empty() || (writes.size() == 1 && (writes[0]->kind == FencedWrite::Kind::kRecordStep ||
+                                                writes[0]->kind == FencedWrite::Kind::kPark))) {
     return Store::ApplyWrites(writes);
   }
   // Row locks are taken in run id order, so two daemons' groups never wait
@@ -1132,9 +1155,13 @@ void PgStore::ApplyWrites(const std::vector<FencedWrite*>& writes) {
   std::sort(sorted.begin(), sorted.end(), [](const FencedWrite* a, const FencedWrite* b) {
     return a->lease.run_id < b->lease.run_id;
   });
-  // The calls: the notification mode if runs end here (their
-  // kagzi_run_finished goes after the commit, not inside it), then the step
-  // records, then the ends of runs (one statement for all of each).
+  // The calls: the parks (a statement each), then the notification mode if
+  // runs end here (their kagzi_run_finished goes after the commit, not
+  // inside it), then the step records, then the ends of runs (one statement
+  // for all of each). The parks come before the notification mode: a park
+  // that wakes at once (something it waits for has happened) is announced
+  // by the status trigger, which that mode would silence.
+  std::vector<FencedWrite*> parks;
   std::vector<FencedWrite*> steps;
   std::vector<FencedWrite*> ends;
   std::vector<std::string> finishing;
@@ -1144,11 +1171,20 @@ void PgStore::ApplyWrites(const std::vector<FencedWrite*>& writes) {
       steps.push_back(w);
       continue;
     }
+    if (w->kind == FencedWrite::Kind::kPark) {
+      parks.push_back(w);
+      continue;
+    }
     ends.push_back(w);
     finishing.push_back(w->lease.run_id);
     if (w->parent_run_id) parents.push_back(*w->parent_run_id);
   }
   std::vector<PgConnection::Call> calls;
+  for (const FencedWrite* w : parks) {
+    calls.push_back(
+        {&kPark,
+         ParkParams(w->lease, w->park_step ? std::optional(w->step) : std::nullopt, w->park)});
+  }
   if (!ends.empty()) calls.push_back({&kNotifyAfterCommitMode, {}});
   const std::size_t steps_call = calls.size();
   if (steps.size() == 1) {
@@ -1167,6 +1203,12 @@ void PgStore::ApplyWrites(const std::vector<FencedWrite*>& writes) {
     }
     auto results = (*conn)->ExecTransaction(calls, ends.empty() ? nullptr : &notify);
     if (results.ok()) {
+      for (std::size_t i = 0; i < parks.size(); ++i) {
+        FencedWrite* w = parks[i];
+        auto parked = ParkedUntil((*results)[i], w->lease);
+        w->result = parked.status();
+        if (parked.ok()) w->parked_until = *parked;
+      }
       for (std::size_t i = 0; i < steps.size(); ++i) {
         FencedWrite* w = steps[i];
         const PgResult& r = (*results)[steps_call];

@@ -7,6 +7,7 @@
 #include <thread>
 
 #include "kagzi/core/pg.h"
+#include "kagzi/core/wakeup.h"
 #include "store_fixture.h"
 
 namespace kagzi::testing {
@@ -46,6 +47,23 @@ class GroupCommitTest : public StoreTest {
     w.kind = kind;
     w.lease = LeaseOf(run);
     w.value = std::move(value);
+    return w;
+  }
+
+  // A park of `run`, with a sleep's journal entry `nap_id` at seq 0 unless
+  // it is empty.
+  static FencedWrite ParkWrite(const ClaimedRun& run, ParkOptions how,
+                               const std::string& nap_id = "") {
+    FencedWrite w;
+    w.kind = FencedWrite::Kind::kPark;
+    w.lease = LeaseOf(run);
+    w.park = how;
+    if (!nap_id.empty()) {
+      w.step.step_id = nap_id;
+      w.step.seq = 0;
+      w.step.kind = StepKind::kSleep;
+      w.park_step = true;
+    }
     return w;
   }
 
@@ -91,6 +109,103 @@ TEST_F(GroupCommitTest, AGroupIsOneTransactionAndEachWriteGetsItsOwnAnswer) {
   EXPECT_EQ(Count("SELECT count(*) FROM kagzi_runs r WHERE r.id IN " + ids +
                   " AND r.xmin::text = (SELECT min(xmin::text) FROM kagzi_steps)"),
             2);
+}
+
+// Parks go with the group (one transaction with its steps and ends), and
+// each gets what its own ParkRun would have returned.
+TEST_F(GroupCommitTest, ParksCommitWithTheGroupAndEachGetsItsAnswer) {
+  auto runs = StartAndClaim(5);
+  const Micros before = *store_->Now();
+  ParkOptions an_hour;
+  an_hour.delay = std::chrono::hours(1);
+  ParkOptions until_woken;
+  until_woken.expected_wake_seq = runs[1].run.wake_seq;
+  FencedWrite nap = ParkWrite(runs[0], an_hour, "nap");
+  FencedWrite wait = ParkWrite(runs[1], until_woken);
+  FencedWrite step = StepWrite(runs[2], "s", 0);
+  FencedWrite done = EndWrite(runs[3], FencedWrite::Kind::kCompleteRun, "1");
+  FencedWrite stale = ParkWrite(runs[4], an_hour, "late-nap");
+  stale.lease.epoch += 7;  // a lease this run no longer has
+  store_->ApplyWrites({&stale, &done, &wait, &nap, &step});
+
+  ASSERT_TRUE(nap.result.ok()) << nap.result.message();
+  ASSERT_TRUE(nap.parked_until.has_value());
+  EXPECT_GE(*nap.parked_until, before + 3'600'000'000LL);
+  EXPECT_LT(*nap.parked_until, before + 3'660'000'000LL);
+  EXPECT_EQ(*nap.parked_until, Get(runs[0].run.id).available_at);
+  EXPECT_TRUE(wait.result.ok()) << wait.result.message();
+  EXPECT_FALSE(wait.parked_until.has_value());
+  EXPECT_TRUE(step.result.ok()) << step.result.message();
+  EXPECT_TRUE(done.result.ok()) << done.result.message();
+  EXPECT_EQ(stale.result.code(), StatusCode::kConflict) << stale.result.message();
+  EXPECT_NE(stale.result.message().find(runs[4].run.id), std::string::npos);
+
+  for (int i : {0, 1}) {
+    RunRecord parked = Get(runs[i].run.id);
+    EXPECT_EQ(parked.status, RunStatus::kSleeping);
+    EXPECT_FALSE(parked.lease_owner.has_value());
+  }
+  EXPECT_EQ(Get(runs[4].run.id).status, RunStatus::kRunning);
+  EXPECT_EQ(Count("SELECT count(*) FROM kagzi_steps WHERE step_id = 'nap' AND kind = 'sleep'"), 1);
+  EXPECT_EQ(Count("SELECT count(*) FROM kagzi_steps WHERE step_id = 'late-nap'"), 0);
+  // One transaction wrote both parks, the end, and both journal entries.
+  const std::string ids =
+      "('" + runs[0].run.id + "', '" + runs[1].run.id + "', '" + runs[3].run.id + "')";
+  EXPECT_EQ(WritingTransactions("kagzi_runs", "id IN " + ids), 1);
+  EXPECT_EQ(WritingTransactions("kagzi_steps", "true"), 1);
+  EXPECT_EQ(Count("SELECT count(*) FROM kagzi_runs r WHERE r.id IN " + ids +
+                  " AND r.xmin::text = (SELECT min(xmin::text) FROM kagzi_steps)"),
+            3);
+}
+
+// A park whose journal entry conflicts fails the group's transaction; the
+// group is then written write by write, so only that park is refused (as
+// ParkRun refuses it: the lease intact, nothing changed).
+TEST_F(GroupCommitTest, AParkConflictingWithTheJournalFailsAloneInAGroup) {
+  auto runs = StartAndClaim(2);
+  ASSERT_TRUE(store_->RecordStep(LeaseOf(runs[0]), MakeStep("nap", 0, "\"a step\"")).ok());
+  ParkOptions a_minute;
+  a_minute.delay = std::chrono::minutes(1);
+  FencedWrite clash = ParkWrite(runs[0], a_minute, "nap");
+  FencedWrite step = StepWrite(runs[1], "s", 0);
+  store_->ApplyWrites({&clash, &step});
+
+  EXPECT_EQ(clash.result.code(), StatusCode::kInternal) << clash.result.message();
+  EXPECT_NE(clash.result.message().find("nap"), std::string::npos) << clash.result.message();
+  EXPECT_EQ(Get(runs[0].run.id).status, RunStatus::kRunning);
+  EXPECT_TRUE(step.result.ok()) << step.result.message();
+  EXPECT_EQ(Count("SELECT count(*) FROM kagzi_steps WHERE step_id = 's'"), 1);
+}
+
+// A park that wakes at once (what it waits for happened since its claim)
+// is announced by the status trigger. Beside a run's end, whose group
+// silences that trigger for the statements after the parks, too.
+TEST_F(GroupCommitTest, AParkThatWakesAtOnceIsAnnouncedBesideAnEnd) {
+  auto runs = StartAndClaim(2);
+  auto conn = PgConnection::Connect(db_->url(), "kagzi-test-listener");
+  ASSERT_TRUE(conn.ok()) << conn.status().message();
+  std::unique_ptr<PgConnection> listener = std::move(conn).value();
+  ASSERT_TRUE(listener->Listen("kagzi_wakeup").ok());
+  ParkOptions until_woken;
+  until_woken.expected_wake_seq = runs[0].run.wake_seq - 1;  // woken since
+  FencedWrite wait = ParkWrite(runs[0], until_woken);
+  FencedWrite done = EndWrite(runs[1], FencedWrite::Kind::kCompleteRun, "1");
+  store_->ApplyWrites({&wait, &done});
+  ASSERT_TRUE(wait.result.ok()) << wait.result.message();
+  ASSERT_TRUE(done.result.ok()) << done.result.message();
+
+  const std::string expected = WakeupPayload("wf", {runs[0].run.id});
+  bool heard = false;
+  const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (!heard && std::chrono::steady_clock::now() < give_up) {
+    auto got = listener->WaitForNotifications(std::chrono::milliseconds(100));
+    ASSERT_TRUE(got.ok()) << got.status().message();
+    for (const auto& n : *got) heard = heard || n.payload == expected;
+  }
+  EXPECT_TRUE(heard) << "no NOTIFY kagzi_wakeup " << expected;
+  auto again = Claim(NewUuid(), {{"wf", 1}}, 1);
+  ASSERT_EQ(again.runs.size(), 1u);
+  EXPECT_EQ(again.runs[0].run.id, runs[0].run.id);
 }
 
 // A group's step records go as one statement (kRecordSteps); each still

@@ -160,13 +160,18 @@ struct ParkOptions {
 };
 
 // One fenced write for a claimed run, for Store::ApplyWrites; `result`
-// and `feedback` are filled in as RecordStep, CompleteRun or FailRun would
-// return them.
+// and `feedback` (`parked_until` for a park) are filled in as RecordStep,
+// CompleteRun, FailRun or ParkRun would return them.
 struct FencedWrite {
-  enum class Kind { kRecordStep, kCompleteRun, kFailRun };
+  enum class Kind { kRecordStep, kCompleteRun, kFailRun, kPark };
   Kind kind = Kind::kRecordStep;
   Lease lease;
-  StepRecord step;    // kRecordStep
+  StepRecord step;  // kRecordStep; kPark, if park_step
+  // kPark: how the run parks, whether `step` is written with it, and the
+  // wake time ParkRun returned (nullopt: until woken).
+  ParkOptions park;
+  bool park_step = false;
+  std::optional<Micros> parked_until;
   std::string value;  // kCompleteRun: the output JSON; kFailRun: the error
   // kFailRun: the seq at which the run's last call began (see FailRun).
   std::optional<int> failed_call_seq;
