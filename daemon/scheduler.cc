@@ -11,11 +11,17 @@
 
 namespace kagzi::daemon {
 
+using std::chrono::microseconds;
 using std::chrono::milliseconds;
 using std::chrono::steady_clock;
 
 // How long freed slots wait for company before a claim, with a backlog.
 constexpr milliseconds kClaimGather{2};
+// How long after a parked run's wake time (as this daemon's clock reckons
+// it) the scheduler claims: the reckoning may be early by the time a
+// statement takes to reach the server (see the calibration below), and a
+// claim made before the run is due finds nothing.
+constexpr microseconds kWakeSlack{300};
 
 Scheduler::Scheduler(Store& store, const PluginRegistry& registry, ExecutorPool& executors,
                      SchedulerOptions options)
@@ -83,12 +89,15 @@ void Scheduler::StopListening() {
   listening_ = false;
 }
 
-Scheduler::Wakeup Scheduler::WaitForWork(milliseconds timeout) {
+Scheduler::Wakeup Scheduler::WaitForWork(microseconds timeout) {
   pollfd fds[2];
   int n = 0;
   fds[n++] = {wake_fd_, POLLIN, 0};
   if (listener_) fds[n++] = {listener_->socket(), POLLIN, 0};
-  int rc = ::poll(fds, n, static_cast<int>(std::max<std::int64_t>(0, timeout.count())));
+  // ppoll, not poll: a timer in microseconds, not rounded to milliseconds.
+  const std::int64_t us = std::max<std::int64_t>(0, timeout.count());
+  const timespec ts{static_cast<time_t>(us / 1'000'000), static_cast<long>(us % 1'000'000) * 1000};
+  int rc = ::ppoll(fds, static_cast<nfds_t>(n), &ts, nullptr);
   if (rc <= 0) return {};  // the timer, poll_interval
   Wakeup woke{.due = false, .announced = {}};
   if (fds[0].revents & POLLIN) {
@@ -118,11 +127,18 @@ Scheduler::Wakeup Scheduler::WaitForWork(milliseconds timeout) {
 void Scheduler::ThreadMain() {
   auto log = Logger("scheduler");
   auto backoff = milliseconds(100);
-  // Calibrate the database clock; every non-empty claim refreshes it.
+  // Calibrate the database clock; every non-empty claim refreshes it. The
+  // database's now() is when the statement's transaction began: after it
+  // was sent, by about half a round trip, and before its answer came back
+  // by the rest of its work (a claim's commit, 0.5 ms and more under
+  // load). Reckoned from the send, a wake time comes early by that half
+  // round trip (kWakeSlack covers it); reckoned from the answer, it came
+  // late by the whole statement, and so did every timed wake-up.
+  const auto asked = steady_clock::now();
   if (auto now = store_.Now(); now.ok()) {
     std::lock_guard lock(mu_);
     db_now_ = *now;
-    steady_at_ = steady_clock::now();
+    steady_at_ = asked;
   }
   bool backlog = false;
   Wakeup woke;  // what ended the last wait
@@ -154,7 +170,7 @@ void Scheduler::ThreadMain() {
     // bench3: 6% more workflows/s, 7% less PostgreSQL CPU). Without a
     // backlog nothing waits.
     if (backlog && free > 0 && free < gather_slots && steady_clock::now() < gather_until) {
-      woke = WaitForWork(std::chrono::ceil<milliseconds>(gather_until - steady_clock::now()));
+      woke = WaitForWork(std::chrono::ceil<microseconds>(gather_until - steady_clock::now()));
       continue;
     }
     // Announced runs, with a slot for each, are claimed by id: nothing
@@ -168,6 +184,7 @@ void Scheduler::ThreadMain() {
     woke = Wakeup{};
     if (!keys.empty() && free > 0) {
       const bool by_id = !announced.empty();
+      const auto claim_sent = steady_clock::now();
       auto batch = store_.ClaimRuns(
           ClaimRequest{options_.owner, keys, free, options_.lease_ttl, std::move(announced)});
       if (!batch.ok()) {
@@ -183,7 +200,7 @@ void Scheduler::ThreadMain() {
       {
         std::lock_guard lock(mu_);
         db_now_ = batch->db_now ? batch->db_now : db_now_;
-        steady_at_ = batch->db_now ? steady_clock::now() : steady_at_;
+        steady_at_ = batch->db_now ? claim_sent : steady_at_;
       }
       int claimed = static_cast<int>(batch->runs.size());
       if (claimed > 0) {
@@ -200,7 +217,7 @@ void Scheduler::ThreadMain() {
         auto next = store_.NextWakeTime(keys);
         if (next.ok() && next->has_value()) {
           std::lock_guard lock(mu_);
-          auto when = LocalTime(**next) + milliseconds(1);
+          auto when = LocalTime(**next) + kWakeSlack;
           next_deadline = std::min(next_deadline, when);
         }
       }
@@ -208,15 +225,18 @@ void Scheduler::ThreadMain() {
     {
       std::lock_guard lock(mu_);
       if (local_wake_) {
-        next_deadline = std::min(next_deadline, LocalTime(*local_wake_) + milliseconds(1));
+        next_deadline = std::min(next_deadline, LocalTime(*local_wake_) + kWakeSlack);
         local_wake_.reset();
       }
     }
     if (more && executors_.FreeSlots() > 0) continue;
-    auto wait = std::chrono::duration_cast<milliseconds>(next_deadline - steady_clock::now());
+    auto wait = std::chrono::ceil<microseconds>(next_deadline - steady_clock::now());
     // A wake time already past (a run locked by another claimer right now)
-    // must not spin this loop.
-    wait = std::max(wait, milliseconds(listening ? 2 : 100));
+    // must not spin this loop. One still ahead is waited for to the
+    // microsecond: with the 2 ms floor that past times need, a run due
+    // sooner than that after a claim (parks committed together are due
+    // together, a group after a group) was claimed late by the rest.
+    if (wait <= microseconds::zero()) wait = milliseconds(listening ? 2 : 100);
     woke = WaitForWork(wait);
   }
 }

@@ -70,7 +70,7 @@ class Scheduler {
   // UNLISTENs (the connection stays open), while the daemon has a backlog.
   void StopListening();
   // Waits on the listener socket and the wake eventfd.
-  Wakeup WaitForWork(std::chrono::milliseconds timeout);
+  Wakeup WaitForWork(std::chrono::microseconds timeout);
   std::chrono::steady_clock::time_point LocalTime(Micros db_time) const;
 
   Store& store_;

@@ -307,5 +307,47 @@ TEST_F(SchedulerTest, MoreAnnouncedRunsThanFreeSlotsAreClaimedByPriority) {
   EXPECT_LE(Get((*started)[2]->run_id).started_at, Get((*started)[0]->run_id).started_at);
 }
 
+// A run parked for a moment (its wake time noted, as a park notes it) is
+// claimed by the scheduler's timer: no notification, and the poll a
+// minute away.
+TEST_F(SchedulerTest, AParkedRunIsClaimedByTheTimerWhenItIsDue) {
+  daemon::Scheduler& scheduler = StartScheduler(2);
+  const std::string id = NewRunId();
+  db_->Query(
+      "BEGIN; SELECT set_config('kagzi.notify', 'after_commit', true);"
+      " INSERT INTO kagzi_runs (id, workflow, input, status, available_at) VALUES ('" +
+      id +
+      "', 'hello', '{\"name\":\"timer\"}', 'SLEEPING', now() + interval '300 milliseconds');"
+      " COMMIT");
+  const Micros due = Get(id).available_at;
+  scheduler.NoteWakeAt(due);
+  ASSERT_TRUE(Completes(id));
+  EXPECT_GE(Get(id).started_at, due);
+  EXPECT_EQ(scheduler.claim_failures(), 0);
+}
+
+// A wake time already past, of a run another claimer holds locked, does
+// not spin the scheduler: it waits 2 ms or more between claims until the
+// run is free.
+TEST_F(SchedulerTest, ADueRunLockedElsewhereDoesNotSpinTheClaimLoop) {
+  daemon::Scheduler& scheduler = StartScheduler(2);
+  const std::string id = StartQuietly();
+  auto holder = PgConnection::Connect(db_->url(), "kagzi-test-holder");
+  ASSERT_TRUE(holder.ok()) << holder.status().message();
+  ASSERT_TRUE((*holder)->Exec("BEGIN").ok());
+  ASSERT_TRUE((*holder)->Exec("SELECT 1 FROM kagzi_runs WHERE id = '" + id + "' FOR UPDATE").ok());
+  const std::int64_t before = scheduler.claims();
+  const auto began = std::chrono::steady_clock::now();
+  scheduler.Wake();
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  const std::int64_t claims = scheduler.claims() - before;
+  const auto waited = std::chrono::steady_clock::now() - began;
+  // One claim for the Wake(), then at most one per 2 ms.
+  EXPECT_GE(claims, 1);
+  EXPECT_LE(claims, 2 + waited / std::chrono::milliseconds(2)) << claims << " claims";
+  ASSERT_TRUE((*holder)->Exec("ROLLBACK").ok());
+  EXPECT_TRUE(Completes(id));
+}
+
 }  // namespace
 }  // namespace kagzi::testing
