@@ -67,6 +67,16 @@ class GroupCommitTest : public StoreTest {
     return w;
   }
 
+  // How many of these runs' rows the transaction that wrote the journal's
+  // entries wrote too (there must be one such transaction).
+  int RunsWrittenWithTheJournal(const std::vector<std::string>& run_ids) const {
+    std::string ids;
+    for (const std::string& id : run_ids) ids += (ids.empty() ? "'" : ", '") + id + "'";
+    EXPECT_EQ(WritingTransactions("kagzi_steps", "true"), 1);
+    return Count("SELECT count(*) FROM kagzi_runs r WHERE r.id IN (" + ids +
+                 ") AND r.xmin::text = (SELECT min(xmin::text) FROM kagzi_steps)");
+  }
+
   // How many transactions wrote the rows `where` selects (their xmin).
   int WritingTransactions(const std::string& table, const std::string& where) const {
     return Count("SELECT count(DISTINCT xmin::text) FROM " + table + " WHERE " + where);
@@ -104,11 +114,7 @@ TEST_F(GroupCommitTest, AGroupIsOneTransactionAndEachWriteGetsItsOwnAnswer) {
   EXPECT_EQ(Count("SELECT count(*) FROM kagzi_steps"), 2);
   EXPECT_EQ(Count("SELECT count(*) FROM kagzi_steps WHERE step_id = 'late'"), 0);
   // Both journal entries and both run rows were written by one transaction.
-  const std::string ids = "('" + runs[2].run.id + "', '" + runs[3].run.id + "')";
-  EXPECT_EQ(WritingTransactions("kagzi_steps", "true"), 1);
-  EXPECT_EQ(Count("SELECT count(*) FROM kagzi_runs r WHERE r.id IN " + ids +
-                  " AND r.xmin::text = (SELECT min(xmin::text) FROM kagzi_steps)"),
-            2);
+  EXPECT_EQ(RunsWrittenWithTheJournal({runs[2].run.id, runs[3].run.id}), 2);
 }
 
 // Parks go with the group (one transaction with its steps and ends), and
@@ -149,13 +155,7 @@ TEST_F(GroupCommitTest, ParksCommitWithTheGroupAndEachGetsItsAnswer) {
   EXPECT_EQ(Count("SELECT count(*) FROM kagzi_steps WHERE step_id = 'nap' AND kind = 'sleep'"), 1);
   EXPECT_EQ(Count("SELECT count(*) FROM kagzi_steps WHERE step_id = 'late-nap'"), 0);
   // One transaction wrote both parks, the end, and both journal entries.
-  const std::string ids =
-      "('" + runs[0].run.id + "', '" + runs[1].run.id + "', '" + runs[3].run.id + "')";
-  EXPECT_EQ(WritingTransactions("kagzi_runs", "id IN " + ids), 1);
-  EXPECT_EQ(WritingTransactions("kagzi_steps", "true"), 1);
-  EXPECT_EQ(Count("SELECT count(*) FROM kagzi_runs r WHERE r.id IN " + ids +
-                  " AND r.xmin::text = (SELECT min(xmin::text) FROM kagzi_steps)"),
-            3);
+  EXPECT_EQ(RunsWrittenWithTheJournal({runs[0].run.id, runs[1].run.id, runs[3].run.id}), 3);
 }
 
 // A park whose journal entry conflicts fails the group's transaction; the
