@@ -6,6 +6,15 @@
 
 namespace kagzi::daemon {
 
+using std::chrono::steady_clock;
+
+// The prefetch room: the runs the slots are expected to free within
+// kPrefetchHorizon (FreeRate, counting in kRateWindow), at most half the
+// slots. The horizon covers a claim's round trip and the gathering of freed
+// slots before it (scheduler.cc, kClaimGather).
+constexpr std::chrono::microseconds kPrefetchHorizon{10'000};
+constexpr std::chrono::milliseconds kRateWindow{100};
+
 ExecutorPool::ExecutorPool(Store& store, const PluginRegistry& registry, InFlightRuns& in_flight,
                            ExecutorOptions options, std::function<void()> on_slot_free,
                            ParkListener on_park)
@@ -14,7 +23,8 @@ ExecutorPool::ExecutorPool(Store& store, const PluginRegistry& registry, InFligh
       in_flight_(in_flight),
       options_(options),
       on_slot_free_(std::move(on_slot_free)),
-      on_park_(std::move(on_park)) {}
+      on_park_(std::move(on_park)),
+      free_rate_(kRateWindow) {}
 
 ExecutorPool::~ExecutorPool() { Stop(); }
 
@@ -33,11 +43,12 @@ void ExecutorPool::Start() {
 
 void ExecutorPool::Submit(std::vector<ClaimedRun> runs, Micros db_now) {
   {
+    const auto now = steady_clock::now();
     std::lock_guard lock(mu_);
     for (auto& claim : runs) {
       Lease lease{claim.run.id, claim.run.lease_owner.value_or(""), claim.run.lease_epoch};
       auto control = in_flight_.Add(lease);
-      queue_.push_back(Job{std::move(claim), db_now, std::move(control)});
+      queue_.push_back(Job{std::move(claim), db_now, std::move(control), now});
     }
   }
   // One idle thread per run queued, not every idle thread; after unlocking,
@@ -48,6 +59,46 @@ void ExecutorPool::Submit(std::vector<ClaimedRun> runs, Micros db_now) {
 int ExecutorPool::FreeSlots() const {
   std::lock_guard lock(mu_);
   return options_.slots - executing_ - static_cast<int>(queue_.size());
+}
+
+int ExecutorPool::ClaimRoom() const {
+  const auto now = steady_clock::now();
+  std::lock_guard lock(mu_);
+  const int prefetch = static_cast<int>(
+      std::min<std::int64_t>(options_.slots / 2, free_rate_.Expected(now, kPrefetchHorizon)));
+  const int room = options_.slots + prefetch - executing_ - static_cast<int>(queue_.size());
+  return std::max(0, room);
+}
+
+int ExecutorPool::Queued() const {
+  std::lock_guard lock(mu_);
+  return static_cast<int>(queue_.size());
+}
+
+int ExecutorPool::ReleaseStale(std::chrono::milliseconds age) {
+  std::vector<Job> stale;
+  {
+    const auto before = steady_clock::now() - age;
+    std::lock_guard lock(mu_);
+    while (!queue_.empty() && queue_.front().queued_at < before) {
+      stale.push_back(std::move(queue_.front()));
+      queue_.pop_front();
+    }
+  }
+  for (Job& job : stale) {
+    if (Status st = store_.ReleaseRun(job.control->lease); !st.ok()) {
+      Logger("executor")
+          ->warn("run {}: queued {} ms without a free slot; giving it back failed: {}",
+                 job.claim.run.id, age.count(), st.message());
+    } else {
+      Logger("executor")
+          ->debug("run {}: queued {} ms without a free slot; given back", job.claim.run.id,
+                  age.count());
+    }
+    in_flight_.Remove(job.claim.run.id);
+  }
+  if (!stale.empty()) idle_cv_.notify_all();
+  return static_cast<int>(stale.size());
 }
 
 bool ExecutorPool::WaitIdle(std::chrono::milliseconds timeout) {
@@ -73,7 +124,9 @@ void ExecutorPool::ThreadMain() {
     Job job;
     {
       std::unique_lock lock(mu_);
-      cv_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
+      // No more runs executing than slots: the pool has more threads (for
+      // runs writing their outcome) and the queue may hold more runs.
+      cv_.wait(lock, [&] { return stopping_ || (!queue_.empty() && executing_ < options_.slots); });
       if (queue_.empty()) return;  // stopping and nothing left
       job = std::move(queue_.front());
       queue_.pop_front();
@@ -95,11 +148,17 @@ void ExecutorPool::LeaveSlot(Job& job) {
   if (!job.holds_slot) return;
   job.holds_slot = false;
   SlotLeaveRun();
+  bool queued = false;
   {
+    const auto now = steady_clock::now();
     std::lock_guard lock(mu_);
     --executing_;
     ++ending_;
+    queued = !queue_.empty();
+    free_rate_.Note(now);
   }
+  // A queued run takes the slot at once.
+  if (queued) cv_.notify_one();
   if (on_slot_free_) on_slot_free_();
 }
 

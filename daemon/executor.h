@@ -1,15 +1,21 @@
 // ExecutorPool: threads that execute claimed runs, `slots` of them at a
 // time.
 //
-// The scheduler submits at most FreeSlots() runs, so the queue never grows
-// past the slots. Each run is registered in InFlightRuns (for heartbeats
-// and drain) while it executes, replayed through a RunContext, and its
-// outcome recorded. A run gives its slot back as soon as its workflow code
-// has returned, before its outcome (completion, failure) is written: the
-// pool calls on_slot_free then, so the scheduler claims the next run while
-// that write is being committed, not after. The run stays in InFlightRuns,
-// its lease renewed, and its thread busy until the write is done, so the
-// pool has up to twice as many threads as slots. Thread-safe.
+// The scheduler submits at most ClaimRoom() runs: the free slots, and while
+// slots free up quickly (a busy daemon of short runs), as many runs more as
+// the slots are expected to free in the next kPrefetchHorizon, up to half
+// the slots. Those wait in the queue, leased, and a slot that frees takes
+// one at once instead of waiting for a claim (a transaction and its
+// commit, 1-3 ms under load, with the claims of several slots gathered).
+// With slots that free slowly (long runs), there is no such room, and a
+// run queued longer than a moment (the rate fell after it was claimed) is
+// given back by ReleaseStale for another daemon to run. Each run is registered in InFlightRuns (for
+// heartbeats and drain) while it executes, replayed through a RunContext, and its outcome recorded.
+// A run gives its slot back as soon as its workflow code has returned, before its outcome
+// (completion, failure) is written: the pool calls on_slot_free then, so the scheduler claims the
+// next run while that write is being committed, not after. The run stays in InFlightRuns, its lease
+// renewed, and its thread busy until the write is done, so the pool has up to twice as many threads
+// as slots. Thread-safe.
 #pragma once
 
 #include <condition_variable>
@@ -19,6 +25,7 @@
 #include <thread>
 #include <vector>
 
+#include "free_rate.h"
 #include "in_flight.h"
 #include "plugin_host.h"
 #include "run_context.h"
@@ -39,8 +46,16 @@ class ExecutorPool {
   void Start();
   // Queues runs claimed at db_now (their leases are already ours).
   void Submit(std::vector<ClaimedRun> runs, Micros db_now);
-  // Slots neither queued nor executing workflow code.
+  // Slots neither queued for nor executing workflow code (negative while
+  // runs wait in the queue beyond the free slots).
   int FreeSlots() const;
+  // How many runs to claim now: FreeSlots() and the prefetch room.
+  int ClaimRoom() const;
+  // Runs queued now.
+  int Queued() const;
+  // Gives back (ReleaseRun) the runs queued for longer than `age`, which
+  // no slot took; returns how many.
+  int ReleaseStale(std::chrono::milliseconds age);
   int Slots() const { return options_.slots; }
   // Waits until no run is queued, executing or writing its outcome, or the
   // timeout passes.
@@ -53,6 +68,7 @@ class ExecutorPool {
     ClaimedRun claim;
     Micros db_now;
     std::shared_ptr<RunControl> control;
+    std::chrono::steady_clock::time_point queued_at;
     bool holds_slot = true;
   };
   void ThreadMain();
@@ -74,6 +90,7 @@ class ExecutorPool {
   int executing_ = 0;                // runs holding a slot; guarded by mu_
   int ending_ = 0;                   // runs writing their outcome; guarded by mu_
   bool stopping_ = false;            // guarded by mu_
+  FreeRate free_rate_;               // slots freed lately; guarded by mu_
   std::vector<std::thread> threads_;
 };
 

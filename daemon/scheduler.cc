@@ -1,5 +1,8 @@
-// The claim loop. Claims are batched and only made while executor slots are
-// free, so a daemon never holds a lease it cannot work on.
+// The claim loop. Claims are batched and made for the executor pool's
+// ClaimRoom(): its free slots, and while they free up quickly, the few runs
+// they will take next. A run claimed ahead that no slot takes in
+// kMaxQueued is given back, so a daemon does not sit on leases it cannot
+// work on.
 #include "scheduler.h"
 
 #include <poll.h>
@@ -22,6 +25,9 @@ constexpr milliseconds kClaimGather{2};
 // statement takes to reach the server (see the calibration below), and a
 // claim made before the run is due finds nothing.
 constexpr microseconds kWakeSlack{300};
+// How long a run claimed ahead (ExecutorPool::ClaimRoom) may wait in the
+// queue for a slot before it is given back for another daemon to run.
+constexpr milliseconds kMaxQueued{500};
 
 Scheduler::Scheduler(Store& store, const PluginRegistry& registry, ExecutorPool& executors,
                      SchedulerOptions options)
@@ -161,15 +167,24 @@ void Scheduler::ThreadMain() {
     auto keys = registry_.LoadedKeys();
     auto next_deadline = steady_clock::now() + options_.poll_interval;
     bool more = false;
+    if (int stale = executors_.ReleaseStale(kMaxQueued); stale > 0) {
+      log->info("gave back {} run(s) claimed ahead that no slot took within {} ms", stale,
+                kMaxQueued.count());
+    }
+    // Runs claimed ahead wait for a slot; the scheduler looks again before
+    // they have waited too long.
+    if (executors_.Queued() > 0) {
+      next_deadline = std::min(next_deadline, steady_clock::now() + kMaxQueued);
+    }
 
-    int free = executors_.FreeSlots();
+    int room = executors_.ClaimRoom();
     // With a backlog (the last claim was full), a slot that frees up does
     // not claim on its own at once: for up to kClaimGather the scheduler
     // lets a few more free up and claims for them together. A claim costs
     // PostgreSQL about as much for one run as for eight (kagzi-bench
     // bench3: 6% more workflows/s, 7% less PostgreSQL CPU). Without a
     // backlog nothing waits.
-    if (backlog && free > 0 && free < gather_slots && steady_clock::now() < gather_until) {
+    if (backlog && room > 0 && room < gather_slots && steady_clock::now() < gather_until) {
       woke = WaitForWork(std::chrono::ceil<microseconds>(gather_until - steady_clock::now()));
       continue;
     }
@@ -178,15 +193,15 @@ void Scheduler::ThreadMain() {
     // became due without a notification has a timer or the poll, and the
     // next-wake read after this claim finds it if it is due already.
     std::vector<std::string> announced;
-    if (!woke.due && static_cast<int>(woke.announced.size()) <= free) {
+    if (!woke.due && static_cast<int>(woke.announced.size()) <= room) {
       announced = std::move(woke.announced);
     }
     woke = Wakeup{};
-    if (!keys.empty() && free > 0) {
+    if (!keys.empty() && room > 0) {
       const bool by_id = !announced.empty();
       const auto claim_sent = steady_clock::now();
       auto batch = store_.ClaimRuns(
-          ClaimRequest{options_.owner, keys, free, options_.lease_ttl, std::move(announced)});
+          ClaimRequest{options_.owner, keys, room, options_.lease_ttl, std::move(announced)});
       if (!batch.ok()) {
         ++claim_failures_;
         log->warn("claim failed, retrying in {} ms: {}", backoff.count(), batch.status().message());
@@ -207,7 +222,7 @@ void Scheduler::ThreadMain() {
         log->debug("claimed {} run(s){}", claimed, by_id ? " announced by id" : "");
         executors_.Submit(std::move(batch->runs), batch->db_now);
       }
-      more = claimed == free;  // a full batch: there may be more waiting
+      more = claimed == room;  // a full batch: there may be more waiting
       backlog = more;
       // The backlog is gone, but runs announced since this daemon stopped
       // listening were not heard: listen, then claim once more.
@@ -229,7 +244,7 @@ void Scheduler::ThreadMain() {
         local_wake_.reset();
       }
     }
-    if (more && executors_.FreeSlots() > 0) continue;
+    if (more && executors_.ClaimRoom() > 0) continue;
     auto wait = std::chrono::ceil<microseconds>(next_deadline - steady_clock::now());
     // A wake time already past (a run locked by another claimer right now)
     // must not spin this loop. One still ahead is waited for to the

@@ -1,6 +1,6 @@
 // Scheduler: the claim loop of one daemon.
 //
-// It claims batches of runnable runs (up to the executor pool's free slots)
+// It claims batches of runnable runs (up to the executor pool's ClaimRoom())
 // for the (workflow, version) pairs loaded here, and hands them to the
 // executors. It wakes on NOTIFY kagzi_wakeup (a run was started or given
 // back), on a timer for the earliest parked run or lease expiry it knows

@@ -86,6 +86,14 @@ class ExecutorPoolTest : public StoreTest {
     return true;
   }
 
+  // Writes waiting for HoldWrites' lock (in this test's database: other
+  // tests run beside it on the same server).
+  int HeldWrites() const {
+    return Count(
+        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+        " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())");
+  }
+
   int Steps(const std::string& run_id) const {
     return Count("SELECT count(*) FROM kagzi_steps WHERE run_id = '" + run_id + "'");
   }
@@ -184,6 +192,67 @@ TEST_F(ExecutorPoolTest, ACompletionRefusedAfterTheSlotIsFreedLeavesThePoolIdle)
   EXPECT_EQ(in_flight_.size(), 0u);
   EXPECT_EQ(Get(run).status, RunStatus::kRunning);
   EXPECT_EQ(Steps(run), 1);
+}
+
+// Runs queued beyond the free slots (claimed ahead, ClaimRoom) wait: the
+// pool's spare threads, there for runs writing their outcome, never run a
+// queued run past the slots. Each starts when a slot frees.
+TEST_F(ExecutorPoolTest, QueuedRunsWaitForASlotWhateverThreadsAreIdle) {
+  HoldWrites("BEFORE INSERT ON kagzi_steps FOR EACH ROW");
+  std::vector<std::string> ids;
+  for (int i = 0; i < 3; ++i) ids.push_back(Start("hello", R"({"name":"queued"})"));
+  ExecutorPool& pool = StartPool(1);
+  EXPECT_EQ(pool.ClaimRoom(), 1) << "no slot has freed yet: no room beyond the slots";
+  ClaimBatch batch = Claim(NewUuid(), {{"hello", 1}}, 3);
+  ASSERT_EQ(batch.runs.size(), 3u);
+  pool.Submit(std::move(batch.runs), batch.db_now);
+
+  // One run's step record waits for the lock; the other two stay queued.
+  ASSERT_TRUE(Eventually([&] { return HeldWrites() == 1; }));
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  EXPECT_EQ(HeldWrites(), 1);
+  EXPECT_EQ(pool.Queued(), 2);
+  EXPECT_EQ(pool.FreeSlots(), -2);
+  EXPECT_EQ(pool.ClaimRoom(), 0);
+  EXPECT_EQ(in_flight_.size(), 3u) << "queued runs' leases are renewed too";
+
+  ReleaseWrites();
+  EXPECT_TRUE(pool.WaitIdle(std::chrono::seconds(30)));
+  for (const std::string& id : ids) EXPECT_EQ(Get(id).status, RunStatus::kCompleted) << id;
+  EXPECT_EQ(slots_freed_, 3);
+  EXPECT_EQ(pool.Queued(), 0);
+}
+
+// A run that waited in the queue longer than it may is given back: PENDING
+// again, claimable by any daemon, its epoch bumped so that nothing of this
+// lease can be written, and no longer renewed here.
+TEST_F(ExecutorPoolTest, ARunQueuedTooLongIsGivenBack) {
+  HoldWrites("BEFORE INSERT ON kagzi_steps FOR EACH ROW");
+  const std::string first = Start("hello", R"({"name":"first"})");
+  const std::string second = Start("hello", R"({"name":"second"})");
+  ExecutorPool& pool = StartPool(1);
+  ClaimBatch batch = Claim(NewUuid(), {{"hello", 1}}, 2);
+  ASSERT_EQ(batch.runs.size(), 2u);
+  const std::int64_t epoch = batch.runs[1].run.lease_epoch;
+  ASSERT_EQ(batch.runs[1].run.id, second);
+  pool.Submit(std::move(batch.runs), batch.db_now);
+  ASSERT_TRUE(Eventually([&] { return HeldWrites() == 1; }));
+
+  EXPECT_EQ(pool.ReleaseStale(std::chrono::seconds(60)), 0) << "not queued that long";
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  EXPECT_EQ(pool.ReleaseStale(std::chrono::milliseconds(50)), 1);
+  EXPECT_EQ(pool.Queued(), 0);
+  EXPECT_EQ(in_flight_.size(), 1u);
+  RunRecord given_back = Get(second);
+  EXPECT_EQ(given_back.status, RunStatus::kPending);
+  EXPECT_FALSE(given_back.lease_owner.has_value());
+  EXPECT_GT(given_back.lease_epoch, epoch);
+
+  ReleaseWrites();
+  EXPECT_TRUE(pool.WaitIdle(std::chrono::seconds(30)));
+  EXPECT_EQ(Get(first).status, RunStatus::kCompleted);
+  EXPECT_EQ(Get(second).status, RunStatus::kPending);
+  EXPECT_EQ(Steps(second), 0);
 }
 
 // --- the scheduler ----------------------------------------------------------
