@@ -216,6 +216,11 @@ bool Daemon::Shutdown() {
   notifier_->Stopping();
   if (!scheduler_) return true;  // never started
   scheduler_->Stop();
+  // Runs claimed ahead that no slot has taken yet are given back at once,
+  // for another daemon to run, not started here to be drained.
+  if (int queued = executors_->ReleaseStale(milliseconds(0)); queued > 0) {
+    log->info("stopping: gave back {} run(s) claimed but not started", queued);
+  }
   auto runs = in_flight_.Snapshot();
   log->info("stopping: draining {} in-flight run(s), up to {}", runs.size(),
             FormatDuration(config_.drain_timeout));
