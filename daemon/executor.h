@@ -1,21 +1,24 @@
 // ExecutorPool: threads that execute claimed runs, `slots` of them at a
 // time.
 //
-// The scheduler submits at most ClaimRoom() runs: the free slots, and while
-// slots free up quickly (a busy daemon of short runs), as many runs more as
-// the slots are expected to free in the next kPrefetchHorizon, up to half
-// the slots. Those wait in the queue, leased, and a slot that frees takes
-// one at once instead of waiting for a claim (a transaction and its
+// The scheduler submits at most ClaimRoom() runs: the free slots, and
+// while slots free up quickly (a busy daemon of short runs), as many runs
+// more as the slots are expected to free in the next kPrefetchHorizon, up
+// to half the slots. Those wait in the queue, leased, and a slot that frees
+// takes one at once instead of waiting for a claim (a transaction and its
 // commit, 1-3 ms under load, with the claims of several slots gathered).
-// With slots that free slowly (long runs), there is no such room, and a
-// run queued longer than a moment (the rate fell after it was claimed) is
-// given back by ReleaseStale for another daemon to run. Each run is registered in InFlightRuns (for
-// heartbeats and drain) while it executes, replayed through a RunContext, and its outcome recorded.
-// A run gives its slot back as soon as its workflow code has returned, before its outcome
-// (completion, failure) is written: the pool calls on_slot_free then, so the scheduler claims the
-// next run while that write is being committed, not after. The run stays in InFlightRuns, its lease
-// renewed, and its thread busy until the write is done, so the pool has up to twice as many threads
-// as slots. Thread-safe.
+// With slots that free slowly (long runs) there is no such room, and a run
+// queued longer than a moment (the rate fell after it was claimed) is given
+// back by ReleaseStale for another daemon to run.
+//
+// Each run is registered in InFlightRuns (for heartbeats and drain) while
+// it is queued and executes, replayed through a RunContext, and its outcome
+// recorded. A run gives its slot back as soon as its workflow code has
+// returned, before its outcome (completion, failure) is written: the pool
+// calls on_slot_free then, so the scheduler claims the next run while that
+// write is being committed, not after. The run stays in InFlightRuns, its
+// lease renewed, and its thread busy until the write is done, so the pool
+// has up to twice as many threads as slots. Thread-safe.
 #pragma once
 
 #include <condition_variable>
