@@ -290,6 +290,31 @@ TEST_F(GroupCommitTest, AGroupRetriedAfterItCommittedIsAnsweredTheSame) {
   EXPECT_EQ(Get(runs[1].run.id).output, "7");
 }
 
+// The same for a park (its group's reply lost, the group written again
+// write by write): parking a parked run is a lost lease, and the run keeps
+// its wake time and its one journal entry.
+TEST_F(GroupCommitTest, AParkRetriedAfterItCommittedIsAnsweredTheSame) {
+  auto runs = StartAndClaim(2);
+  ParkOptions an_hour;
+  an_hour.delay = std::chrono::hours(1);
+  FencedWrite nap = ParkWrite(runs[0], an_hour, "nap");
+  FencedWrite a = StepWrite(runs[1], "a", 0);
+  store_->ApplyWrites({&nap, &a});
+  ASSERT_TRUE(nap.result.ok()) << nap.result.message();
+  ASSERT_TRUE(nap.parked_until.has_value());
+  const Micros wake = *nap.parked_until;
+
+  nap.parked_until.reset();
+  store_->ApplyWrites({&nap, &a});
+  EXPECT_EQ(nap.result.code(), StatusCode::kConflict) << nap.result.message();
+  EXPECT_FALSE(nap.parked_until.has_value());
+  EXPECT_TRUE(a.result.ok()) << a.result.message();
+  RunRecord parked = Get(runs[0].run.id);
+  EXPECT_EQ(parked.status, RunStatus::kSleeping);
+  EXPECT_EQ(parked.available_at, wake);
+  EXPECT_EQ(Count("SELECT count(*) FROM kagzi_steps WHERE step_id = 'nap'"), 1);
+}
+
 TEST_F(GroupCommitTest, CommitterGathersConcurrentWritersIntoFewerCommits) {
   constexpr int kRuns = 32;
   auto runs = StartAndClaim(kRuns);
