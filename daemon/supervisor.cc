@@ -14,6 +14,7 @@
 #include <mutex>
 #include <thread>
 
+#include "cpu_affinity.h"
 #include "daemon.h"
 #include "kagzi/core/log.h"
 
@@ -395,10 +396,31 @@ void WorkerSignalThread(sigset_t set) {
     g_cv.notify_all();
   }
 }
+// worker_cpu_affinity = "auto": this worker's CPU (cpu_affinity.h). A
+// worker that cannot be pinned runs unpinned, and says why.
+void PinWorker(int index) {
+  auto log = Logger("kagzid");
+  auto allowed = AllowedCpus();
+  if (!allowed.ok()) {
+    log->warn("worker {}: worker_cpu_affinity = \"auto\" ignored: {}", index,
+              allowed.status().message());
+    return;
+  }
+  const int cpu = CpuForWorker(*allowed, index);
+  if (Status st = PinCallingThreadToCpu(cpu); !st.ok()) {
+    log->warn("worker {}: worker_cpu_affinity = \"auto\" ignored: {}", index, st.message());
+    return;
+  }
+  log->info("worker {} runs on CPU {} (worker_cpu_affinity = \"auto\"; CPUs allowed: {})", index,
+            cpu, FormatCpuList(*allowed));
+}
 }  // namespace
 
 int RunWorker(const Config& config, WorkerIdentity identity) {
   auto log = Logger("kagzid");
+  // First, while the worker has one thread: every thread it starts keeps
+  // the CPU.
+  if (config.worker_cpu_affinity == Config::CpuAffinity::kAuto) PinWorker(identity.index);
   InstallCrashReporting(identity.shared);
   sigset_t set;
   sigemptyset(&set);

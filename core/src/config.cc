@@ -151,6 +151,17 @@ const std::vector<KeySpec>& Specs() {
        [](std::string_view v, Config* c) { return SetIntInRange(v, 1, 100, &c->max_crashes); }},
       {"step_timeout",
        [](std::string_view v, Config* c) { return SetDuration(v, &c->step_timeout); }},
+      {"worker_cpu_affinity",
+       [](std::string_view v, Config* c) {
+         if (v == "off") {
+           c->worker_cpu_affinity = Config::CpuAffinity::kOff;
+         } else if (v == "auto") {
+           c->worker_cpu_affinity = Config::CpuAffinity::kAuto;
+         } else {
+           return Status::InvalidArgument("\"{}\" is not one of off, auto", v);
+         }
+         return Status::Ok();
+       }},
   };
   return kSpecs;
 }
@@ -659,7 +670,7 @@ std::string DescribeConfig(const Config& c) {
       "log_level = \"{}\"\nmax_payload_bytes = {}\nretry_max_attempts = {}\n"
       "retry_initial_interval = \"{}\"\nretry_max_interval = \"{}\"\nretry_multiplier = {}\n"
       "retry_jitter = {}\nparallel_limit = {}\nworkers = {}\nmax_crashes = {}\n"
-      "step_timeout = \"{}\"\n",
+      "step_timeout = \"{}\"\nworker_cpu_affinity = \"{}\"\n",
       c.source_file.empty() ? " (no config file read)" : " (file: " + c.source_file + ")",
       TomlString(RedactDatabaseUrl(c.database_url)), TomlString(c.database_password_file),
       TomlString(c.plugin_dir), c.concurrency, FormatDuration(c.lease_ttl),
@@ -667,7 +678,8 @@ std::string DescribeConfig(const Config& c) {
       FormatDuration(c.drain_timeout), c.log_level, c.max_payload_bytes, c.retry_max_attempts,
       FormatDuration(c.retry_initial_interval), FormatDuration(c.retry_max_interval),
       TomlFloat(c.retry_multiplier), TomlFloat(c.retry_jitter), c.parallel_limit, c.workers,
-      c.max_crashes, FormatDuration(c.step_timeout));
+      c.max_crashes, FormatDuration(c.step_timeout),
+      c.worker_cpu_affinity == Config::CpuAffinity::kAuto ? "auto" : "off");
 }
 
 }  // namespace kagzi

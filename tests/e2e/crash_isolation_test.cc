@@ -4,7 +4,12 @@
 // waiting for expiry would be visible), blames the one run whose code
 // crashed, fails it after max_crashes, restarts the worker, and every other
 // run completes. Real kagzid (supervisor + workers), real PostgreSQL.
+#include <sched.h>
 #include <signal.h>
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
 
 #include <rapidjson/document.h>
 
@@ -198,6 +203,124 @@ TEST_F(CrashIsolationE2E, AWorkerKilledFromOutsideBlamesNoRunAndItsRunsResumeAtO
   }
   EXPECT_NE(d->Log().find("worker killed by SIGKILL"), std::string::npos) << d->Log();
   EXPECT_TRUE(d->running());
+  d->Signal(SIGTERM);
+  EXPECT_EQ(d->Wait(seconds(60)), 0);
+}
+
+// --- worker_cpu_affinity -----------------------------------------------------------------------
+
+// The CPUs this test may run on, as the kernel lists them ("0-1").
+std::vector<int> TestCpus() {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  EXPECT_EQ(sched_getaffinity(0, sizeof(set), &set), 0);
+  std::vector<int> cpus;
+  for (int cpu = 0; cpu < CPU_SETSIZE; ++cpu) {
+    if (CPU_ISSET(cpu, &set)) cpus.push_back(cpu);
+  }
+  return cpus;
+}
+
+// The pid of the supervisor's child named `comm` ("kagzid-w1"), or 0.
+pid_t WorkerPid(pid_t supervisor, const std::string& comm) {
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator("/proc", ec)) {
+    const std::string name = e.path().filename();
+    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
+    std::ifstream stat(e.path() / "stat");
+    std::string line;
+    if (!std::getline(stat, line)) continue;
+    // pid (comm) state ppid ...
+    const auto open = line.find('('), close = line.rfind(')');
+    if (open == std::string::npos || close == std::string::npos) continue;
+    std::istringstream rest(line.substr(close + 2));
+    char state = 0;
+    pid_t ppid = 0;
+    rest >> state >> ppid;
+    if (ppid == supervisor && line.substr(open + 1, close - open - 1) == comm) {
+      return static_cast<pid_t>(std::stoi(name));
+    }
+  }
+  return 0;
+}
+
+// "Cpus_allowed_list" of a /proc status file: "0-1".
+std::string CpusAllowed(const std::filesystem::path& status_file) {
+  std::ifstream status(status_file);
+  std::string line;
+  while (std::getline(status, line)) {
+    if (line.rfind("Cpus_allowed_list:", 0) == 0) {
+      return line.substr(line.find_first_not_of(" \t", 18));
+    }
+  }
+  return "";
+}
+
+// Each thread of `pid` with the CPUs it may run on.
+std::map<std::string, std::string> ThreadCpus(pid_t pid) {
+  std::map<std::string, std::string> out;
+  std::error_code ec;
+  const auto tasks = "/proc/" + std::to_string(pid) + "/task";
+  for (const auto& t : std::filesystem::directory_iterator(tasks, ec)) {
+    std::string cpus = CpusAllowed(t.path() / "status");
+    if (!cpus.empty()) out[t.path().filename()] = cpus;  // empty: the thread has ended
+  }
+  return out;
+}
+
+// Every thread of worker i runs on the i-th CPU kagzid may use, a worker
+// restarted after a crash too, and runs complete as before.
+TEST_F(CrashIsolationE2E, WithCpuAffinityAutoEachWorkerKeepsToItsCpuAcrossRestarts) {
+  const std::vector<int> cpus = TestCpus();
+  ASSERT_FALSE(cpus.empty());
+  auto d = Daemon({"--worker-cpu-affinity", "auto"});
+  for (int i = 1; i <= 2; ++i) {
+    const std::string cpu = std::to_string(cpus[(i - 1) % cpus.size()]);
+    const pid_t pid = WorkerPid(d->pid(), "kagzid-w" + std::to_string(i));
+    ASSERT_NE(pid, 0) << "no worker " << i;
+    auto threads = ThreadCpus(pid);
+    EXPECT_GT(threads.size(), 3u) << "worker " << i << "'s executor threads are not started";
+    for (const auto& [tid, list] : threads) {
+      EXPECT_EQ(list, cpu) << "worker " << i << ", thread " << tid;
+    }
+    EXPECT_NE(d->Log().find("worker " + std::to_string(i) + " runs on CPU " + cpu),
+              std::string::npos)
+        << d->Log();
+  }
+  std::string run = Start("ledger", LedgerInput(ledger_, 2, 10));
+  ASSERT_TRUE(WaitForStatus(run, RunStatus::kCompleted, seconds(30))) << d->Log();
+
+  const pid_t first = WorkerPid(d->pid(), "kagzid-w1");
+  ASSERT_EQ(kill(first, SIGKILL), 0);
+  pid_t again = 0;
+  ASSERT_TRUE(Eventually(
+      [&] {
+        again = WorkerPid(d->pid(), "kagzid-w1");
+        return again != 0 && again != first && ThreadCpus(again).size() > 3;
+      },
+      seconds(30)))
+      << d->Log();
+  for (const auto& [tid, list] : ThreadCpus(again)) {
+    EXPECT_EQ(list, std::to_string(cpus[0])) << "restarted worker 1, thread " << tid;
+  }
+  d->Signal(SIGTERM);
+  EXPECT_EQ(d->Wait(seconds(60)), 0);
+}
+
+// By default (worker_cpu_affinity = "off") a worker's threads may run on
+// every CPU kagzid may use.
+TEST_F(CrashIsolationE2E, ByDefaultWorkersMayRunOnEveryCpu) {
+  const std::string all = CpusAllowed("/proc/self/status");
+  ASSERT_FALSE(all.empty());
+  auto d = Daemon();
+  for (int i = 1; i <= 2; ++i) {
+    const pid_t pid = WorkerPid(d->pid(), "kagzid-w" + std::to_string(i));
+    ASSERT_NE(pid, 0) << "no worker " << i;
+    for (const auto& [tid, list] : ThreadCpus(pid)) {
+      EXPECT_EQ(list, all) << "worker " << i << ", thread " << tid;
+    }
+  }
+  EXPECT_EQ(d->Log().find("runs on CPU"), std::string::npos) << d->Log();
   d->Signal(SIGTERM);
   EXPECT_EQ(d->Wait(seconds(60)), 0);
 }

@@ -103,6 +103,7 @@ TEST(ConfigDefaultsTest, BuiltInDefaults) {
   EXPECT_EQ(c.drain_timeout, milliseconds(30'000));
   EXPECT_EQ(c.log_level, "info");
   EXPECT_EQ(c.max_payload_bytes, 16 * 1024 * 1024);
+  EXPECT_EQ(c.worker_cpu_affinity, Config::CpuAffinity::kOff);
   EXPECT_TRUE(c.source_file.empty());
   EXPECT_TRUE(ValidateConfig(c).ok());
 }
@@ -146,7 +147,8 @@ TEST(ConfigFileTest, ParsesEveryKey) {
                                "poll_interval = \"250ms\"\n"
                                "drain_timeout = \"1h\"\n"
                                "log_level = \"debug\"\n"
-                               "max_payload_bytes = 2048\n");
+                               "max_payload_bytes = 2048\n"
+                               "worker_cpu_affinity = \"auto\"\n");
   FakeEnv env;
   auto c = LoadConfig(Options(file, env));
   ASSERT_TRUE(c.ok()) << c.status().message();
@@ -159,6 +161,7 @@ TEST(ConfigFileTest, ParsesEveryKey) {
   EXPECT_EQ(c->drain_timeout, milliseconds(3'600'000));
   EXPECT_EQ(c->log_level, "debug");
   EXPECT_EQ(c->max_payload_bytes, 2048);
+  EXPECT_EQ(c->worker_cpu_affinity, Config::CpuAffinity::kAuto);
   EXPECT_EQ(c->source_file, file);
 }
 
@@ -245,6 +248,7 @@ TEST(ConfigFileTest, BadValuesInFileNameKeyAndLine) {
       {"database_url = \"\"\n", "database_url", ""},
       {"plugin_dir = \"\"\n", "plugin_dir", ""},
       {"max_payload_bytes = 10\n", "max_payload_bytes", "10"},
+      {"worker_cpu_affinity = \"on\"\n", "worker_cpu_affinity", "\"on\" is not one of off, auto"},
   };
   for (const auto& tc : cases) {
     ScratchDir dir;
@@ -638,7 +642,8 @@ TEST(DescribeConfigTest, NeverContainsThePassword) {
 
 TEST(DescribeConfigTest, ListsEveryKeyAndIsValidToml) {
   ScratchDir dir;
-  std::string file = dir.Write("d.toml", "concurrency = 6\nlease_ttl = \"90s\"\n");
+  std::string file =
+      dir.Write("d.toml", "concurrency = 6\nlease_ttl = \"90s\"\nworker_cpu_affinity = \"auto\"\n");
   auto c = LoadConfig(Options(file, FakeEnv{}));
   ASSERT_TRUE(c.ok()) << c.status().message();
   std::string text = DescribeConfig(*c);
@@ -650,6 +655,7 @@ TEST(DescribeConfigTest, ListsEveryKeyAndIsValidToml) {
   ASSERT_TRUE(st.ok()) << st.message();
   EXPECT_EQ(back.concurrency, 6);
   EXPECT_EQ(back.lease_ttl, milliseconds(90'000));
+  EXPECT_EQ(back.worker_cpu_affinity, Config::CpuAffinity::kAuto);
   EXPECT_EQ(back.heartbeat_interval, c->heartbeat_interval);
   EXPECT_EQ(back.database_url, c->database_url);
 }

@@ -53,6 +53,13 @@ struct Config {
   int workers = 2;
   int max_crashes = 3;
   std::chrono::milliseconds step_timeout{30 * 60'000};
+  // Whether each worker process, with every thread it starts, is kept on
+  // one CPU (key worker_cpu_affinity: "off" or "auto"). With "auto", worker
+  // i runs on CPU (i - 1) mod n of the n CPUs kagzid may use (its own
+  // affinity, e.g. systemd's CPUAffinity=), so a worker's executor threads
+  // and its group committer wake one another on their own CPU.
+  enum class CpuAffinity { kOff, kAuto };
+  CpuAffinity worker_cpu_affinity = CpuAffinity::kOff;
 
   // Where the file part came from ("" when no file was read).
   std::string source_file;
