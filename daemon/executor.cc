@@ -42,6 +42,7 @@ void ExecutorPool::Start() {
 }
 
 void ExecutorPool::Submit(std::vector<ClaimedRun> runs, Micros db_now) {
+  int wake = 0;
   {
     const auto now = steady_clock::now();
     std::lock_guard lock(mu_);
@@ -50,10 +51,14 @@ void ExecutorPool::Submit(std::vector<ClaimedRun> runs, Micros db_now) {
       auto control = in_flight_.Add(lease);
       queue_.push_back(Job{std::move(claim), db_now, std::move(control), now});
     }
+    // Runs claimed ahead, beyond the free slots, wait for LeaveSlot's
+    // notification: a thread woken for them now would find no slot and
+    // sleep again.
+    wake = std::min(static_cast<int>(runs.size()), std::max(0, options_.slots - executing_));
   }
-  // One idle thread per run queued, not every idle thread; after unlocking,
-  // so that a woken thread does not sleep again on mu_ at once.
-  for (std::size_t i = 0; i < runs.size(); ++i) cv_.notify_one();
+  // One idle thread per run that has a slot, not every idle thread; after
+  // unlocking, so that a woken thread does not sleep again on mu_ at once.
+  for (int i = 0; i < wake; ++i) cv_.notify_one();
 }
 
 int ExecutorPool::FreeSlots() const {
