@@ -255,6 +255,40 @@ TEST_F(ExecutorPoolTest, ARunQueuedTooLongIsGivenBack) {
   EXPECT_EQ(Steps(second), 0);
 }
 
+// A run queued so long that its lease expired and another daemon claimed
+// it: giving it back is refused by the lease fence (the new owner keeps
+// it), and the pool forgets it all the same: no heartbeat, no execution.
+TEST_F(ExecutorPoolTest, AStaleQueuedRunWhoseLeaseWasTakenIsDroppedAndLeftToItsNewOwner) {
+  HoldWrites("BEFORE INSERT ON kagzi_steps FOR EACH ROW");
+  const std::string first = Start("hello", R"({"name":"first"})");
+  const std::string second = Start("hello", R"({"name":"second"})");
+  ExecutorPool& pool = StartPool(1);
+  ClaimBatch batch = Claim(NewUuid(), {{"hello", 1}}, 2);
+  ASSERT_EQ(batch.runs.size(), 2u);
+  const std::int64_t epoch = batch.runs[1].run.lease_epoch;
+  ASSERT_EQ(batch.runs[1].run.id, second);
+  pool.Submit(std::move(batch.runs), batch.db_now);
+  ASSERT_TRUE(Eventually([&] { return HeldWrites() == 1; }));
+
+  const std::string other = NewUuid();
+  db_->Query("UPDATE kagzi_runs SET lease_owner = '" + other +
+             "', lease_epoch = lease_epoch + 1 WHERE id = '" + second + "'");
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  EXPECT_EQ(pool.ReleaseStale(std::chrono::milliseconds(50)), 1);
+  EXPECT_EQ(pool.Queued(), 0);
+  EXPECT_EQ(in_flight_.size(), 1u) << "the dropped run is still heartbeated";
+  RunRecord taken = Get(second);
+  EXPECT_EQ(taken.status, RunStatus::kRunning);
+  EXPECT_EQ(taken.lease_owner.value_or(""), other);
+  EXPECT_EQ(taken.lease_epoch, epoch + 1);
+
+  ReleaseWrites();
+  EXPECT_TRUE(pool.WaitIdle(std::chrono::seconds(30)));
+  EXPECT_EQ(Get(first).status, RunStatus::kCompleted);
+  EXPECT_EQ(Get(second).lease_owner.value_or(""), other);
+  EXPECT_EQ(Steps(second), 0);
+}
+
 // --- the scheduler ----------------------------------------------------------
 
 // A scheduler over a pool of `slots`, polling only once a minute: a run is
