@@ -212,6 +212,16 @@ const Statement kRecordStep = {
 // one element per write. Row locks are taken in run id order. One row per
 // write, in order: whether its entry was written, the run's cancellation
 // request, and whether the lease matched.
+//
+// `lease` locks the group's runs by id alone, and the lease is matched
+// after, in `mine` and in the answer, against the values of the row as
+// locked (after any concurrent update: a run claimed again meanwhile shows
+// its new owner and epoch). Matched in the locking scan itself, as a join
+// with the writes, it made PostgreSQL keep a copy of every write's whole
+// row, output included, for EvalPlanQual (ExecEvalWholeRowVar): a quarter
+// of the statement's time in kagzi-bench's bench3 (docs/benchmarks.md). A
+// stale write (its run leased anew) thus locks that run's row until the
+// group commits, and writes nothing.
 const Statement kRecordSteps = {
     "kagzi_record_steps",
     "WITH w AS (SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::bigint[], $4::text[],"
@@ -221,8 +231,7 @@ const Statement kRecordSteps = {
     "       attempts, wake_at, started_at, event_name, child_run_id, ord)), "
     "lease AS (SELECT r.id, r.lease_owner, r.lease_epoch, r.cancel_requested, r.cancel_reason,"
     "    (r.deadline_at IS NULL OR r.deadline_at > now()) AS in_time FROM kagzi_runs r"
-    "  WHERE (r.id, r.lease_owner, r.lease_epoch) IN (SELECT run_id, owner, epoch FROM w)"
-    "    AND r.id = ANY($1::uuid[]) AND r.status = 'RUNNING'"  // see kEndRuns
+    "  WHERE r.id = ANY($1::uuid[]) AND r.status = 'RUNNING'"  // see kEndRuns
     "  ORDER BY r.id FOR NO KEY UPDATE), "
     "mine AS (SELECT w.*, lease.in_time FROM w JOIN lease ON lease.id = w.run_id"
     "  AND lease.lease_owner = w.owner AND lease.lease_epoch = w.epoch), "
@@ -345,30 +354,38 @@ const Statement kFail = {
 // a failure's failed_call_seq (as kFail's $5). One row per run whose lease
 // matched: its position in the arrays.
 //
-// How it finds the runs (kRecordSteps likewise): `r.id = ANY($1)` repeats
-// the join's condition on the scan of kagzi_runs itself. Without it, when
-// the statistics show few RUNNING runs (a table never analyzed, or one
-// analyzed beside a backlog of parked runs), the generic plan reads every
-// RUNNING run through a lease index and joins each with the group's
-// writes; with it, that read keeps only the group's runs, or looks them up
-// by the primary key when the statistics show many RUNNING runs. The
-// status condition stays, redundant as it is beside the lease match (the
-// table's CHECK ties the two): it keeps the read in the partial lease
-// indexes. Without it, a generic plan made while the table was small was a
-// sequential scan, and stayed one as the table grew. See
-// docs/benchmarks.md and GroupCommitTest's GroupWritesLookUpTheirRunsById
-// tests.
+// Each run's values are taken from the arrays by its position in $1
+// (array_position, a scan of at most a group's ids), not by a join with
+// their unnest: an UPDATE joined with another relation keeps a copy of each
+// joined row, output included, for EvalPlanQual (ExecEvalWholeRowVar):
+// 13 % of the statement's time in bench3. The lease is matched in the WHERE
+// clause, which PostgreSQL checks again on the newest version of a row
+// updated concurrently.
+//
+// How it finds the runs (kRecordSteps likewise): by `r.id = ANY($1)`. When
+// the runs were found by a join with the writes, that condition was needed
+// beside it: without it, when the statistics show few RUNNING runs (a
+// table never analyzed, or one analyzed beside a backlog of parked runs),
+// the generic plan read every RUNNING run through a lease index and joined
+// each with the group's writes. The status condition stays, redundant as
+// it is beside the lease match (the table's CHECK ties the two): it keeps
+// the read in the partial lease indexes. Without it, a generic plan made
+// while the table was small was a sequential scan, and stayed one as the
+// table grew. See docs/benchmarks.md and GroupCommitTest's
+// GroupWritesLookUpTheirRunsById tests.
 const Statement kEndRuns = {
     "kagzi_end_runs",
-    "UPDATE kagzi_runs r SET status = w.status,"
-    " output = CASE WHEN w.status = 'COMPLETED' THEN w.value::json ELSE r.output END,"
-    " error = CASE WHEN w.status = 'COMPLETED' THEN NULL ELSE w.value END,"
-    " failed_call_seq = w.failed_call_seq,"
+    "UPDATE kagzi_runs r SET status = ($4::text[])[array_position($1::uuid[], r.id)],"
+    " output = CASE WHEN ($4::text[])[array_position($1::uuid[], r.id)] = 'COMPLETED'"
+    "   THEN (($5::text[])[array_position($1::uuid[], r.id)])::json ELSE r.output END,"
+    " error = CASE WHEN ($4::text[])[array_position($1::uuid[], r.id)] = 'COMPLETED'"
+    "   THEN NULL ELSE ($5::text[])[array_position($1::uuid[], r.id)] END,"
+    " failed_call_seq = ($6::int[])[array_position($1::uuid[], r.id)],"
     " lease_owner = NULL, lease_expires_at = NULL, finished_at = now(), updated_at = now() "
-    "FROM unnest($1::uuid[], $2::uuid[], $3::bigint[], $4::text[], $5::text[], $6::int[])"
-    "  WITH ORDINALITY AS w(run_id, owner, epoch, status, value, failed_call_seq, ord) "
-    "WHERE r.id = w.run_id AND r.lease_owner = w.owner AND r.lease_epoch = w.epoch"
-    " AND r.id = ANY($1::uuid[]) AND r.status = 'RUNNING' RETURNING w.ord"};
+    "WHERE r.id = ANY($1::uuid[]) AND r.status = 'RUNNING'"
+    " AND r.lease_owner = ($2::uuid[])[array_position($1::uuid[], r.id)]"
+    " AND r.lease_epoch = ($3::bigint[])[array_position($1::uuid[], r.id)]"
+    " RETURNING array_position($1::uuid[], r.id)"};
 
 const Statement kRelease = {
     "kagzi_release",

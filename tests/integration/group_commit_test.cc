@@ -9,6 +9,7 @@
 #include "kagzi/core/pg.h"
 #include "kagzi/core/wakeup.h"
 #include "store_fixture.h"
+#include "support/process.h"
 
 namespace kagzi::testing {
 namespace {
@@ -115,6 +116,54 @@ TEST_F(GroupCommitTest, AGroupIsOneTransactionAndEachWriteGetsItsOwnAnswer) {
   EXPECT_EQ(Count("SELECT count(*) FROM kagzi_steps WHERE step_id = 'late'"), 0);
   // Both journal entries and both run rows were written by one transaction.
   EXPECT_EQ(RunsWrittenWithTheJournal({runs[2].run.id, runs[3].run.id}), 2);
+}
+
+// A run leased anew by a claim that commits while a group waits for the
+// run's row lock: the group sees the row as that claim left it (new owner
+// or new epoch), so its step and its end for the run are lost leases and
+// write nothing, and the other writes of the group go in.
+TEST_F(GroupCommitTest, ARunReclaimedWhileTheGroupWaitsForItsLockIsALostLease) {
+  auto runs = StartAndClaim(3);
+  auto locker = PgConnection::Connect(db_->url(), "kagzi-test-locker");
+  ASSERT_TRUE(locker.ok()) << locker.status().message();
+  // Run 0 taken by another daemon; run 1 by this same daemon again (its
+  // lease expired and it claimed the run anew): only the epoch tells.
+  const std::string other = NewUuid();
+  const std::vector<std::string> owners = {other, runs[1].run.lease_owner.value_or("")};
+  ASSERT_TRUE((*locker)->Exec("BEGIN").ok());
+  for (int i : {0, 1}) {
+    ASSERT_TRUE((*locker)
+                    ->Exec("UPDATE kagzi_runs SET lease_owner = '" + owners[i] +
+                           "', lease_epoch = lease_epoch + 1 WHERE id = '" + runs[i].run.id + "'")
+                    .ok());
+  }
+  FencedWrite step = StepWrite(runs[0], "a", 0);
+  FencedWrite end = EndWrite(runs[1], FencedWrite::Kind::kCompleteRun, "1");
+  FencedWrite mine = StepWrite(runs[2], "b", 0);
+  std::thread group([&] { store_->ApplyWrites({&step, &end, &mine}); });
+  EXPECT_TRUE(Eventually(
+      [&] {
+        return Count(
+                   "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                   " AND wait_event_type = 'Lock'") == 1;
+      },
+      std::chrono::seconds(10)))
+      << "the group does not wait for the run's row lock";
+  ASSERT_TRUE((*locker)->Exec("COMMIT").ok());
+  group.join();
+
+  EXPECT_EQ(step.result.code(), StatusCode::kConflict) << step.result.message();
+  EXPECT_EQ(end.result.code(), StatusCode::kConflict) << end.result.message();
+  EXPECT_TRUE(mine.result.ok()) << mine.result.message();
+  EXPECT_EQ(Count("SELECT count(*) FROM kagzi_steps WHERE step_id = 'a'"), 0);
+  EXPECT_EQ(Count("SELECT count(*) FROM kagzi_steps WHERE step_id = 'b'"), 1);
+  for (int i : {0, 1}) {
+    RunRecord r = Get(runs[i].run.id);
+    EXPECT_EQ(r.status, RunStatus::kRunning) << i;
+    EXPECT_EQ(r.lease_owner.value_or(""), owners[i]) << i;
+    EXPECT_EQ(r.lease_epoch, runs[i].run.lease_epoch + 1) << i;
+    EXPECT_FALSE(r.output.has_value()) << i;
+  }
 }
 
 // Parks go with the group (one transaction with its steps and ends), and
