@@ -115,12 +115,30 @@ class ExecutorPoolTest : public StoreTest {
     return *pool_;
   }
 
+  // Two runs of "hello" claimed together onto a pool of one slot: the
+  // first executes, held at its first step's insert (HoldWrites); the
+  // second (`queued_`, claimed at `queued_epoch_`) waits in the queue.
+  void QueueARunBehindAHeldOne() {
+    HoldWrites("BEFORE INSERT ON kagzi_steps FOR EACH ROW");
+    held_ = Start("hello", R"({"name":"first"})");
+    queued_ = Start("hello", R"({"name":"second"})");
+    StartPool(1);
+    ClaimBatch batch = Claim(NewUuid(), {{"hello", 1}}, 2);
+    ASSERT_EQ(batch.runs.size(), 2u);
+    queued_epoch_ = batch.runs[1].run.lease_epoch;
+    ASSERT_EQ(batch.runs[1].run.id, queued_);
+    pool_->Submit(std::move(batch.runs), batch.db_now);
+    ASSERT_TRUE(Eventually([&] { return HeldWrites() == 1; }));
+  }
+
   fs::path plugin_dir_;
   PluginRegistry registry_;
   InFlightRuns in_flight_;
   std::atomic<int> slots_freed_{0};
   std::unique_ptr<PgConnection> locker_;  // HoldWrites
   std::unique_ptr<ExecutorPool> pool_;
+  std::string held_, queued_;  // QueueARunBehindAHeldOne
+  std::int64_t queued_epoch_ = 0;
   std::unique_ptr<daemon::Scheduler> scheduler_;  // see TearDown
   std::atomic<bool> scheduler_ready_{false};      // scheduler_ is set
 };
@@ -227,16 +245,10 @@ TEST_F(ExecutorPoolTest, QueuedRunsWaitForASlotWhateverThreadsAreIdle) {
 // again, claimable by any daemon, its epoch bumped so that nothing of this
 // lease can be written, and no longer renewed here.
 TEST_F(ExecutorPoolTest, ARunQueuedTooLongIsGivenBack) {
-  HoldWrites("BEFORE INSERT ON kagzi_steps FOR EACH ROW");
-  const std::string first = Start("hello", R"({"name":"first"})");
-  const std::string second = Start("hello", R"({"name":"second"})");
-  ExecutorPool& pool = StartPool(1);
-  ClaimBatch batch = Claim(NewUuid(), {{"hello", 1}}, 2);
-  ASSERT_EQ(batch.runs.size(), 2u);
-  const std::int64_t epoch = batch.runs[1].run.lease_epoch;
-  ASSERT_EQ(batch.runs[1].run.id, second);
-  pool.Submit(std::move(batch.runs), batch.db_now);
-  ASSERT_TRUE(Eventually([&] { return HeldWrites() == 1; }));
+  ASSERT_NO_FATAL_FAILURE(QueueARunBehindAHeldOne());
+  ExecutorPool& pool = *pool_;
+  const std::string first = held_, second = queued_;
+  const std::int64_t epoch = queued_epoch_;
 
   EXPECT_EQ(pool.ReleaseStale(std::chrono::seconds(60)), 0) << "not queued that long";
   std::this_thread::sleep_for(std::chrono::milliseconds(100));
@@ -259,16 +271,10 @@ TEST_F(ExecutorPoolTest, ARunQueuedTooLongIsGivenBack) {
 // it: giving it back is refused by the lease fence (the new owner keeps
 // it), and the pool forgets it all the same: no heartbeat, no execution.
 TEST_F(ExecutorPoolTest, AStaleQueuedRunWhoseLeaseWasTakenIsDroppedAndLeftToItsNewOwner) {
-  HoldWrites("BEFORE INSERT ON kagzi_steps FOR EACH ROW");
-  const std::string first = Start("hello", R"({"name":"first"})");
-  const std::string second = Start("hello", R"({"name":"second"})");
-  ExecutorPool& pool = StartPool(1);
-  ClaimBatch batch = Claim(NewUuid(), {{"hello", 1}}, 2);
-  ASSERT_EQ(batch.runs.size(), 2u);
-  const std::int64_t epoch = batch.runs[1].run.lease_epoch;
-  ASSERT_EQ(batch.runs[1].run.id, second);
-  pool.Submit(std::move(batch.runs), batch.db_now);
-  ASSERT_TRUE(Eventually([&] { return HeldWrites() == 1; }));
+  ASSERT_NO_FATAL_FAILURE(QueueARunBehindAHeldOne());
+  ExecutorPool& pool = *pool_;
+  const std::string first = held_, second = queued_;
+  const std::int64_t epoch = queued_epoch_;
 
   const std::string other = NewUuid();
   db_->Query("UPDATE kagzi_runs SET lease_owner = '" + other +
