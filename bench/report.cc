@@ -287,9 +287,12 @@ std::string FormatTable(const RunInfo& info, const std::vector<WorkloadResult>& 
   }
 
   std::string out = fmt::format(
-      "kagzi-bench: {} kagzid x{} (--concurrency {}), {} client threads; starts through {}\n"
+      "kagzi-bench: {} kagzid x{} (--concurrency {}{}), {} client threads; starts through {}\n"
       "PostgreSQL {} ({}server {}); fsync={}, synchronous_commit={}\n\n",
-      info.kagzid, info.daemons, info.concurrency, info.clients, info.start_path,
+      info.kagzid, info.daemons, info.concurrency,
+      info.kagzid_args.empty() ? std::string()
+                               : " " + fmt::format("{}", fmt::join(info.kagzid_args, " ")),
+      info.clients, info.start_path,
       [&] {
         for (const auto& [k, v] : info.server_settings) {
           if (k == "server_version") return v;
