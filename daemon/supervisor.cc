@@ -396,6 +396,7 @@ void WorkerSignalThread(sigset_t set) {
     g_cv.notify_all();
   }
 }
+
 // worker_cpu_affinity = "auto": this worker's CPU (cpu_affinity.h). A
 // worker that cannot be pinned runs unpinned, and says why.
 void PinWorker(int index) {
