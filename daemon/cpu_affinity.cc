@@ -5,7 +5,9 @@
 
 #include <cerrno>
 #include <cstring>
+#include <filesystem>
 #include <memory>
+#include <string>
 
 #include <fmt/format.h>
 
@@ -47,7 +49,11 @@ int CpuForWorker(const std::vector<int>& allowed, int index) {
   return allowed[static_cast<std::size_t>(((index - 1) % n + n) % n)];
 }
 
-Status PinCallingThreadToCpu(int cpu) {
+namespace {
+
+// Pins thread `tid` (0: the calling thread) to `cpu`. ESRCH (the thread
+// has ended) counts as done.
+Status PinThread(pid_t tid, int cpu) {
   if (cpu < 0) return Status::InvalidArgument("no CPU {}", cpu);
   const int cpus = cpu + 1;
   CpuSet set(CPU_ALLOC(cpus));
@@ -55,8 +61,26 @@ Status PinCallingThreadToCpu(int cpu) {
   const std::size_t size = CPU_ALLOC_SIZE(cpus);
   CPU_ZERO_S(size, set.get());
   CPU_SET_S(cpu, size, set.get());
-  if (sched_setaffinity(0, size, set.get()) != 0) {
-    return Status::Internal("sched_setaffinity to CPU {}: {}", cpu, std::strerror(errno));
+  if (sched_setaffinity(tid, size, set.get()) != 0 && !(tid != 0 && errno == ESRCH)) {
+    return Status::Internal("sched_setaffinity of thread {} to CPU {}: {}", tid, cpu,
+                            std::strerror(errno));
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
+Status PinCallingThreadToCpu(int cpu) { return PinThread(0, cpu); }
+
+Status PinProcessToCpu(int cpu) {
+  KAGZI_RETURN_IF_ERROR(PinThread(0, cpu));
+  std::error_code ec;
+  std::filesystem::directory_iterator tasks("/proc/self/task", ec);
+  if (ec) return Status::Internal("reading /proc/self/task: {}", ec.message());
+  for (const auto& task : tasks) {
+    const std::string name = task.path().filename();
+    if (name.empty() || name.find_first_not_of("0123456789") != std::string::npos) continue;
+    KAGZI_RETURN_IF_ERROR(PinThread(static_cast<pid_t>(std::stol(name)), cpu));
   }
   return Status::Ok();
 }

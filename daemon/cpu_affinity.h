@@ -32,6 +32,11 @@ int CpuForWorker(const std::vector<int>& allowed, int index);
 // `cpu`.
 Status PinCallingThreadToCpu(int cpu);
 
+// Keeps every thread of this process on `cpu`: the calling thread (and so
+// every thread started from now on) and those already running, as a
+// sanitizer's runtime starts before main() and again after fork().
+Status PinProcessToCpu(int cpu);
+
 // "0-3,6" for logs.
 std::string FormatCpuList(const std::vector<int>& cpus);
 

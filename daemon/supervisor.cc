@@ -408,7 +408,7 @@ void PinWorker(int index) {
     return;
   }
   const int cpu = CpuForWorker(*allowed, index);
-  if (Status st = PinCallingThreadToCpu(cpu); !st.ok()) {
+  if (Status st = PinProcessToCpu(cpu); !st.ok()) {
     log->warn("worker {}: worker_cpu_affinity = \"auto\" ignored: {}", index, st.message());
     return;
   }
@@ -419,8 +419,8 @@ void PinWorker(int index) {
 
 int RunWorker(const Config& config, WorkerIdentity identity) {
   auto log = Logger("kagzid");
-  // First, while the worker has one thread: every thread it starts keeps
-  // the CPU.
+  // First, before the worker starts a thread: every thread it starts
+  // keeps the CPU (and any a sanitizer's runtime started is pinned too).
   if (config.worker_cpu_affinity == Config::CpuAffinity::kAuto) PinWorker(identity.index);
   InstallCrashReporting(identity.shared);
   sigset_t set;

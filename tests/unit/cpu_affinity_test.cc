@@ -3,7 +3,10 @@
 #include "cpu_affinity.h"
 
 #include <sched.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
+#include <future>
 #include <thread>
 
 #include <gtest/gtest.h>
@@ -59,6 +62,30 @@ TEST(PinCallingThreadToCpuTest, PinsTheThreadAndTheThreadsItStarts) {
   EXPECT_EQ(pinned, std::vector<int>{cpu});
   EXPECT_EQ(inherited, std::vector<int>{cpu});
   EXPECT_EQ(*AllowedCpus(), *allowed) << "the test's own thread was pinned";
+}
+
+// Each test runs in a process of its own (gtest_discover_tests), so this
+// one may pin its whole process.
+TEST(PinProcessToCpuTest, PinsTheThreadsAlreadyRunningToo) {
+  auto allowed = AllowedCpus();
+  ASSERT_TRUE(allowed.ok()) << allowed.status().message();
+  const int cpu = allowed->back();
+  std::promise<pid_t> started;
+  std::promise<void> done;
+  std::thread running([&] {
+    started.set_value(static_cast<pid_t>(syscall(SYS_gettid)));
+    done.get_future().wait();
+  });
+  const pid_t tid = started.get_future().get();
+  ASSERT_TRUE(PinProcessToCpu(cpu).ok());
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  ASSERT_EQ(sched_getaffinity(tid, sizeof(set), &set), 0);
+  EXPECT_EQ(CPU_COUNT(&set), 1);
+  EXPECT_TRUE(CPU_ISSET(cpu, &set)) << "the thread started before the pin";
+  EXPECT_EQ(*AllowedCpus(), std::vector<int>{cpu}) << "the calling thread";
+  done.set_value();
+  running.join();
 }
 
 TEST(PinCallingThreadToCpuTest, ACpuTheKernelDoesNotHaveIsRefusedByNumber) {
