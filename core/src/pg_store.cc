@@ -207,6 +207,15 @@ const Statement kRecordStep = {
     ") "
     "SELECT (SELECT count(*) FROM ins), cancel_requested, cancel_reason, in_time FROM lease"};
 
+// Run first in a group's transaction, before kRecordSteps and kEndRuns
+// (and with them when they are planned ahead): no sequential or bitmap scan
+// of kagzi_runs, so that their plans, generic or made again after the
+// table's statistics change, look the group's runs up by primary key.
+// Local to the transaction, as kClaimPlan's.
+const Statement kGroupPlan = {"kagzi_group_plan",
+                              "SELECT set_config('enable_seqscan', 'off', true),"
+                              " set_config('enable_bitmapscan', 'off', true)"};
+
 // Many kRecordStep at once (a group of the GroupCommitter): the same
 // writes and checks, $1..$15 holding kRecordStep's parameters as arrays,
 // one element per write. Row locks are taken in run id order. One row per
@@ -231,7 +240,7 @@ const Statement kRecordSteps = {
     "       attempts, wake_at, started_at, event_name, child_run_id, ord)), "
     "lease AS (SELECT r.id, r.lease_owner, r.lease_epoch, r.cancel_requested, r.cancel_reason,"
     "    (r.deadline_at IS NULL OR r.deadline_at > now()) AS in_time FROM kagzi_runs r"
-    "  WHERE r.id = ANY($1::uuid[]) AND r.status = 'RUNNING'"  // see kEndRuns
+    "  WHERE r.id = ANY($1::uuid[])"  // see kEndRuns
     "  ORDER BY r.id FOR NO KEY UPDATE), "
     "mine AS (SELECT w.*, lease.in_time FROM w JOIN lease ON lease.id = w.run_id"
     "  AND lease.lease_owner = w.owner AND lease.lease_epoch = w.epoch), "
@@ -362,17 +371,18 @@ const Statement kFail = {
 // clause, which PostgreSQL checks again on the newest version of a row
 // updated concurrently.
 //
-// How it finds the runs (kRecordSteps likewise): by `r.id = ANY($1)`. When
-// the runs were found by a join with the writes, that condition was needed
-// beside it: without it, when the statistics show few RUNNING runs (a
-// table never analyzed, or one analyzed beside a backlog of parked runs),
-// the generic plan read every RUNNING run through a lease index and joined
-// each with the group's writes. The status condition stays, redundant as
-// it is beside the lease match (the table's CHECK ties the two): it keeps
-// the read in the partial lease indexes. Without it, a generic plan made
+// How it finds the runs (kRecordSteps likewise): by primary key, `r.id =
+// ANY($1)` its index condition, run after kGroupPlan. There is no
+// condition on the status: the lease match implies it (the table's CHECK
+// ties a lease owner to RUNNING), and with one the planner could walk a
+// partial index of RUNNING runs instead (kagzi_runs_lease_owner,
+// _lease_expiry), small in the statistics of a young table or of one
+// analyzed beside a backlog of parked runs: every RUNNING run of every
+// daemon read, and tested against the group's ids, for each group
+// (kagzi-bench bench3 at --concurrency 512: 262 runs read for 60 ends).
+// Without the status condition and without kGroupPlan, a generic plan made
 // while the table was small was a sequential scan, and stayed one as the
-// table grew. See docs/benchmarks.md and GroupCommitTest's
-// GroupWritesLookUpTheirRunsById tests.
+// table grew. See GroupCommitTest's GroupWritesLookUpTheirRunsById tests.
 const Statement kEndRuns = {
     "kagzi_end_runs",
     "UPDATE kagzi_runs r SET status = ($4::text[])[array_position($1::uuid[], r.id)],"
@@ -382,7 +392,7 @@ const Statement kEndRuns = {
     "   THEN NULL ELSE ($5::text[])[array_position($1::uuid[], r.id)] END,"
     " failed_call_seq = ($6::int[])[array_position($1::uuid[], r.id)],"
     " lease_owner = NULL, lease_expires_at = NULL, finished_at = now(), updated_at = now() "
-    "WHERE r.id = ANY($1::uuid[]) AND r.status = 'RUNNING'"
+    "WHERE r.id = ANY($1::uuid[])"
     " AND r.lease_owner = ($2::uuid[])[array_position($1::uuid[], r.id)]"
     " AND r.lease_epoch = ($3::bigint[])[array_position($1::uuid[], r.id)]"
     " RETURNING array_position($1::uuid[], r.id)"};
@@ -524,8 +534,9 @@ Status PgStore::WarmPool(int connections) {
     // The claim and the next wake are planned under kClaimPlan's settings,
     // as they run: a cached plan is not made again when settings change.
     KAGZI_RETURN_IF_ERROR(c.PlanAhead({&kClaim, &kClaimIds, &kNextWake}, &kClaimPlan));
-    return c.PlanAhead({&kRecordStep, &kRecordSteps, &kPark, &kComplete, &kFail, &kEndRuns,
-                        &kHeartbeat, &kNotifyAfterCommitMode, &kNotifyFinished});
+    KAGZI_RETURN_IF_ERROR(c.PlanAhead({&kRecordSteps, &kEndRuns}, &kGroupPlan));
+    return c.PlanAhead({&kRecordStep, &kPark, &kComplete, &kFail, &kHeartbeat,
+                        &kNotifyAfterCommitMode, &kNotifyFinished});
   });
 }
 
@@ -757,13 +768,14 @@ Result<std::string> PgStore::ExplainGroupWrites() {
   auto conn = pool_.Acquire();
   if (!conn.ok()) return conn.status();
   PgConnection& c = **conn;
-  // The generic plans, as the pool's prepared statements use them: each
-  // statement prepared under a name of its own, explained with NULL
-  // parameters (which a generic plan does not fold), in a transaction
-  // rolled back.
+  // The generic plans, as the pool's prepared statements use them (after
+  // kGroupPlan): each statement prepared under a name of its own,
+  // explained with NULL parameters (which a generic plan does not fold),
+  // in a transaction rolled back.
   std::string plans;
   KAGZI_RETURN_IF_ERROR(c.Exec("BEGIN").status());
   Status st = c.Exec("SET LOCAL plan_cache_mode = force_generic_plan").status();
+  if (st.ok()) st = c.Exec(kGroupPlan.sql).status();
   for (const auto& [stmt, params] : {std::pair{&kRecordSteps, 15}, std::pair{&kEndRuns, 6}}) {
     if (!st.ok()) break;
     std::string nulls = "NULL";
@@ -1197,6 +1209,8 @@ void PgStore::ApplyWrites(const std::vector<FencedWrite*>& writes) {
     if (w->parent_run_id) parents.push_back(*w->parent_run_id);
   }
   std::vector<PgConnection::Call> calls;
+  const std::size_t first_park = (steps.size() > 1 || !ends.empty()) ? 1 : 0;
+  if (first_park == 1) calls.push_back({&kGroupPlan, {}});
   for (const FencedWrite* w : parks) {
     calls.push_back(
         {&kPark,
@@ -1222,7 +1236,7 @@ void PgStore::ApplyWrites(const std::vector<FencedWrite*>& writes) {
     if (results.ok()) {
       for (std::size_t i = 0; i < parks.size(); ++i) {
         FencedWrite* w = parks[i];
-        auto parked = ParkedUntil((*results)[i], w->lease);
+        auto parked = ParkedUntil((*results)[first_park + i], w->lease);
         w->result = parked.status();
         if (parked.ok()) w->parked_until = *parked;
       }
