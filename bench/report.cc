@@ -183,6 +183,20 @@ void WriteWorkload(JsonWriter& w, const WorkloadResult& r) {
   OptPercentiles(w, "claim_began_ms", r.claim_began_ms);
   OptPercentiles(w, "first_step_began_ms", r.first_step_began_ms);
   OptPercentiles(w, "last_step_began_ms", r.last_step_began_ms);
+  Key(w, "slowest_run");
+  if (r.slowest_run) {
+    const RunPhases& s = *r.slowest_run;
+    w.StartObject();
+    Str(w, "id", s.id);
+    Num(w, "latency_ms", s.latency_ms);
+    OptNum(w, "claim_began_ms", s.claim_began_ms);
+    OptNum(w, "first_step_began_ms", s.first_step_began_ms);
+    OptNum(w, "last_step_began_ms", s.last_step_began_ms);
+    Num(w, "notified_ms", s.notified_ms);
+    w.EndObject();
+  } else {
+    w.Null();
+  }
   Key(w, "table_scans");
   w.StartArray();
   for (const auto& t : r.table_scans) {
@@ -343,6 +357,16 @@ std::string FormatTable(const RunInfo& info, const std::vector<WorkloadResult>& 
           "run {} ms",
           Millis(r.claim_began_ms->p50), Millis(r.first_step_began_ms->p50),
           Millis(r.last_step_began_ms->p50), Millis(r.latency_ms->p50)));
+    }
+    if (r.slowest_run) {
+      const RunPhases& s = *r.slowest_run;
+      auto phase = [](const std::optional<double>& ms) {
+        return ms ? Millis(*ms) + " ms" : std::string("?");
+      };
+      lines.push_back(fmt::format(
+          "slowest run {}: claimed {}, step 1 {}, last step {}, ended {} ms, NOTIFY {} ms", s.id,
+          phase(s.claim_began_ms), phase(s.first_step_began_ms), phase(s.last_step_began_ms),
+          Millis(s.latency_ms), Millis(s.notified_ms)));
     }
     if (r.notified_latency_ms) {
       lines.push_back("start -> completion NOTIFY received: " +

@@ -58,6 +58,19 @@ struct BacklogFigures {
   std::string claim_plan_problem;        // why none was captured
 };
 
+// One run of idle-latency, in ms from its start call: its end and, when
+// known, the beginnings of the transactions that claimed it and recorded
+// its first and last steps (the database's clock, as latency_ms), and the
+// arrival of its completion NOTIFY (kagzi-bench's clock).
+struct RunPhases {
+  std::string id;
+  double latency_ms = 0;
+  std::optional<double> claim_began_ms;
+  std::optional<double> first_step_began_ms;
+  std::optional<double> last_step_began_ms;
+  double notified_ms = 0;
+};
+
 struct WorkloadResult {
   std::string name;      // bench0, bench3, sleep, idle-latency, backlog, idle
   std::string workflow;  // the plugin workflow it runs
@@ -105,6 +118,9 @@ struct WorkloadResult {
   std::optional<Percentiles> claim_began_ms;
   std::optional<Percentiles> first_step_began_ms;
   std::optional<Percentiles> last_step_began_ms;
+  // idle-latency: the slowest measured run (by latency_ms), with its own
+  // phases, so that an outlier in the percentiles shows where it waited.
+  std::optional<RunPhases> slowest_run;
 
   std::vector<TableScans> table_scans;  // kagzi_runs, kagzi_steps
 

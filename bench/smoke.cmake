@@ -70,6 +70,24 @@ foreach(phase claim_began_ms first_step_began_ms last_step_began_ms latency_ms)
   endif()
   set(previous "${p50}")
 endforeach()
+# The slowest run is the one at the latency's max, and its own phases are in
+# the same order.
+string(JSON slowest ERROR_VARIABLE error GET "${report}" workloads 0 slowest_run latency_ms)
+string(JSON max GET "${report}" workloads 0 latency_ms max)
+if(error OR NOT slowest EQUAL max)
+  message(FATAL_ERROR "${json2}: slowest_run.latency_ms (${slowest}) is not latency_ms.max (${max}): ${error}")
+endif()
+set(previous "")
+foreach(phase claim_began_ms first_step_began_ms last_step_began_ms latency_ms)
+  string(JSON at ERROR_VARIABLE error GET "${report}" workloads 0 slowest_run ${phase})
+  if(error OR at STREQUAL "null")
+    message(FATAL_ERROR "${json2}: the slowest run has no ${phase}: ${error}")
+  endif()
+  if(NOT previous STREQUAL "" AND at LESS previous)
+    message(FATAL_ERROR "${json2}: the slowest run's ${phase} ${at} ms is before the phase ahead of it (${previous} ms)")
+  endif()
+  set(previous "${at}")
+endforeach()
 # backlog: with a server given by URL (its log is not the bench's to
 # read), the claim's plan is asked for after the window, beside the parked
 # runs (--quick parks 20,000): it must read kagzi_runs through its indexes.
@@ -84,4 +102,4 @@ if(error OR NOT uses_index)
 endif()
 message(STATUS "kagzi-bench smoke: 50 of 50 runs completed; ${json} parses; ${commits} write "
                "commits per workflow; kagzid PSS ${pss} KiB; "
-               "idle-latency phases in order in ${json2}; the claim plan of ${json3} by index")
+               "idle-latency phases, and the slowest run's, in order in ${json2}; the claim plan of ${json3} by index")

@@ -981,13 +981,24 @@ Status WorkloadRunner::RunIdleLatency(int runs, WorkloadResult* result) {
     auto since_start = [&](std::int64_t db_us) {
       return static_cast<double>(db_us - from) / 1000.0;
     };
-    latency.push_back(since_start(*it->second.finished_us));
-    notified.push_back(static_cast<double>(s.notified_us - s.start_us) / 1000.0);
+    RunPhases run;
+    run.id = s.id;
+    run.latency_ms = since_start(*it->second.finished_us);
+    run.notified_ms = static_cast<double>(s.notified_us - s.start_us) / 1000.0;
+    latency.push_back(run.latency_ms);
+    notified.push_back(run.notified_ms);
     auto p = phase_row.find(s.id);
-    if (p == phase_row.end() || phases->IsNull(p->second, 1)) continue;
-    claim.push_back(since_start(phases->GetInt(p->second, 1)));
-    first.push_back(since_start(phases->GetInt(p->second, 2)));
-    last.push_back(since_start(phases->GetInt(p->second, 3)));
+    if (p != phase_row.end() && !phases->IsNull(p->second, 1)) {
+      run.claim_began_ms = since_start(phases->GetInt(p->second, 1));
+      run.first_step_began_ms = since_start(phases->GetInt(p->second, 2));
+      run.last_step_began_ms = since_start(phases->GetInt(p->second, 3));
+      claim.push_back(*run.claim_began_ms);
+      first.push_back(*run.first_step_began_ms);
+      last.push_back(*run.last_step_began_ms);
+    }
+    if (!result->slowest_run || run.latency_ms > result->slowest_run->latency_ms) {
+      result->slowest_run = std::move(run);
+    }
   }
   result->latency_ms = ComputePercentiles(latency);
   result->notified_latency_ms = ComputePercentiles(notified);
