@@ -1184,12 +1184,12 @@ void PgStore::ApplyWrites(const std::vector<FencedWrite*>& writes) {
   std::sort(sorted.begin(), sorted.end(), [](const FencedWrite* a, const FencedWrite* b) {
     return a->lease.run_id < b->lease.run_id;
   });
-  // The calls: the parks (a statement each), then the notification mode if
-  // runs end here (their kagzi_run_finished goes after the commit, not
-  // inside it), then the step records, then the ends of runs (one statement
-  // for all of each). The parks come before the notification mode: a park
-  // that wakes at once (something it waits for has happened) is announced
-  // by the status trigger, which that mode would silence.
+  // The calls: kGroupPlan, then the parks (a statement each), then the
+  // notification mode if runs end here (their kagzi_run_finished goes after
+  // the commit, not inside it), then the step records, then the ends of runs
+  // (one statement for all of each). The parks come before the notification
+  // mode: a park that wakes at once (something it waits for has happened)
+  // is announced by the status trigger, which that mode would silence.
   std::vector<FencedWrite*> parks;
   std::vector<FencedWrite*> steps;
   std::vector<FencedWrite*> ends;
@@ -1209,8 +1209,9 @@ void PgStore::ApplyWrites(const std::vector<FencedWrite*>& writes) {
     if (w->parent_run_id) parents.push_back(*w->parent_run_id);
   }
   std::vector<PgConnection::Call> calls;
-  const std::size_t first_park = (steps.size() > 1 || !ends.empty()) ? 1 : 0;
-  if (first_park == 1) calls.push_back({&kGroupPlan, {}});
+  // kGroupPlan first, for the kRecordSteps and kEndRuns below.
+  if (steps.size() > 1 || !ends.empty()) calls.push_back({&kGroupPlan, {}});
+  const std::size_t first_park = calls.size();
   for (const FencedWrite* w : parks) {
     calls.push_back(
         {&kPark,
