@@ -131,6 +131,18 @@ void OptPercentiles(JsonWriter& w, const char* key, const std::optional<Percenti
   Num(w, "max", p->max);
   w.EndObject();
 }
+// `key`: null, or an object whose members `members(*v)` writes.
+template <typename T, typename Members>
+void OptObject(JsonWriter& w, const char* key, const std::optional<T>& v, Members members) {
+  w.Key(key);
+  if (!v) {
+    w.Null();
+    return;
+  }
+  w.StartObject();
+  members(*v);
+  w.EndObject();
+}
 void Strings(JsonWriter& w, const char* key, const std::vector<std::string>& items) {
   w.Key(key);
   w.StartArray();
@@ -183,20 +195,14 @@ void WriteWorkload(JsonWriter& w, const WorkloadResult& r) {
   OptPercentiles(w, "claim_began_ms", r.claim_began_ms);
   OptPercentiles(w, "first_step_began_ms", r.first_step_began_ms);
   OptPercentiles(w, "last_step_began_ms", r.last_step_began_ms);
-  Key(w, "slowest_run");
-  if (r.slowest_run) {
-    const RunPhases& s = *r.slowest_run;
-    w.StartObject();
+  OptObject(w, "slowest_run", r.slowest_run, [&](const RunPhases& s) {
     Str(w, "id", s.id);
     Num(w, "latency_ms", s.latency_ms);
     OptNum(w, "claim_began_ms", s.claim_began_ms);
     OptNum(w, "first_step_began_ms", s.first_step_began_ms);
     OptNum(w, "last_step_began_ms", s.last_step_began_ms);
     Num(w, "notified_ms", s.notified_ms);
-    w.EndObject();
-  } else {
-    w.Null();
-  }
+  });
   Key(w, "table_scans");
   w.StartArray();
   for (const auto& t : r.table_scans) {
@@ -220,10 +226,7 @@ void WriteWorkload(JsonWriter& w, const WorkloadResult& r) {
   } else {
     w.Null();
   }
-  Key(w, "idle");
-  if (r.idle) {
-    const IdleFigures& i = *r.idle;
-    w.StartObject();
+  OptObject(w, "idle", r.idle, [&](const IdleFigures& i) {
     Num(w, "seconds", i.seconds);
     Num(w, "transactions_per_second", i.transactions_per_second);
     OptNum(w, "write_commits_per_second", i.write_commits_per_second);
@@ -231,14 +234,8 @@ void WriteWorkload(JsonWriter& w, const WorkloadResult& r) {
     Num(w, "wal_bytes_per_second", i.wal_bytes_per_second);
     Num(w, "kagzid_cpu_fraction", i.kagzid_cpu_fraction);
     OptNum(w, "pg_cpu_fraction", i.pg_cpu_fraction);
-    w.EndObject();
-  } else {
-    w.Null();
-  }
-  Key(w, "backlog");
-  if (r.backlog) {
-    const BacklogFigures& b = *r.backlog;
-    w.StartObject();
+  });
+  OptObject(w, "backlog", r.backlog, [&](const BacklogFigures& b) {
     Int(w, "parked_runs", b.parked_runs);
     Num(w, "insert_seconds", b.insert_seconds);
     Str(w, "claim_plan_source", b.claim_plan_source);
@@ -252,10 +249,7 @@ void WriteWorkload(JsonWriter& w, const WorkloadResult& r) {
     }
     Str(w, "claim_plan", b.claim_plan);
     Str(w, "claim_plan_problem", b.claim_plan_problem);
-    w.EndObject();
-  } else {
-    w.Null();
-  }
+  });
   w.EndObject();
 }
 
