@@ -20,6 +20,23 @@ struct CpuSetDeleter {
 };
 using CpuSet = std::unique_ptr<cpu_set_t, CpuSetDeleter>;
 
+// Pins thread `tid` (0: the calling thread) to `cpu`. ESRCH (the thread
+// has ended) counts as done.
+Status PinThread(pid_t tid, int cpu) {
+  if (cpu < 0) return Status::InvalidArgument("no CPU {}", cpu);
+  const int cpus = cpu + 1;
+  CpuSet set(CPU_ALLOC(cpus));
+  if (!set) return Status::Internal("cannot allocate a CPU set of {} CPUs", cpus);
+  const std::size_t size = CPU_ALLOC_SIZE(cpus);
+  CPU_ZERO_S(size, set.get());
+  CPU_SET_S(cpu, size, set.get());
+  if (sched_setaffinity(tid, size, set.get()) != 0 && !(tid != 0 && errno == ESRCH)) {
+    return Status::Internal("sched_setaffinity of thread {} to CPU {}: {}", tid, cpu,
+                            std::strerror(errno));
+  }
+  return Status::Ok();
+}
+
 }  // namespace
 
 Result<std::vector<int>> AllowedCpus() {
@@ -49,39 +66,20 @@ int CpuForWorker(const std::vector<int>& allowed, int index) {
   return allowed[static_cast<std::size_t>(((index - 1) % n + n) % n)];
 }
 
-namespace {
-
-// Pins thread `tid` (0: the calling thread) to `cpu`. ESRCH (the thread
-// has ended) counts as done.
-Status PinThread(pid_t tid, int cpu) {
-  if (cpu < 0) return Status::InvalidArgument("no CPU {}", cpu);
-  const int cpus = cpu + 1;
-  CpuSet set(CPU_ALLOC(cpus));
-  if (!set) return Status::Internal("cannot allocate a CPU set of {} CPUs", cpus);
-  const std::size_t size = CPU_ALLOC_SIZE(cpus);
-  CPU_ZERO_S(size, set.get());
-  CPU_SET_S(cpu, size, set.get());
-  if (sched_setaffinity(tid, size, set.get()) != 0 && !(tid != 0 && errno == ESRCH)) {
-    return Status::Internal("sched_setaffinity of thread {} to CPU {}: {}", tid, cpu,
-                            std::strerror(errno));
-  }
-  return Status::Ok();
-}
-
-}  // namespace
-
 Status PinCallingThreadToCpu(int cpu) { return PinThread(0, cpu); }
 
 Status PinProcessToCpu(int cpu) {
   KAGZI_RETURN_IF_ERROR(PinThread(0, cpu));
+  // Advanced with an error code: a failed read is a Status (the worker then
+  // runs unpinned, with a warning), never an exception out of the worker.
   std::error_code ec;
-  std::filesystem::directory_iterator tasks("/proc/self/task", ec);
-  if (ec) return Status::Internal("reading /proc/self/task: {}", ec.message());
-  for (const auto& task : tasks) {
-    const std::string name = task.path().filename();
+  for (std::filesystem::directory_iterator task("/proc/self/task", ec), end; !ec && task != end;
+       task.increment(ec)) {
+    const std::string name = task->path().filename();
     if (name.empty() || name.find_first_not_of("0123456789") != std::string::npos) continue;
     KAGZI_RETURN_IF_ERROR(PinThread(static_cast<pid_t>(std::stol(name)), cpu));
   }
+  if (ec) return Status::Internal("reading /proc/self/task: {}", ec.message());
   return Status::Ok();
 }
 
