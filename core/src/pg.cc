@@ -3,6 +3,9 @@
 
 #include <poll.h>
 
+#include <algorithm>
+#include <charconv>
+#include <climits>
 #include <condition_variable>
 #include <cstring>
 #include <deque>
@@ -28,6 +31,113 @@ bool IsRetryableSqlState(std::string_view state) {
 std::string Trim(std::string s) {
   while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.pop_back();
   return s;
+}
+
+// libpq's arrays for one statement's parameters: values, and lengths and
+// formats once one of them is binary.
+struct ParamArrays {
+  std::vector<const char*> values;
+  std::vector<int> lengths;
+  std::vector<int> formats;
+  bool binary = false;
+
+  void Set(const std::vector<PgParam>& params) {
+    values.clear();
+    lengths.clear();
+    formats.clear();
+    binary = false;
+    for (const auto& p : params) {
+      values.push_back(p.value() ? p.value()->data() : nullptr);
+      lengths.push_back(p.value() ? static_cast<int>(p.value()->size()) : 0);
+      formats.push_back(p.binary() ? 1 : 0);
+      binary = binary || p.binary();
+    }
+  }
+  int count() const { return static_cast<int>(values.size()); }
+  const int* lengths_or_null() const { return binary ? lengths.data() : nullptr; }
+  const int* formats_or_null() const { return binary ? formats.data() : nullptr; }
+};
+
+// Network byte order, as the binary format wants.
+void PutInt32(std::string& out, std::uint32_t v) {
+  const char bytes[4] = {static_cast<char>(v >> 24), static_cast<char>(v >> 16),
+                         static_cast<char>(v >> 8), static_cast<char>(v)};
+  out.append(bytes, 4);
+}
+
+void PutInt64(std::string& out, std::uint64_t v) {
+  PutInt32(out, static_cast<std::uint32_t>(v >> 32));
+  PutInt32(out, static_cast<std::uint32_t>(v));
+}
+
+int HexDigit(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+// Appends one element (its length, then its bytes); false if `text` is not
+// the plain text of `type`.
+bool AppendBinaryElement(std::string& out, std::string_view text, PgElement type) {
+  switch (type) {
+    case PgElement::kText:
+      PutInt32(out, static_cast<std::uint32_t>(text.size()));
+      out.append(text);
+      return true;
+    case PgElement::kInt4:
+    case PgElement::kInt8: {
+      std::int64_t v = 0;
+      const char* end = text.data() + text.size();
+      auto [ptr, ec] = std::from_chars(text.data(), end, v);
+      if (ec != std::errc() || ptr != end) return false;
+      if (type == PgElement::kInt8) {
+        PutInt32(out, 8);
+        PutInt64(out, static_cast<std::uint64_t>(v));
+        return true;
+      }
+      if (v < INT32_MIN || v > INT32_MAX) return false;
+      PutInt32(out, 4);
+      PutInt32(out, static_cast<std::uint32_t>(static_cast<std::int32_t>(v)));
+      return true;
+    }
+    case PgElement::kUuid: {
+      if (text.size() != 36) return false;
+      char bytes[16];
+      std::size_t n = 0;
+      for (std::size_t i = 0; i < text.size();) {
+        if (i == 8 || i == 13 || i == 18 || i == 23) {
+          if (text[i] != '-') return false;
+          ++i;
+          continue;
+        }
+        const int hi = HexDigit(text[i]);
+        const int lo = HexDigit(text[i + 1]);
+        if (hi < 0 || lo < 0) return false;
+        bytes[n++] = static_cast<char>(hi << 4 | lo);
+        i += 2;
+      }
+      PutInt32(out, 16);
+      out.append(bytes, 16);
+      return true;
+    }
+  }
+  return false;
+}
+
+// The type's OID, as pg_type has it.
+std::uint32_t ElementOid(PgElement type) {
+  switch (type) {
+    case PgElement::kText:
+      return 25;
+    case PgElement::kInt4:
+      return 23;
+    case PgElement::kInt8:
+      return 20;
+    case PgElement::kUuid:
+      return 2950;
+  }
+  return 0;
 }
 
 std::string QuoteArrayElement(std::string_view item) {
@@ -61,13 +171,48 @@ std::string PgArray(const std::vector<std::optional<std::string>>& items) {
 }
 
 std::vector<PgParam> PgColumns(const std::vector<std::vector<PgParam>>& rows) {
+  return PgColumns(rows, {});  // no types: every column as text
+}
+
+std::optional<std::string> PgBinaryArray(const std::vector<std::optional<std::string>>& items,
+                                         PgElement type) {
+  // array_send's layout: dimensions, a has-nulls flag, the element type,
+  // each dimension's length and lower bound, then each element as its
+  // length (-1: NULL) and bytes. No dimension at all for an empty array.
+  bool nulls = false;
+  std::size_t size = 20;  // the header
+  for (const auto& item : items) {
+    nulls = nulls || !item;
+    size += 4 + (item ? std::max<std::size_t>(item->size(), 8) : 0);
+  }
+  std::string out;
+  out.reserve(size);
+  PutInt32(out, items.empty() ? 0 : 1);
+  PutInt32(out, nulls ? 1 : 0);
+  PutInt32(out, ElementOid(type));
+  if (items.empty()) return out;
+  PutInt32(out, static_cast<std::uint32_t>(items.size()));
+  PutInt32(out, 1);
+  for (const auto& item : items) {
+    if (!item) {
+      PutInt32(out, static_cast<std::uint32_t>(-1));
+    } else if (!AppendBinaryElement(out, *item, type)) {
+      return std::nullopt;
+    }
+  }
+  return out;
+}
+
+std::vector<PgParam> PgColumns(const std::vector<std::vector<PgParam>>& rows,
+                               const std::vector<PgElement>& types) {
   std::vector<PgParam> out;
   if (rows.empty()) return out;
   out.reserve(rows.front().size());
   std::vector<std::optional<std::string>> column(rows.size());
   for (std::size_t k = 0; k < rows.front().size(); ++k) {
     for (std::size_t i = 0; i < rows.size(); ++i) column[i] = rows[i].at(k).value();
-    out.emplace_back(PgArray(column));
+    auto binary = k < types.size() ? PgBinaryArray(column, types[k]) : std::nullopt;
+    out.push_back(binary ? PgParam::Binary(std::move(*binary)) : PgParam(PgArray(column)));
   }
   return out;
 }
@@ -293,9 +438,11 @@ Status PgConnection::PlanAhead(const std::vector<const Statement*>& stmts,
 
 Result<std::vector<PgResult>> PgConnection::ExecUnnamed(const std::vector<Unnamed>& calls) {
   KAGZI_RETURN_IF_ERROR(EnterPipeline());
+  ParamArrays params;
   for (const Unnamed& call : calls) {
-    if (PQsendQueryParams(conn_, call.stmt.sql, static_cast<int>(call.values.size()), nullptr,
-                          call.values.data(), nullptr, nullptr, 0) != 1) {
+    params.Set(call.params);
+    if (PQsendQueryParams(conn_, call.stmt.sql, params.count(), nullptr, params.values.data(),
+                          params.lengths_or_null(), params.formats_or_null(), 0) != 1) {
       broken_ = true;
       return Status::Unavailable("statement {}: {}", call.stmt.name, Trim(PQerrorMessage(conn_)));
     }
@@ -338,12 +485,11 @@ Status PgConnection::ExecTransaction(const std::vector<Call>& calls,
   // Between two Syncs the server runs the statements of a pipeline as one
   // implicit transaction: committed at the Sync, rolled back as a whole
   // (and the rest skipped) at the first error.
-  std::vector<const char*> values;
+  ParamArrays params;
   auto send = [&](const Call& call) {
-    values.clear();
-    for (const auto& p : call.params) values.push_back(p.value() ? p.value()->c_str() : nullptr);
-    if (PQsendQueryPrepared(conn_, call.stmt->name, static_cast<int>(values.size()), values.data(),
-                            nullptr, nullptr, 0) != 1) {
+    params.Set(call.params);
+    if (PQsendQueryPrepared(conn_, call.stmt->name, params.count(), params.values.data(),
+                            params.lengths_or_null(), params.formats_or_null(), 0) != 1) {
       broken_ = true;
       return Status::Unavailable("statement {}: {}", call.stmt->name, Trim(PQerrorMessage(conn_)));
     }
@@ -421,11 +567,10 @@ Status PgConnection::TakeAfterCommit(const Call& after) {
 Result<PgResult> PgConnection::ExecPrepared(const Statement& stmt,
                                             const std::vector<PgParam>& params) {
   KAGZI_RETURN_IF_ERROR(Prepare(stmt));
-  std::vector<const char*> values;
-  values.reserve(params.size());
-  for (const auto& p : params) values.push_back(p.value() ? p.value()->c_str() : nullptr);
-  PGresult* raw = PQexecPrepared(conn_, stmt.name, static_cast<int>(values.size()), values.data(),
-                                 nullptr, nullptr, 0);
+  ParamArrays arrays;
+  arrays.Set(params);
+  PGresult* raw = PQexecPrepared(conn_, stmt.name, arrays.count(), arrays.values.data(),
+                                 arrays.lengths_or_null(), arrays.formats_or_null(), 0);
   Status st = StatusFromResult(raw, fmt::format("statement {}", stmt.name));
   PgResult res(raw);
   if (!st.ok()) return st;
@@ -434,16 +579,13 @@ Result<PgResult> PgConnection::ExecPrepared(const Statement& stmt,
 
 Result<PgResult> PgConnection::ExecUnprepared(const Statement& stmt,
                                               const std::vector<PgParam>& params) {
-  std::vector<const char*> values;
-  values.reserve(params.size());
-  for (const auto& p : params) values.push_back(p.value() ? p.value()->c_str() : nullptr);
   // In one implicit transaction, after a setting that makes its plan a
   // custom one, for these values, whatever the session's plan_cache_mode
   // (force_generic_plan on a daemon's connections would plan an unnamed
   // statement without its values too).
   static const Statement kCustomPlan = {
       "custom_plan", "SELECT set_config('plan_cache_mode', 'force_custom_plan', true)"};
-  auto results = ExecUnnamed({{kCustomPlan, {}}, {stmt, std::move(values)}});
+  auto results = ExecUnnamed({{kCustomPlan, {}}, {stmt, params}});
   if (!results.ok()) return results.status();
   return (*results)[1];
 }

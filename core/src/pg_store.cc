@@ -954,7 +954,10 @@ std::vector<PgParam> RecordStepsParams(const std::vector<FencedWrite*>& steps) {
   std::vector<std::vector<PgParam>> rows;
   rows.reserve(steps.size());
   for (const FencedWrite* w : steps) rows.push_back(RecordStepParams(w->lease, w->step));
-  return PgColumns(rows);
+  using E = PgElement;
+  return PgColumns(rows,
+                   {E::kUuid, E::kUuid, E::kInt8, E::kText, E::kInt4, E::kText, E::kText, E::kText,
+                    E::kText, E::kText, E::kInt4, E::kInt8, E::kInt8, E::kText, E::kUuid});
 }
 
 // kEndRuns' parameters: one element per completion or failure.
@@ -967,7 +970,8 @@ std::vector<PgParam> EndRunsParams(const std::vector<FencedWrite*>& ends) {
                     completed ? "COMPLETED" : "FAILED", w->value,
                     completed ? std::nullopt : OptInt(w->failed_call_seq)});
   }
-  return PgColumns(rows);
+  using E = PgElement;
+  return PgColumns(rows, {E::kUuid, E::kUuid, E::kInt8, E::kText, E::kText, E::kInt4});
 }
 
 // kRecordSteps' answer for the write in row `row`, like RecordStepWritten.

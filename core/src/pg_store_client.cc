@@ -249,7 +249,9 @@ Result<std::vector<Result<StartResult>>> PgStore::InsertRuns(
   if (rows.size() == 1) {
     calls.push_back({&kStart, std::move(rows.front())});
   } else {
-    calls.push_back({&kStartMany, PgColumns(rows)});
+    using E = PgElement;
+    calls.push_back({&kStartMany, PgColumns(rows, {E::kText, E::kText, E::kText, E::kInt4, E::kInt8,
+                                                   E::kUuid})});
   }
   // One notification per workflow, naming its new runs (wakeup.h).
   std::sort(started.begin(), started.end());

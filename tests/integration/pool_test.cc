@@ -179,6 +179,70 @@ TEST_F(PoolTest, ExecUnpreparedPlansForItsValuesWhateverTheSession) {
   EXPECT_EQ(Query(c, "SELECT 1"), "1\n");
 }
 
+// Array parameters sent in binary form (PgColumns with element types)
+// reach the server as the same values as their text form, through each
+// way a statement is sent: prepared, pipelined, unnamed. Text needs no
+// quoting; an element that is not the plain text of its type is sent as
+// text, and the server's error names it.
+TEST_F(PoolTest, BinaryArrayParametersArriveAsTheirTextWould) {
+  auto conn = PgConnection::Connect(db_->url(), "kagzi-pool-test");
+  ASSERT_TRUE(conn.ok()) << conn.status().message();
+  PgConnection& c = **conn;
+  const std::vector<std::vector<PgParam>> rows = {
+      {"quote \" backslash \\ comma , braces {} NULL", "0190f1c2-3b4a-7d5e-8f60-718293a4b5c6",
+       2147483647, std::int64_t{-9223372036854775807 - 1}},
+      {"", "0190F1C2-3B4A-7D5E-8F60-718293A4B5C7", -2147483647 - 1, std::int64_t{4294967296}},
+      {"caf\u00e9 \u65e5\u672c", std::nullopt, std::nullopt, std::nullopt},
+      {std::nullopt, "0190f1c2-3b4a-7d5e-8f60-718293a4b5c8", 0, std::int64_t{0}}};
+  using E = PgElement;
+  const std::vector<PgParam> binary = PgColumns(rows, {E::kText, E::kUuid, E::kInt4, E::kInt8});
+  const std::vector<PgParam> text = PgColumns(rows);
+  for (const PgParam& p : binary) EXPECT_TRUE(p.binary());
+  const Statement show = {"show_arrays",
+                          "SELECT $1::text[]::text, $2::uuid[]::text, $3::int[]::text,"
+                          " $4::bigint[]::text, cardinality($1::text[])"};
+  auto want = c.ExecPrepared({"show_arrays_text", show.sql}, text);
+  ASSERT_TRUE(want.ok()) << want.status().message();
+  EXPECT_EQ(want->GetInt(0, 4), 4);
+  EXPECT_EQ(want->Get(0, 2), "{2147483647,-2147483648,NULL,0}");
+  auto prepared = c.ExecPrepared(show, binary);
+  auto pipelined = c.ExecTransaction({{&show, binary}});
+  auto unnamed = c.ExecUnprepared(show, binary);
+  ASSERT_TRUE(prepared.ok()) << prepared.status().message();
+  ASSERT_TRUE(pipelined.ok()) << pipelined.status().message();
+  ASSERT_TRUE(unnamed.ok()) << unnamed.status().message();
+  for (int col = 0; col < 5; ++col) {
+    EXPECT_EQ(prepared->Get(0, col), want->Get(0, col)) << col;
+    EXPECT_EQ((*pipelined)[0].Get(0, col), want->Get(0, col)) << col;
+    EXPECT_EQ(unnamed->Get(0, col), want->Get(0, col)) << col;
+  }
+  // Empty arrays.
+  const std::vector<PgParam> none = {
+      PgParam::Binary(*PgBinaryArray({}, E::kText)), PgParam::Binary(*PgBinaryArray({}, E::kUuid)),
+      PgParam::Binary(*PgBinaryArray({}, E::kInt4)), PgParam::Binary(*PgBinaryArray({}, E::kInt8))};
+  auto zero = c.ExecPrepared(show, none);
+  ASSERT_TRUE(zero.ok()) << zero.status().message();
+  EXPECT_EQ(zero->Get(0, 0), "{}");
+  EXPECT_EQ(zero->Get(0, 1), "{}");
+  EXPECT_EQ(zero->GetInt(0, 4), 0);
+  // Not a uuid: that column goes as text, and the server names the value.
+  auto bad = PgColumns({{"a", "not-a-uuid", 1, std::int64_t{1}}},
+                       {E::kText, E::kUuid, E::kInt4, E::kInt8});
+  EXPECT_FALSE(bad[1].binary());
+  EXPECT_TRUE(bad[0].binary());
+  auto refused = c.ExecPrepared(show, bad);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_THAT(refused.status().message(), HasSubstr("invalid input syntax for type uuid"));
+  EXPECT_THAT(refused.status().message(), HasSubstr("not-a-uuid"));
+  EXPECT_FALSE(c.broken());
+  // Text that is not valid UTF-8 is refused by the server, as in text form.
+  auto latin1 = c.ExecPrepared(show, PgColumns({{"caf\xe9", std::nullopt, 1, std::int64_t{1}}},
+                                               {E::kText, E::kUuid, E::kInt4, E::kInt8}));
+  ASSERT_FALSE(latin1.ok());
+  EXPECT_THAT(latin1.status().message(), HasSubstr("UTF8"));
+  EXPECT_EQ(Query(c, "SELECT 1"), "1\n");
+}
+
 // A daemon's store opens the connections an idle worker uses and caches
 // the generic plans of the statements of every run, each made as it runs:
 // the claim's under its own settings (kClaimPlan), so that on a table

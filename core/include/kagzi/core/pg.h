@@ -32,7 +32,8 @@ struct Statement {
   const char* sql;
 };
 
-// One parameter value as text, or SQL NULL.
+// One parameter value as text, or SQL NULL; or, made by Binary, bytes in
+// PostgreSQL's binary format for the parameter's type.
 class PgParam {
  public:
   PgParam(std::nullopt_t) {}                                   // NOLINT
@@ -45,11 +46,21 @@ class PgParam {
   PgParam(std::uint32_t v) : value_(std::to_string(v)) {}      // NOLINT
   PgParam(bool v) : value_(v ? "true" : "false") {}            // NOLINT
   PgParam(const std::optional<std::string>& v) : value_(v) {}  // NOLINT
+  static PgParam Binary(std::string bytes) {
+    PgParam p(std::move(bytes));
+    p.binary_ = true;
+    return p;
+  }
   const std::optional<std::string>& value() const { return value_; }
+  bool binary() const { return binary_; }
 
  private:
   std::optional<std::string> value_;
+  bool binary_ = false;
 };
+
+// The element type of an array parameter sent in binary form.
+enum class PgElement { kText, kInt4, kInt8, kUuid };
 
 // Formats a text[] / int[] array literal for a parameter (quotes and
 // escapes every element).
@@ -62,6 +73,18 @@ std::string PgArray(const std::vector<std::optional<std::string>>& items);
 // (PgArray of column k), for the statement that does them all over
 // unnest(). Every row has the same number of parameters.
 std::vector<PgParam> PgColumns(const std::vector<std::vector<PgParam>>& rows);
+// A one-dimensional array of `type` in PostgreSQL's binary format (what
+// array_recv reads) from its elements' text, nullopt elements as NULL:
+// nothing to quote here and nothing for the server to parse. nullopt if an
+// element is not the plain text of its type (an integer in decimal, a uuid
+// as 8-4-4-4-12 hex digits): send PgArray then, and the server names it.
+std::optional<std::string> PgBinaryArray(const std::vector<std::optional<std::string>>& items,
+                                         PgElement type);
+// PgColumns with column k sent as a binary array of types[k]
+// (PgBinaryArray), or as text where it cannot be or where `types` has no
+// entry k.
+std::vector<PgParam> PgColumns(const std::vector<std::vector<PgParam>>& rows,
+                               const std::vector<PgElement>& types);
 
 // Owns a PGresult. Row/column access returns views valid while it lives.
 class PgResult {
@@ -185,7 +208,7 @@ class PgConnection {
   // values; stmt.name only names it in errors.
   struct Unnamed {
     Statement stmt;
-    std::vector<const char*> values;
+    std::vector<PgParam> params;
   };
   // Runs `calls` in one pipelined implicit transaction (one round trip)
   // and returns their results, or the first failure (nothing written).
