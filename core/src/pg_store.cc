@@ -255,6 +255,14 @@ const Statement kRecordSteps = {
     " FROM w LEFT JOIN lease ON lease.id = w.run_id AND lease.lease_owner = w.owner"
     "   AND lease.lease_epoch = w.epoch ORDER BY w.ord"};
 
+// kRecordSteps' parameters as binary arrays (PgColumns): the element type
+// of $1..$15, as cast in its unnest above. Keep the two in step: a
+// mismatch fails every group, which is then made again write by write.
+const std::vector<PgElement> kRecordStepsElements = {
+    PgElement::kUuid, PgElement::kUuid, PgElement::kInt8, PgElement::kText, PgElement::kInt4,
+    PgElement::kText, PgElement::kText, PgElement::kText, PgElement::kText, PgElement::kText,
+    PgElement::kInt4, PgElement::kInt8, PgElement::kInt8, PgElement::kText, PgElement::kUuid};
+
 const Statement kPark = {
     "kagzi_park",
     // $4 delay ms, $5 until (us), $6 expected wake_seq, then the optional
@@ -396,6 +404,11 @@ const Statement kEndRuns = {
     " AND r.lease_owner = ($2::uuid[])[array_position($1::uuid[], r.id)]"
     " AND r.lease_epoch = ($3::bigint[])[array_position($1::uuid[], r.id)]"
     " RETURNING array_position($1::uuid[], r.id)"};
+
+// kEndRuns' parameters as binary arrays: $1..$6 as cast above.
+const std::vector<PgElement> kEndRunsElements = {PgElement::kUuid, PgElement::kUuid,
+                                                 PgElement::kInt8, PgElement::kText,
+                                                 PgElement::kText, PgElement::kInt4};
 
 const Statement kRelease = {
     "kagzi_release",
@@ -954,10 +967,7 @@ std::vector<PgParam> RecordStepsParams(const std::vector<FencedWrite*>& steps) {
   std::vector<std::vector<PgParam>> rows;
   rows.reserve(steps.size());
   for (const FencedWrite* w : steps) rows.push_back(RecordStepParams(w->lease, w->step));
-  using E = PgElement;
-  return PgColumns(rows,
-                   {E::kUuid, E::kUuid, E::kInt8, E::kText, E::kInt4, E::kText, E::kText, E::kText,
-                    E::kText, E::kText, E::kInt4, E::kInt8, E::kInt8, E::kText, E::kUuid});
+  return PgColumns(rows, kRecordStepsElements);
 }
 
 // kEndRuns' parameters: one element per completion or failure.
@@ -970,8 +980,7 @@ std::vector<PgParam> EndRunsParams(const std::vector<FencedWrite*>& ends) {
                     completed ? "COMPLETED" : "FAILED", w->value,
                     completed ? std::nullopt : OptInt(w->failed_call_seq)});
   }
-  using E = PgElement;
-  return PgColumns(rows, {E::kUuid, E::kUuid, E::kInt8, E::kText, E::kText, E::kInt4});
+  return PgColumns(rows, kEndRunsElements);
 }
 
 // kRecordSteps' answer for the write in row `row`, like RecordStepWritten.

@@ -50,6 +50,12 @@ const Statement kStartMany = {
     "  RETURNING id) "
     "SELECT ins.id::text FROM w LEFT JOIN ins ON ins.id = w.id ORDER BY w.ord"};
 
+// kStartMany's parameters as binary arrays (PgColumns): $1..$6 as cast
+// above.
+const std::vector<PgElement> kStartManyElements = {PgElement::kText, PgElement::kText,
+                                                   PgElement::kText, PgElement::kInt4,
+                                                   PgElement::kInt8, PgElement::kUuid};
+
 const Statement kFindByKeys = {"kagzi_find_by_keys",
                                "SELECT idempotency_key, id::text, workflow FROM kagzi_runs"
                                " WHERE idempotency_key = ANY($1::text[])"};
@@ -249,9 +255,7 @@ Result<std::vector<Result<StartResult>>> PgStore::InsertRuns(
   if (rows.size() == 1) {
     calls.push_back({&kStart, std::move(rows.front())});
   } else {
-    using E = PgElement;
-    calls.push_back({&kStartMany, PgColumns(rows, {E::kText, E::kText, E::kText, E::kInt4, E::kInt8,
-                                                   E::kUuid})});
+    calls.push_back({&kStartMany, PgColumns(rows, kStartManyElements)});
   }
   // One notification per workflow, naming its new runs (wakeup.h).
   std::sort(started.begin(), started.end());
