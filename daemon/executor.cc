@@ -1,6 +1,7 @@
 // Executor threads: replay one run at a time each.
 #include "executor.h"
 
+#include "group_commit.h"
 #include "kagzi/core/log.h"
 #include "worker_shared.h"
 
@@ -26,7 +27,57 @@ ExecutorPool::ExecutorPool(Store& store, const PluginRegistry& registry, InFligh
       on_park_(std::move(on_park)),
       free_rate_(kRateWindow) {}
 
-ExecutorPool::~ExecutorPool() { Stop(); }
+// A run whose completion or failure is queued to the group committer: what
+// is needed to finish it once the write is durable, after its RunContext
+// and its thread have moved on.
+struct ExecutorPool::Ending {
+  std::string run_id;
+  WorkflowKey key;
+  std::shared_ptr<RunControl> control;
+  RunEnd end;
+};
+
+namespace {
+
+void LogOutcome(const std::string& run_id, const WorkflowKey& key, RunOutcome outcome,
+                const std::string& detail) {
+  auto log = Logger("executor");
+  switch (outcome) {
+    case RunOutcome::kCompleted:
+      log->info("run {} ({} v{}): completed", run_id, key.name, key.version);
+      break;
+    case RunOutcome::kFailed:
+      log->warn("run {} ({} v{}): failed: {}", run_id, key.name, key.version, detail);
+      break;
+    case RunOutcome::kParked:
+      log->info("run {} ({} v{}): parked: {}", run_id, key.name, key.version, detail);
+      break;
+    case RunOutcome::kReleased:
+      log->info("run {} ({} v{}): released for another daemon ({})", run_id, key.name, key.version,
+                detail);
+      break;
+    case RunOutcome::kCancelled:
+      log->info("run {} ({} v{}): cancelled: {}", run_id, key.name, key.version, detail);
+      break;
+    case RunOutcome::kTimedOut:
+      log->warn("run {} ({} v{}): failed: {}", run_id, key.name, key.version, detail);
+      break;
+    case RunOutcome::kAbandoned:
+      log->warn("run {} ({} v{}): abandoned, nothing more written: {}", run_id, key.name,
+                key.version, detail);
+      break;
+  }
+}
+
+}  // namespace
+
+ExecutorPool::~ExecutorPool() {
+  Stop();
+  // Last writes still queued to the committer call Ended, on its thread,
+  // with this pool: wait for them.
+  std::unique_lock lock(mu_);
+  idle_cv_.wait(lock, [&] { return ending_ == 0; });
+}
 
 void ExecutorPool::Start() {
   // A thread for every slot, and one more for each run that may still be
@@ -127,29 +178,86 @@ void ExecutorPool::Stop() {
 void ExecutorPool::ThreadMain() {
   while (true) {
     Job job;
+    std::function<void()> task;
     {
       std::unique_lock lock(mu_);
       // No more runs executing than slots: the pool has more threads (for
       // runs writing their outcome) and the queue may hold more runs.
-      cv_.wait(lock, [&] { return stopping_ || (!queue_.empty() && executing_ < options_.slots); });
-      if (queue_.empty()) return;  // stopping and nothing left
-      job = std::move(queue_.front());
-      queue_.pop_front();
-      ++executing_;
+      cv_.wait(lock, [&] {
+        return stopping_ || !tasks_.empty() || (!queue_.empty() && executing_ < options_.slots);
+      });
+      if (!tasks_.empty()) {
+        task = std::move(tasks_.front());
+        tasks_.pop_front();
+      } else if (queue_.empty()) {
+        return;  // stopping and nothing left
+      } else {
+        job = std::move(queue_.front());
+        queue_.pop_front();
+        ++executing_;
+      }
+    }
+    if (task) {
+      task();
+      continue;
     }
     SlotEnterRun(job.claim.run.id);
-    Execute(job);
-    LeaveSlot(job);
-    in_flight_.Remove(job.claim.run.id);
-    {
-      std::lock_guard lock(mu_);
-      --ending_;
-    }
-    idle_cv_.notify_all();
+    const bool done = Execute(job);
+    LeaveSlot(job, false);  // if Execute returned early: this thread is free
+    if (done) Forget(job.claim.run.id);
   }
 }
 
-void ExecutorPool::LeaveSlot(Job& job) {
+void ExecutorPool::Forget(const std::string& run_id) {
+  in_flight_.Remove(run_id);
+  {
+    std::lock_guard lock(mu_);
+    --ending_;
+  }
+  idle_cv_.notify_all();
+}
+
+void ExecutorPool::Ended(const std::shared_ptr<Ending>& ending) {
+  FencedWrite& write = *ending->end.write;
+  if (!write.result.IsUnavailable() || ending->control->lease_lost) {
+    Done(*ending, ending->end.Written(), ending->end.detail);
+    return;
+  }
+  // The database was unreachable: retried on a pool thread, with the
+  // back-off and budget of every run's writes, not on the committer's.
+  auto retry = [this, ending] {
+    FencedWrite& w = *ending->end.write;
+    (void)RetryWhileUnavailable(*ending->control, options_.run.write_retry_budget, [&] {
+      options_.run.writer->Write(w);
+      return w.result;
+    });
+    Done(*ending, ending->end.Written(), ending->end.detail);
+  };
+  {
+    std::unique_lock lock(mu_);
+    if (!stopping_) {
+      tasks_.push_back(std::move(retry));
+      lock.unlock();
+      cv_.notify_one();
+      return;
+    }
+  }
+  retry();  // no pool thread left to take it
+}
+
+void ExecutorPool::Done(const Ending& ending, RunOutcome outcome, const std::string& detail) {
+  // On the committer's thread, or a retrying one: the line gets the run's
+  // fields as it would on the run's own thread. Not made for a line that
+  // is not logged (a completion, below info level: kagzid at warn).
+  if (outcome != RunOutcome::kCompleted || Logger("executor")->should_log(spdlog::level::info)) {
+    ScopedLogContext fields(
+        {.run_id = ending.run_id, .workflow = ending.key.name, .version = ending.key.version});
+    LogOutcome(ending.run_id, ending.key, outcome, detail);
+  }
+  Forget(ending.run_id);
+}
+
+void ExecutorPool::LeaveSlot(Job& job, bool hand_over) {
   if (!job.holds_slot) return;
   job.holds_slot = false;
   SlotLeaveRun();
@@ -162,12 +270,13 @@ void ExecutorPool::LeaveSlot(Job& job) {
     queued = !queue_.empty();
     free_rate_.Note(now);
   }
-  // A queued run takes the slot at once.
-  if (queued) cv_.notify_one();
+  // A queued run takes the slot at once: on another thread if this one
+  // is to wait for a write first.
+  if (queued && hand_over) cv_.notify_one();
   if (on_slot_free_) on_slot_free_();
 }
 
-void ExecutorPool::Execute(Job& job) {
+bool ExecutorPool::Execute(Job& job) {
   auto log = Logger("executor");
   const RunRecord& run = job.claim.run;
   WorkflowKey key{run.workflow, run.version.value_or(0)};
@@ -177,7 +286,7 @@ void ExecutorPool::Execute(Job& job) {
     log->error("run {}: workflow \"{}\" version {} is not loaded; releasing it", run.id, key.name,
                key.version);
     (void)store_.ReleaseRun(job.control->lease);
-    return;
+    return true;
   }
   ScopedLogContext log_ctx(
       {.run_id = run.id, .workflow = run.workflow, .version = key.version, .step = {}});
@@ -199,7 +308,7 @@ void ExecutorPool::Execute(Job& job) {
                                "deadline exceeded: the run did not finish in time", std::nullopt);
     log->warn("run {} ({} v{}): failed: deadline exceeded{}", run.id, key.name, key.version,
               st.ok() ? "" : " (not recorded: " + st.message() + ")");
-    return;
+    return true;
   }
   RunContext ctx(store_, job.claim, job.db_now, job.control, options_.run, on_park_);
   kagzi_status status = KAGZI_ERR_PERMANENT;
@@ -212,34 +321,30 @@ void ExecutorPool::Execute(Job& job) {
   } catch (...) {
     exception = "unknown exception";
   }
-  LeaveSlot(job);  // the code is done; what is left is writing its outcome
-  RunOutcome outcome = ctx.Finish(status, exception);
-  switch (outcome) {
-    case RunOutcome::kCompleted:
-      log->info("run {} ({} v{}): completed", run.id, key.name, key.version);
-      break;
-    case RunOutcome::kFailed:
-      log->warn("run {} ({} v{}): failed: {}", run.id, key.name, key.version, ctx.outcome_detail());
-      break;
-    case RunOutcome::kParked:
-      log->info("run {} ({} v{}): parked: {}", run.id, key.name, key.version, ctx.outcome_detail());
-      break;
-    case RunOutcome::kReleased:
-      log->info("run {} ({} v{}): released for another daemon ({})", run.id, key.name, key.version,
-                ctx.outcome_detail());
-      break;
-    case RunOutcome::kCancelled:
-      log->info("run {} ({} v{}): cancelled: {}", run.id, key.name, key.version,
-                ctx.outcome_detail());
-      break;
-    case RunOutcome::kTimedOut:
-      log->warn("run {} ({} v{}): failed: {}", run.id, key.name, key.version, ctx.outcome_detail());
-      break;
-    case RunOutcome::kAbandoned:
-      log->warn("run {} ({} v{}): abandoned, nothing more written: {}", run.id, key.name,
-                key.version, ctx.outcome_detail());
-      break;
+  // The code is done; what is left is writing its outcome. Through the
+  // group committer, this thread does not wait for it (a release or a
+  // cancellation, rare, is written here) and takes the next queued run
+  // itself. Written here, another thread takes it meanwhile.
+  GroupCommitter* writer = options_.run.writer;
+  LeaveSlot(job, writer == nullptr);
+  if (writer == nullptr) {
+    RunOutcome outcome = ctx.Finish(status, exception);
+    LogOutcome(run.id, key, outcome, ctx.outcome_detail());
+    return true;
   }
+  RunEnd end = ctx.Conclude(status, exception);
+  if (!end.write) {
+    LogOutcome(run.id, key, end.outcome, end.detail);
+    return true;
+  }
+  // The completion or failure goes to the committer, and this thread on
+  // to the next queued run (see the header). With none queued, it may as
+  // well commit the write itself if nothing else is being committed,
+  // sparing the committer's wake-up (an idle daemon's latency).
+  auto ending = std::make_shared<Ending>(Ending{run.id, key, job.control, std::move(end)});
+  writer->WriteAsync(
+      *ending->end.write, [this, ending] { Ended(ending); }, Queued() == 0);
+  return false;
 }
 
 }  // namespace kagzi::daemon

@@ -17,8 +17,14 @@
 // returned, before its outcome (completion, failure) is written: the pool
 // calls on_slot_free then, so the scheduler claims the next run while that
 // write is being committed, not after. The run stays in InFlightRuns, its
-// lease renewed, and its thread busy until the write is done, so the pool
-// has up to twice as many threads as slots. Thread-safe.
+// lease renewed, until the write is done. With a group committer
+// (RunContextOptions::writer), a completion or failure is queued to it
+// without waiting (GroupCommitter::WriteAsync), and the thread takes the
+// next queued run at once: the committer's thread finishes the run
+// (Ended) once the write is durable. Other outcomes, and a last write
+// retried because the database was unreachable, keep their thread until
+// done, so the pool has up to twice as many threads as slots.
+// Thread-safe.
 #pragma once
 
 #include <condition_variable>
@@ -44,7 +50,7 @@ class ExecutorPool {
  public:
   ExecutorPool(Store& store, const PluginRegistry& registry, InFlightRuns& in_flight,
                ExecutorOptions options, std::function<void()> on_slot_free, ParkListener on_park);
-  ~ExecutorPool();  // Stop() + join
+  ~ExecutorPool();  // Stop() + join, and waits for the last writes queued
 
   void Start();
   // Queues runs claimed at db_now (their leases are already ours).
@@ -74,10 +80,24 @@ class ExecutorPool {
     std::chrono::steady_clock::time_point queued_at;
     bool holds_slot = true;
   };
+  // A run whose completion or failure was queued to the group committer.
+  struct Ending;
+
   void ThreadMain();
-  void Execute(Job& job);
-  // The run's workflow code is done: frees its slot (once).
-  void LeaveSlot(Job& job);
+  // Executes the job's run. Returns false if its last write was queued
+  // (the run then ends in Ended), true if the run is done.
+  bool Execute(Job& job);
+  // The run's workflow code is done: frees its slot (once). `hand_over`:
+  // this thread has a write to wait for first, so another one is woken for
+  // a queued run.
+  void LeaveSlot(Job& job, bool hand_over);
+  // The committer's callback for a queued last write: retries it on a
+  // pool thread if the database was unreachable, else ends the run.
+  void Ended(const std::shared_ptr<Ending>& ending);
+  // Logs how the run ended, and lets it go (InFlightRuns, ending_).
+  void Done(const Ending& ending, RunOutcome outcome, const std::string& detail);
+  // Removes a run from InFlightRuns and counts its end.
+  void Forget(const std::string& run_id);
 
   Store& store_;
   const PluginRegistry& registry_;
@@ -90,10 +110,12 @@ class ExecutorPool {
   std::condition_variable cv_;       // work or stop
   std::condition_variable idle_cv_;  // a job finished
   std::deque<Job> queue_;            // guarded by mu_
-  int executing_ = 0;                // runs holding a slot; guarded by mu_
-  int ending_ = 0;                   // runs writing their outcome; guarded by mu_
-  bool stopping_ = false;            // guarded by mu_
-  FreeRate free_rate_;               // slots freed lately; guarded by mu_
+  // Work for any thread, before queued runs: last writes to retry.
+  std::deque<std::function<void()>> tasks_;  // guarded by mu_
+  int executing_ = 0;                        // runs holding a slot; guarded by mu_
+  int ending_ = 0;                           // runs writing their outcome; guarded by mu_
+  bool stopping_ = false;                    // guarded by mu_
+  FreeRate free_rate_;                       // slots freed lately; guarded by mu_
   std::vector<std::thread> threads_;
 };
 

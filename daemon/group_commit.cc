@@ -22,35 +22,54 @@ void GroupCommitter::Stop() {
   if (thread_.joinable()) thread_.join();
 }
 
-void GroupCommitter::Write(FencedWrite& write) {
-  std::unique_lock lock(mu_);
+bool GroupCommitter::CommitAlone(FencedWrite& write, std::unique_lock<std::mutex>& lock,
+                                 bool if_idle) {
   if (!running_) {
     lock.unlock();
     store_.ApplyWrites({&write});  // not started, or stopped
-    return;
+    return true;
   }
-  if (!committing_ && queue_.empty()) {
-    // Nothing in flight, nobody waiting: a group of one, committed here.
-    committing_ = true;
-    lock.unlock();
-    store_.ApplyWrites({&write});
-    lock.lock();
-    committing_ = false;
-    Count(1);
-    ++direct_groups_;
-    // The committer waits for this commit: for the writes that came
-    // meanwhile, or to stop.
-    const bool wake = !queue_.empty() || stopping_;
-    lock.unlock();
-    if (wake) work_cv_.notify_one();
-    return;
-  }
+  if (!if_idle || committing_ || !queue_.empty()) return false;
+  // Nothing in flight, nobody waiting: a group of one, committed here.
+  committing_ = true;
+  lock.unlock();
+  store_.ApplyWrites({&write});
+  lock.lock();
+  committing_ = false;
+  Count(1);
+  ++direct_groups_;
+  // The committer waits for this commit: for the writes that came
+  // meanwhile, or to stop.
+  const bool wake = !queue_.empty() || stopping_;
+  lock.unlock();
+  if (wake) work_cv_.notify_one();
+  return true;
+}
+
+void GroupCommitter::Write(FencedWrite& write) {
+  std::unique_lock lock(mu_);
+  if (CommitAlone(write, lock, true)) return;
   Pending pending;
   pending.write = &write;
   queue_.push_back(&pending);
   lock.unlock();
   work_cv_.notify_one();
   pending.done.Wait();
+}
+
+void GroupCommitter::WriteAsync(FencedWrite& write, std::function<void()> done,
+                                bool may_commit_here) {
+  std::unique_lock lock(mu_);
+  if (CommitAlone(write, lock, may_commit_here)) {
+    done();
+    return;
+  }
+  auto* pending = new Pending;
+  pending->write = &write;
+  pending->on_done = std::move(done);
+  queue_.push_back(pending);
+  lock.unlock();
+  work_cv_.notify_one();
 }
 
 void GroupCommitter::Count(std::size_t writes) {
@@ -80,6 +99,7 @@ std::size_t GroupCommitter::waiting() const {
 
 void GroupCommitter::ThreadMain() {
   std::vector<Pending*> group;
+  std::vector<Pending*> queued;  // WriteAsync's, in the group
   std::vector<FencedWrite*> writes;
   std::unique_lock lock(mu_);
   while (true) {
@@ -103,7 +123,20 @@ void GroupCommitter::ThreadMain() {
     committing_ = false;
     Count(group.size());
     lock.unlock();
-    for (Pending* p : group) WakeFlag::Set(&p->done);  // p may be gone after this
+    // The waiting writers first; then the callbacks of the writes nobody
+    // waits for (sorted out before: a woken writer's Pending may be gone).
+    queued.clear();
+    for (Pending* p : group) {
+      if (p->on_done) {
+        queued.push_back(p);
+      } else {
+        WakeFlag::Set(&p->done);  // p may be gone after this
+      }
+    }
+    for (Pending* p : queued) {
+      p->on_done();
+      delete p;
+    }
     lock.lock();
   }
 }

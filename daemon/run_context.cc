@@ -234,23 +234,34 @@ kagzi_status RunContext::WriteFailed(const Status& st) {
   return HostError(KAGZI_ERR_NONDETERMINISM, st.message());
 }
 
-Status RunContext::Write(const std::function<Status()>& write) {
-  auto deadline = std::chrono::steady_clock::now() + options_.write_retry_budget;
+Status RetryWhileUnavailable(const RunControl& control, std::chrono::milliseconds budget,
+                             const std::function<Status()>& write) {
+  auto deadline = std::chrono::steady_clock::now() + budget;
   auto backoff = std::chrono::milliseconds(50);
   while (true) {
     Status st = write();
     if (st.ok() || !st.IsUnavailable()) return st;
-    if (std::chrono::steady_clock::now() + backoff > deadline || control_->lease_lost) return st;
+    if (std::chrono::steady_clock::now() + backoff > deadline || control.lease_lost) return st;
     Logger("executor")
-        ->warn("run {}: write failed, retrying in {} ms: {}", claim_.run.id, backoff.count(),
+        ->warn("run {}: write failed, retrying in {} ms: {}", control.lease.run_id, backoff.count(),
                st.message());
     std::this_thread::sleep_for(backoff);
     backoff = std::min(backoff * 2, std::chrono::milliseconds(1000));
   }
 }
 
-Status RunContext::Fenced(FencedWrite::Kind kind, const StepRecord* step, std::string value,
-                          WriteFeedback* feedback) {
+RunOutcome RunEnd::Written() {
+  if (write->result.ok()) return outcome;
+  detail = write->result.message();
+  return RunOutcome::kAbandoned;
+}
+
+Status RunContext::Write(const std::function<Status()>& write) {
+  return RetryWhileUnavailable(*control_, options_.write_retry_budget, write);
+}
+
+FencedWrite RunContext::MakeFenced(FencedWrite::Kind kind, const StepRecord* step,
+                                   std::string value) const {
   FencedWrite w;
   w.kind = kind;
   w.lease = control_->lease;
@@ -258,6 +269,12 @@ Status RunContext::Fenced(FencedWrite::Kind kind, const StepRecord* step, std::s
   w.value = std::move(value);
   if (kind == FencedWrite::Kind::kFailRun) w.failed_call_seq = last_call_seq_;
   if (kind != FencedWrite::Kind::kRecordStep) w.parent_run_id = claim_.run.parent_run_id;
+  return w;
+}
+
+Status RunContext::Fenced(FencedWrite::Kind kind, const StepRecord* step, std::string value,
+                          WriteFeedback* feedback) {
+  FencedWrite w = MakeFenced(kind, step, std::move(value));
   Status st = Apply(w);
   if (feedback) *feedback = w.feedback;
   return st;
@@ -1103,9 +1120,27 @@ void RunContext::Log(std::int32_t level, const char* message, std::size_t len) {
 }
 
 RunOutcome RunContext::Finish(kagzi_status status, std::optional<std::string> exception) {
+  RunEnd end = Conclude(status, std::move(exception));
+  if (!end.write) return end.outcome;
+  (void)Apply(*end.write);
+  RunOutcome outcome = end.Written();
+  outcome_detail_ = end.detail;
+  return outcome;
+}
+
+RunEnd RunContext::Conclude(kagzi_status status, std::optional<std::string> exception) {
+  RunEnd end;
+  // The run's completion or failure, written by the caller.
+  auto last_write = [&](FencedWrite::Kind kind, std::string value, RunOutcome outcome,
+                        std::string detail) {
+    end.write = std::make_unique<FencedWrite>(MakeFenced(kind, nullptr, std::move(value)));
+    end.outcome = outcome;
+    end.detail = std::move(detail);
+  };
   auto log = Logger("executor");
   const auto& run = claim_.run;
   if (suspended_) {
+    end.detail = outcome_detail_;
     switch (*suspended_) {
       case RunOutcome::kParked:
         if (status != KAGZI_SUSPEND) {
@@ -1114,19 +1149,22 @@ RunOutcome RunContext::Finish(kagzi_status status, std::optional<std::string> ex
               "KAGZI_SUSPEND; ignored, the run stays parked",
               run.id, run.workflow, status);
         }
-        return RunOutcome::kParked;
+        end.outcome = RunOutcome::kParked;
+        return end;
       case RunOutcome::kReleased: {
         Status st = Write([&] { return store_.ReleaseRun(control_->lease); });
-        return st.ok() ? RunOutcome::kReleased : RunOutcome::kAbandoned;
+        end.outcome = st.ok() ? RunOutcome::kReleased : RunOutcome::kAbandoned;
+        return end;
       }
       case RunOutcome::kTimedOut: {
         std::string why = "deadline exceeded: the run did not finish in time";
-        Status st = Fenced(FencedWrite::Kind::kFailRun, nullptr, why);
         outcome_detail_ = why;
-        return st.ok() ? RunOutcome::kTimedOut : RunOutcome::kAbandoned;
+        last_write(FencedWrite::Kind::kFailRun, why, RunOutcome::kTimedOut, why);
+        return end;
       }
       default:
-        return RunOutcome::kAbandoned;
+        end.outcome = RunOutcome::kAbandoned;
+        return end;
     }
   }
   if (cancel_delivered_) {
@@ -1134,7 +1172,9 @@ RunOutcome RunContext::Finish(kagzi_status status, std::optional<std::string> ex
     // a delivered cancellation ends the run CANCELLED.
     Status st = Write([&] { return store_.CancelRun(control_->lease, cancel_reason_); });
     outcome_detail_ = cancel_reason_;
-    return st.ok() ? RunOutcome::kCancelled : RunOutcome::kAbandoned;
+    end.detail = cancel_reason_;
+    end.outcome = st.ok() ? RunOutcome::kCancelled : RunOutcome::kAbandoned;
+    return end;
   }
   if (foreign_call_ && !host_error_) {
     HostError(KAGZI_ERR_MISUSE, "the context was called from a thread other than the run's");
@@ -1145,11 +1185,10 @@ RunOutcome RunContext::Finish(kagzi_status status, std::optional<std::string> ex
   } else if (exception) {
     failure = fmt::format("workflow threw a C++ exception across the C ABI: {}", *exception);
   } else if (status == KAGZI_OK) {
-    std::string out = output_.value_or("null");
-    Status st = Fenced(FencedWrite::Kind::kCompleteRun, nullptr, std::move(out));
-    if (st.ok()) return RunOutcome::kCompleted;
-    outcome_detail_ = st.message();
-    return RunOutcome::kAbandoned;
+    last_write(FencedWrite::Kind::kCompleteRun, output_.value_or("null"), RunOutcome::kCompleted,
+               {});
+    outcome_detail_.clear();
+    return end;
   } else if (status == KAGZI_SUSPEND) {
     failure = "workflow returned KAGZI_SUSPEND although the host never suspended it";
   } else if (status == KAGZI_ERR_RETRYABLE || status == KAGZI_ERR_PERMANENT ||
@@ -1164,10 +1203,8 @@ RunOutcome RunContext::Finish(kagzi_status status, std::optional<std::string> ex
     failure = fmt::format("workflow returned unknown status {}", status);
   }
   outcome_detail_ = *failure;
-  Status st = Fenced(FencedWrite::Kind::kFailRun, nullptr, *failure);
-  if (st.ok()) return RunOutcome::kFailed;
-  outcome_detail_ = st.message();
-  return RunOutcome::kAbandoned;
+  last_write(FencedWrite::Kind::kFailRun, *failure, RunOutcome::kFailed, *failure);
+  return end;
 }
 
 }  // namespace kagzi::daemon

@@ -82,6 +82,28 @@ struct RunContextOptions {
   GroupCommitter* writer = nullptr;
 };
 
+// Runs `write` until it succeeds, fails for a reason other than an
+// unreachable database, `budget` has passed, or `control`'s lease is lost;
+// retries back off from 50 ms to 1 s. Returns the last result.
+Status RetryWhileUnavailable(const RunControl& control, std::chrono::milliseconds budget,
+                             const std::function<Status()>& write);
+
+// How a run() invocation ends, before anything is written for it: its
+// outcome, or, for a completion or a failure, the write that records it
+// and the outcome once that write is durable. The executor applies the
+// write through the group committer without waiting (WriteAsync), and
+// RunEnd::Written decides the outcome from its result.
+struct RunEnd {
+  RunOutcome outcome = RunOutcome::kAbandoned;
+  std::string detail;                  // for logs (RunContext::outcome_detail)
+  std::unique_ptr<FencedWrite> write;  // null: nothing left to write
+
+  // The outcome once `write` was applied (its result filled in): `outcome`
+  // if it was written; kAbandoned (detail: why) if it was refused or the
+  // database stayed unreachable.
+  RunOutcome Written();
+};
+
 // Called when a run parks, with its wake time (database clock, micros), if
 // it has one.
 using ParkListener = std::function<void(Micros wake_at)>;
@@ -99,8 +121,15 @@ class RunContext {
   kagzi_context* handle() { return &handle_; }
 
   // Decides and records the outcome after run() returned `status` (or threw,
-  // with `exception` describing it).
+  // with `exception` describing it): Conclude, then its write, if any,
+  // applied and retried like every other.
   RunOutcome Finish(kagzi_status status, std::optional<std::string> exception);
+  // Decides the outcome after run() returned `status` (or threw, with
+  // `exception` describing it). What needs no write, or a write other than
+  // the run's completion or failure (a release, a cancellation), is done
+  // here; a completion or failure is returned as RunEnd::write, not yet
+  // applied. Sets outcome_detail to the RunEnd's detail.
+  RunEnd Conclude(kagzi_status status, std::optional<std::string> exception);
 
   // A short description of the last error, for logs.
   const std::string& outcome_detail() const { return outcome_detail_; }
@@ -162,6 +191,9 @@ class RunContext {
   // Runs a fenced write, retrying while the database is unreachable.
   Status Write(const std::function<Status()>& write);
   Status Record(const StepRecord& record);
+  // A fenced write of `kind` for this run (step: kRecordStep, the step's
+  // record; value: kCompleteRun's output, kFailRun's error).
+  FencedWrite MakeFenced(FencedWrite::Kind kind, const StepRecord* step, std::string value) const;
   // A step result, completion or failure, through options_.writer (group
   // commit) when there is one; retried like Write.
   Status Fenced(FencedWrite::Kind kind, const StepRecord* step, std::string value,

@@ -11,8 +11,13 @@
 
 #include <atomic>
 #include <filesystem>
+#include <mutex>
 #include <thread>
 
+#include <spdlog/sinks/base_sink.h>
+
+#include "group_commit.h"
+#include "kagzi/core/log.h"
 #include "kagzi/core/pg.h"
 #include "kagzi/core/wakeup.h"
 #include "scheduler.h"
@@ -26,6 +31,32 @@ using daemon::ExecutorOptions;
 using daemon::ExecutorPool;
 using daemon::InFlightRuns;
 using daemon::PluginRegistry;
+
+// Keeps each line logged through it, with the run id in the logging
+// thread's log context (the journal's KAGZI_RUN_ID) when it was logged.
+class RunIdSink : public spdlog::sinks::base_sink<std::mutex> {
+ public:
+  // The run id of the first line that contains `text` ("-" if none does).
+  std::string RunIdOfLine(const std::string& text) {
+    std::lock_guard lock(lines_mu_);
+    for (const auto& [line, run_id] : lines_) {
+      if (line.find(text) != std::string::npos) return run_id;
+    }
+    return "-";
+  }
+
+ protected:
+  void sink_it_(const spdlog::details::log_msg& msg) override {
+    std::lock_guard lock(lines_mu_);
+    lines_.emplace_back(std::string(msg.payload.data(), msg.payload.size()),
+                        CurrentLogContext().run_id);
+  }
+  void flush_() override {}
+
+ private:
+  std::mutex lines_mu_;
+  std::vector<std::pair<std::string, std::string>> lines_;
+};
 
 class ExecutorPoolTest : public StoreTest {
  protected:
@@ -45,13 +76,26 @@ class ExecutorPoolTest : public StoreTest {
 
   // In this order: the scheduler claims no more; held writes go through;
   // the pool joins its threads, which may still wake the scheduler (still
-  // there, stopped); then the scheduler goes.
+  // there, stopped); then the group committer, if any, and the scheduler
+  // go.
   void TearDown() override {
     if (scheduler_) scheduler_->Stop();
     ReleaseWrites();
     pool_.reset();
+    committer_.reset();  // after the pool, which waits for its last writes
     scheduler_.reset();
+    if (captured_) spdlog::drop("executor");  // Logger() makes kagzid's again
     if (!plugin_dir_.empty()) fs::remove_all(plugin_dir_);
+  }
+
+  // Lines logged by the executor go to `sink` (at info level) until the
+  // test ends.
+  void CaptureExecutorLog(const std::shared_ptr<RunIdSink>& sink) {
+    spdlog::drop("executor");
+    auto logger = std::make_shared<spdlog::logger>("executor", sink);
+    logger->set_level(spdlog::level::info);
+    spdlog::register_logger(logger);
+    captured_ = true;
   }
 
   // Holds every write that fires a trigger `when` ("BEFORE UPDATE ON
@@ -94,16 +138,35 @@ class ExecutorPoolTest : public StoreTest {
         " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())");
   }
 
+  // Once the pool is idle: nothing is in flight, and the runs "first" and
+  // "second" of hello completed, each freeing its slot once.
+  void ExpectBothGreeted(ExecutorPool& pool, const std::string& first, const std::string& second) {
+    EXPECT_TRUE(pool.WaitIdle(std::chrono::seconds(30)));
+    EXPECT_EQ(in_flight_.size(), 0u);
+    for (const auto& [id, name] : {std::pair{first, "first"}, std::pair{second, "second"}}) {
+      RunRecord run = Get(id);
+      EXPECT_EQ(run.status, RunStatus::kCompleted) << id;
+      EXPECT_EQ(run.output.value_or(""), std::string(R"({"greeting":"Hello, )") + name + "!\"}");
+    }
+    EXPECT_EQ(slots_freed_, 2);
+  }
+
   int Steps(const std::string& run_id) const {
     return Count("SELECT count(*) FROM kagzi_steps WHERE run_id = '" + run_id + "'");
   }
 
-  // Starts a pool of `slots` that counts the slots it frees (and wakes
+  // Starts a pool of `slots` (its writes through a group committer,
+  // committer_, if `group_commit`) that counts the slots it frees (and wakes
   // the scheduler, if there is one, as kagzid's does). It is destroyed
   // (its threads joined) after the test body.
-  ExecutorPool& StartPool(int slots = 1) {
+  ExecutorPool& StartPool(int slots = 1, bool group_commit = false) {
     ExecutorOptions options;
     options.slots = slots;
+    if (group_commit) {
+      committer_ = std::make_unique<daemon::GroupCommitter>(*store_, 256);
+      committer_->Start();
+      options.run.writer = committer_.get();
+    }
     pool_ = std::make_unique<ExecutorPool>(
         *store_, registry_, in_flight_, options,
         [this] {
@@ -136,7 +199,9 @@ class ExecutorPoolTest : public StoreTest {
   InFlightRuns in_flight_;
   std::atomic<int> slots_freed_{0};
   std::unique_ptr<PgConnection> locker_;  // HoldWrites
+  std::unique_ptr<daemon::GroupCommitter> committer_;
   std::unique_ptr<ExecutorPool> pool_;
+  bool captured_ = false;      // CaptureExecutorLog
   std::string held_, queued_;  // QueueARunBehindAHeldOne
   std::int64_t queued_epoch_ = 0;
   std::unique_ptr<daemon::Scheduler> scheduler_;  // see TearDown
@@ -176,14 +241,7 @@ TEST_F(ExecutorPoolTest, ARunGivesItsSlotBackBeforeItsCompletionIsCommitted) {
   EXPECT_EQ(in_flight_.size(), 2u);
 
   ReleaseWrites();
-  EXPECT_TRUE(pool.WaitIdle(std::chrono::seconds(30)));
-  EXPECT_EQ(in_flight_.size(), 0u);
-  for (const auto& [id, name] : {std::pair{first, "first"}, std::pair{second, "second"}}) {
-    RunRecord run = Get(id);
-    EXPECT_EQ(run.status, RunStatus::kCompleted) << id;
-    EXPECT_EQ(run.output.value_or(""), std::string(R"({"greeting":"Hello, )") + name + "!\"}");
-  }
-  EXPECT_EQ(slots_freed_, 2);
+  ExpectBothGreeted(pool, first, second);
 }
 
 // A completion refused after the run gave its slot back: the slot is
@@ -209,6 +267,76 @@ TEST_F(ExecutorPoolTest, ACompletionRefusedAfterTheSlotIsFreedLeavesThePoolIdle)
   EXPECT_EQ(pool.FreeSlots(), 1);
   EXPECT_EQ(in_flight_.size(), 0u);
   EXPECT_EQ(Get(run).status, RunStatus::kRunning);
+  EXPECT_EQ(Steps(run), 1);
+}
+
+// Through a group committer, a run's completion is queued to it, and the
+// run's thread takes the next queued run meanwhile (here the second run's
+// step cannot commit past the first run's held completion). The
+// first run stays in flight, its lease renewed and the pool not idle, until
+// its completion is durable; then both runs end.
+TEST_F(ExecutorPoolTest, ThroughTheGroupCommitterARunEndsOnceItsCompletionIsDurable) {
+  auto sink = std::make_shared<RunIdSink>();
+  CaptureExecutorLog(sink);
+  HoldWrites("BEFORE UPDATE ON kagzi_runs FOR EACH ROW WHEN (NEW.status = 'COMPLETED')");
+  std::string first = Start("hello", R"({"name":"first"})");
+  std::string second = Start("hello", R"({"name":"second"})");
+  ExecutorPool& pool = StartPool(1, true);
+  const daemon::GroupCommitter& committer = *committer_;
+  ClaimBatch batch = Claim(NewUuid(), {{"hello", 1}}, 2);
+  ASSERT_EQ(batch.runs.size(), 2u);
+  ASSERT_EQ(batch.runs[0].run.id, first);
+  pool.Submit(std::move(batch.runs), batch.db_now);
+
+  // The only slot took the second run; its step waits in the committer, or
+  // in the held commit with the first run's completion.
+  ASSERT_TRUE(Eventually([&] { return HeldWrites() == 1 && pool.Queued() == 0; }))
+      << "held " << HeldWrites() << ", queued " << pool.Queued();
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  EXPECT_EQ(committer.groups(), 1) << "only the first run's step was committed";
+  EXPECT_EQ(slots_freed_, 1);
+  EXPECT_EQ(pool.Queued(), 0);
+  EXPECT_EQ(Steps(first), 1);
+  EXPECT_EQ(Steps(second), 0);
+  EXPECT_EQ(Get(first).status, RunStatus::kRunning);
+  EXPECT_EQ(in_flight_.size(), 2u)
+      << "the first run's lease is renewed until its completion commits";
+  EXPECT_FALSE(pool.WaitIdle(std::chrono::milliseconds(100)));
+
+  ReleaseWrites();
+  ExpectBothGreeted(pool, first, second);
+  // The first run's end was logged on the committer's thread, with the
+  // run's fields all the same.
+  EXPECT_EQ(sink->RunIdOfLine("run " + first + " (hello v1): completed"), first);
+  EXPECT_EQ(sink->RunIdOfLine("run " + second + " (hello v1): completed"), second);
+}
+
+// A completion the committer could not write because the database dropped
+// the connection (here: its backend is terminated, twice) is retried, with
+// back-off, on a pool thread, until it is written; meanwhile the run stays
+// in flight.
+TEST_F(ExecutorPoolTest, ACompletionLostWithItsConnectionIsRetriedUntilWritten) {
+  db_->Query("CREATE SEQUENCE completion_attempts");
+  db_->Query(
+      "CREATE FUNCTION drop_completion() RETURNS trigger LANGUAGE plpgsql AS"
+      " $$ BEGIN IF nextval('completion_attempts') <= 2 THEN"
+      " PERFORM pg_terminate_backend(pg_backend_pid()); END IF; RETURN NEW; END $$");
+  db_->Query(
+      "CREATE TRIGGER drop_completion BEFORE UPDATE ON kagzi_runs FOR EACH ROW"
+      " WHEN (NEW.status = 'COMPLETED') EXECUTE FUNCTION drop_completion()");
+  std::string run = Start("hello", R"({"name":"retried"})");
+  ExecutorPool& pool = StartPool(1, true);
+  ClaimBatch batch = Claim(NewUuid(), {{"hello", 1}}, 1);
+  ASSERT_EQ(batch.runs.size(), 1u);
+  pool.Submit(std::move(batch.runs), batch.db_now);
+
+  EXPECT_TRUE(pool.WaitIdle(std::chrono::seconds(30)));
+  EXPECT_EQ(in_flight_.size(), 0u);
+  RunRecord done = Get(run);
+  EXPECT_EQ(done.status, RunStatus::kCompleted);
+  EXPECT_EQ(done.output.value_or(""), R"({"greeting":"Hello, retried!"})");
+  EXPECT_GE(Count("SELECT last_value FROM completion_attempts"), 3)
+      << "the completion was not attempted again after its connection was dropped";
   EXPECT_EQ(Steps(run), 1);
 }
 

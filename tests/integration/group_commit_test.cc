@@ -3,6 +3,9 @@
 // would be) and the daemon's GroupCommitter on top of it.
 #include "group_commit.h"
 
+#include <atomic>
+#include <future>
+#include <optional>
 #include <sstream>
 #include <thread>
 
@@ -33,6 +36,34 @@ class GroupCommitTest : public StoreTest {
         std::to_string(daemons) +
         "))::uuid, 1, now() + interval '1 hour' FROM generate_series(1, " +
         std::to_string(64 * daemons) + ") i");
+  }
+
+  // Holds `run_id`'s row in a transaction of its own, so that a write for
+  // the run waits, until the connection commits or closes. nullptr (and a
+  // test failure) if it cannot.
+  std::unique_ptr<PgConnection> HoldRow(const std::string& run_id) const {
+    auto holder = PgConnection::Connect(db_->url(), "kagzi-test-holder");
+    if (!holder.ok()) {
+      ADD_FAILURE() << holder.status().message();
+      return nullptr;
+    }
+    std::unique_ptr<PgConnection> conn = std::move(holder).value();
+    if (!conn->Exec("BEGIN").ok() ||
+        !conn->Exec("SELECT id FROM kagzi_runs WHERE id = '" + run_id + "' FOR UPDATE").ok()) {
+      ADD_FAILURE() << "could not lock the row of run " << run_id;
+      return nullptr;
+    }
+    return conn;
+  }
+
+  // Writes `step` (a step record whose row HoldRow holds) through
+  // `committer` on a thread of its own, and returns once it waits for the
+  // row: a commit in flight, held.
+  std::thread WriteHeldStep(daemon::GroupCommitter& committer, FencedWrite& step) const {
+    std::thread writer([&committer, &step] { committer.Write(step); });
+    EXPECT_TRUE(db_->WaitForLockWait("WITH lease AS"))
+        << "the write never waited for its run's row";
+    return writer;
   }
 
   static FencedWrite StepWrite(const ClaimedRun& run, const std::string& id, int seq) {
@@ -409,25 +440,108 @@ TEST_F(GroupCommitTest, ALoneWriteIsCommittedByItsWriter) {
   committer.Stop();
 }
 
+// WriteAsync: with nothing in flight and leave to, the caller commits the
+// write itself and is called back before it returns; without leave, the
+// committer's thread commits it and calls back. Once the committer is
+// stopped, the caller commits it, whatever the leave.
+TEST_F(GroupCommitTest, AWriteNobodyWaitsForIsCommittedHereOnlyWithLeave) {
+  auto runs = StartAndClaim(3);
+  daemon::GroupCommitter committer(*store_, 256);
+  committer.Start();
+  const auto caller = std::this_thread::get_id();
+
+  FencedWrite here = EndWrite(runs[0], FencedWrite::Kind::kCompleteRun, "1");
+  std::optional<std::thread::id> here_by;
+  committer.WriteAsync(
+      here, [&] { here_by = std::this_thread::get_id(); }, true);
+  ASSERT_TRUE(here_by.has_value())
+      << "committed alone, it is called back before WriteAsync returns";
+  EXPECT_EQ(*here_by, caller);
+  EXPECT_TRUE(here.result.ok()) << here.result.message();
+  EXPECT_EQ(committer.direct_groups(), 1);
+
+  FencedWrite there = EndWrite(runs[1], FencedWrite::Kind::kFailRun, "no");
+  std::promise<std::thread::id> there_by;
+  committer.WriteAsync(
+      there, [&] { there_by.set_value(std::this_thread::get_id()); }, false);
+  auto by = there_by.get_future();
+  ASSERT_EQ(by.wait_for(std::chrono::seconds(30)), std::future_status::ready);
+  EXPECT_NE(by.get(), caller);
+  EXPECT_TRUE(there.result.ok()) << there.result.message();
+  EXPECT_EQ(committer.groups(), 2);
+  EXPECT_EQ(committer.direct_groups(), 1);
+  EXPECT_EQ(Get(runs[0].run.id).status, RunStatus::kCompleted);
+  EXPECT_EQ(Get(runs[1].run.id).status, RunStatus::kFailed);
+
+  committer.Stop();
+  FencedWrite late = EndWrite(runs[2], FencedWrite::Kind::kCompleteRun, "2");
+  bool late_done = false;
+  committer.WriteAsync(
+      late, [&] { late_done = true; }, false);
+  EXPECT_TRUE(late_done);
+  EXPECT_TRUE(late.result.ok()) << late.result.message();
+  EXPECT_EQ(Get(runs[2].run.id).status, RunStatus::kCompleted);
+}
+
+// A write nobody waits for, queued behind a commit in flight: WriteAsync
+// returns at once, and the callback comes only once the write is durable,
+// with its answer in it (here one ending written, one refused: its lease is
+// gone).
+TEST_F(GroupCommitTest, AQueuedWriteIsCalledBackOnceItIsDurable) {
+  auto runs = StartAndClaim(3);
+  auto holder = HoldRow(runs[0].run.id);
+  ASSERT_NE(holder, nullptr);
+
+  daemon::GroupCommitter committer(*store_, 256);
+  committer.Start();
+  FencedWrite first = StepWrite(runs[0], "s", 0);
+  std::thread first_writer = WriteHeldStep(committer, first);
+
+  FencedWrite end = EndWrite(runs[1], FencedWrite::Kind::kCompleteRun, "{\"done\":true}");
+  ClaimedRun stale = runs[2];
+  ++stale.run.lease_epoch;  // a lease that is not the run's
+  FencedWrite refused = EndWrite(stale, FencedWrite::Kind::kCompleteRun, "1");
+  std::atomic<int> called{0};
+  std::promise<void> both;
+  auto done = [&] {
+    if (++called == 2) both.set_value();
+  };
+  committer.WriteAsync(end, done, true);
+  committer.WriteAsync(refused, done, true);
+  // Both returned with the commit still in flight: neither is written.
+  EXPECT_EQ(called, 0);
+  EXPECT_EQ(committer.waiting(), 2u);
+  EXPECT_EQ(Get(runs[1].run.id).status, RunStatus::kRunning);
+
+  EXPECT_TRUE(holder->Exec("COMMIT").ok());
+  holder.reset();
+  first_writer.join();
+  ASSERT_EQ(both.get_future().wait_for(std::chrono::seconds(30)), std::future_status::ready);
+  EXPECT_TRUE(first.result.ok()) << first.result.message();
+  EXPECT_TRUE(end.result.ok()) << end.result.message();
+  EXPECT_EQ(refused.result.code(), StatusCode::kConflict) << refused.result.message();
+  RunRecord ended = Get(runs[1].run.id);
+  EXPECT_EQ(ended.status, RunStatus::kCompleted);
+  EXPECT_EQ(ended.output.value_or(""), "{\"done\":true}");
+  EXPECT_EQ(Get(runs[2].run.id).status, RunStatus::kRunning);
+  committer.Stop();
+  EXPECT_EQ(committer.groups(), 2);
+  EXPECT_EQ(committer.writes(), 3);
+}
+
 // One commit at a time: writes that come while a writer's own commit is in
 // flight wait for it, then go to the committer together, in one commit.
 TEST_F(GroupCommitTest, WritesThatComeWhileACommitIsInFlightWaitAndGoTogether) {
   constexpr int kLate = 4;
   auto runs = StartAndClaim(1 + kLate);
   // Holds the first run's row, so that its write's commit waits.
-  auto holder = PgConnection::Connect(db_->url(), "kagzi-test-holder");
-  ASSERT_TRUE(holder.ok()) << holder.status().message();
-  ASSERT_TRUE((*holder)->Exec("BEGIN").ok());
-  ASSERT_TRUE((*holder)
-                  ->Exec("SELECT id FROM kagzi_runs WHERE id = '" + runs[0].run.id + "' FOR UPDATE")
-                  .ok());
+  auto holder = HoldRow(runs[0].run.id);
+  ASSERT_NE(holder, nullptr);
 
   daemon::GroupCommitter committer(*store_, 256);
   committer.Start();
   FencedWrite first = StepWrite(runs[0], "s", 0);
-  std::thread first_writer([&] { committer.Write(first); });
-  EXPECT_TRUE(db_->WaitForLockWait("WITH lease AS"))
-      << "the first write never waited for its run's row";
+  std::thread first_writer = WriteHeldStep(committer, first);
 
   std::vector<FencedWrite> late;
   for (int i = 1; i <= kLate; ++i) late.push_back(StepWrite(runs[i], "s", 0));
@@ -440,8 +554,8 @@ TEST_F(GroupCommitTest, WritesThatComeWhileACommitIsInFlightWaitAndGoTogether) {
   // None of them was committed beside the one in flight.
   EXPECT_EQ(Count("SELECT count(*) FROM kagzi_steps"), 0);
 
-  EXPECT_TRUE((*holder)->Exec("COMMIT").ok());
-  holder->reset();  // whatever happened, the lock goes with the connection
+  EXPECT_TRUE(holder->Exec("COMMIT").ok());
+  holder.reset();  // whatever happened, the lock goes with the connection
   first_writer.join();
   for (auto& t : late_writers) t.join();
   committer.Stop();
