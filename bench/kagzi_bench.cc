@@ -71,6 +71,9 @@ struct Flags {
   int timeout_s = 600;
   std::int64_t backlog_rows = -1;  // -1: the default (1,000,000; --quick 20,000)
   int idle_seconds = -1;           // -1: the default (30; --quick 5)
+  int ceiling_seconds = -1;        // -1: the default (15; --quick 2)
+  int ceiling_clients = 32;
+  int ceiling_threads = 2;
   unsigned seed = 1;
   std::vector<std::string> kagzid_args;
 };
@@ -151,7 +154,7 @@ int Main(int argc, char** argv) {
       "and memory as a table and as JSON (docs/benchmarks.md).",
       "kagzi-bench"};
   app.add_option("--workload", f.workloads,
-                 "Workloads to run, comma-separated or repeated: bench0, bench3, sleep, "
+                 "Workloads to run, comma-separated or repeated: bench0, ceiling, bench3, sleep, "
                  "idle-latency, backlog, idle, or all (in that order)")
       ->delimiter(',');
   app.add_option("-W,--runs", f.runs,
@@ -199,6 +202,15 @@ int Main(int argc, char** argv) {
       ->check(CLI::Range(std::int64_t{0}, std::int64_t{100'000'000}));
   app.add_option("--idle-seconds", f.idle_seconds, "How long the idle workload idles (default 30)")
       ->check(CLI::Range(1, 3600));
+  app.add_option("--ceiling-seconds", f.ceiling_seconds,
+                 "How long the ceiling workload inserts (default 15; --quick 2)")
+      ->check(CLI::Range(1, 3600));
+  app.add_option("--ceiling-clients", f.ceiling_clients,
+                 "The ceiling workload's connections, one INSERT in flight on each (default 32)")
+      ->check(CLI::Range(1, 1000));
+  app.add_option("--ceiling-threads", f.ceiling_threads,
+                 "Threads driving the ceiling's connections, as pgbench -j (default 2)")
+      ->check(CLI::Range(1, 64));
   app.add_option("--seed", f.seed, "Seed of idle-latency's random gaps (default 1)");
   app.add_option("--kagzid-arg", f.kagzid_args,
                  "An extra kagzid flag, e.g. --kagzid-arg=--workers=1 (repeatable)")
@@ -220,7 +232,7 @@ int Main(int argc, char** argv) {
     }
     if (std::find(WorkloadNames().begin(), WorkloadNames().end(), w) == WorkloadNames().end()) {
       fmt::print(stderr,
-                 "kagzi-bench: unknown workload \"{}\" (expected bench0, bench3, sleep, "
+                 "kagzi-bench: unknown workload \"{}\" (expected bench0, ceiling, bench3, sleep, "
                  "idle-latency, backlog, idle or all)\n",
                  w);
       return kExitUsage;
@@ -301,6 +313,10 @@ int Main(int argc, char** argv) {
   settings.idle_duration =
       std::chrono::seconds(f.idle_seconds > 0 ? f.idle_seconds : (f.quick ? 5 : 30));
   settings.seed = f.seed;
+  settings.ceiling_clients = f.ceiling_clients;
+  settings.ceiling_threads = f.ceiling_threads;
+  settings.ceiling_duration =
+      std::chrono::seconds(f.ceiling_seconds > 0 ? f.ceiling_seconds : (f.quick ? 2 : 15));
   if (f.quick) {
     settings.gap_min = std::chrono::milliseconds(200);
     settings.gap_max = std::chrono::milliseconds(400);
@@ -350,6 +366,7 @@ int Main(int argc, char** argv) {
   if (g_interrupted.load()) complete = false;
   info.wall_seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  RelateToCeiling(results);
 
   std::fputs(FormatTable(info, results).c_str(), stdout);
   std::fflush(stdout);

@@ -235,6 +235,16 @@ void WriteWorkload(JsonWriter& w, const WorkloadResult& r) {
     Num(w, "kagzid_cpu_fraction", i.kagzid_cpu_fraction);
     OptNum(w, "pg_cpu_fraction", i.pg_cpu_fraction);
   });
+  OptObject(w, "ceiling", r.ceiling, [&](const CeilingFigures& c) {
+    Int(w, "clients", c.clients);
+    Int(w, "threads", c.threads);
+    Num(w, "seconds", c.seconds);
+    Int(w, "transactions", c.transactions);
+    Num(w, "transactions_per_second", c.transactions_per_second);
+    Num(w, "wal_bytes_per_transaction", c.wal_bytes_per_transaction);
+    Num(w, "fsyncs_per_transaction", c.fsyncs_per_transaction);
+  });
+  OptNum(w, "steps_of_ceiling", r.steps_of_ceiling);
   OptObject(w, "backlog", r.backlog, [&](const BacklogFigures& b) {
     Int(w, "parked_runs", b.parked_runs);
     Num(w, "insert_seconds", b.insert_seconds);
@@ -265,6 +275,22 @@ std::optional<Percentiles> ComputePercentiles(std::vector<double> samples) {
   };
   return Percentiles{static_cast<int>(samples.size()), rank(50), rank(95), rank(99),
                      samples.back()};
+}
+
+void RelateToCeiling(std::vector<WorkloadResult>& results) {
+  for (std::size_t i = 0; i < results.size(); ++i) {
+    WorkloadResult& r = results[i];
+    if (!r.steps_per_second || *r.steps_per_second <= 0) continue;
+    const CeilingFigures* ceiling = nullptr;
+    for (std::size_t j = 0; j < results.size(); ++j) {
+      const auto& c = results[j].ceiling;
+      if (!c || c->transactions_per_second <= 0) continue;
+      if (j < i || ceiling == nullptr) ceiling = &*c;
+      if (j > i) break;
+    }
+    if (ceiling != nullptr)
+      r.steps_of_ceiling = *r.steps_per_second / ceiling->transactions_per_second;
+  }
 }
 
 std::string FormatTable(const RunInfo& info, const std::vector<WorkloadResult>& results) {
@@ -329,6 +355,19 @@ std::string FormatTable(const RunInfo& info, const std::vector<WorkloadResult>& 
       lines.push_back(fmt::format("timed out: {} of {} runs completed", r.completed, r.runs));
     }
     if (r.failed > 0) lines.push_back(fmt::format("{} runs failed or were cancelled", r.failed));
+    if (r.ceiling) {
+      const CeilingFigures& c = *r.ceiling;
+      lines.push_back(fmt::format(
+          "{:.0f} single-row INSERT transactions/s: {} clients on {} threads for {:.1f} s, each "
+          "transaction one prepared INSERT of a bench3 step's result; WAL {:.0f} bytes and {:.3f} "
+          "fsyncs per transaction",
+          c.transactions_per_second, c.clients, c.threads, c.seconds, c.wal_bytes_per_transaction,
+          c.fsyncs_per_transaction));
+    }
+    if (r.steps_of_ceiling) {
+      lines.push_back(fmt::format("steps/s: {:.0f}% of the ceiling measured in this run",
+                                  100 * *r.steps_of_ceiling));
+    }
     if (r.wake_lateness_ms) {
       lines.push_back("wake lateness: " + PercentileLine(*r.wake_lateness_ms));
     }

@@ -71,8 +71,19 @@ struct RunPhases {
   double notified_ms = 0;
 };
 
+// The ceiling workload (ceiling.h): single-row INSERT transactions.
+struct CeilingFigures {
+  int clients = 0;
+  int threads = 0;
+  double seconds = 0;
+  std::int64_t transactions = 0;
+  double transactions_per_second = 0;
+  double wal_bytes_per_transaction = 0;
+  double fsyncs_per_transaction = 0;
+};
+
 struct WorkloadResult {
-  std::string name;      // bench0, bench3, sleep, idle-latency, backlog, idle
+  std::string name;      // bench0, ceiling, bench3, sleep, idle-latency, backlog, idle
   std::string workflow;  // the plugin workflow it runs
   std::string database;
   int runs = 0;  // runs started inside the measured window
@@ -132,6 +143,11 @@ struct WorkloadResult {
   std::optional<std::int64_t> kagzid_pss_kib;
 
   std::optional<IdleFigures> idle;
+  std::optional<CeilingFigures> ceiling;
+  // steps_per_second over the transactions per second of the ceiling
+  // measured in the same kagzi-bench run, if there was one
+  // (RelateToCeiling).
+  std::optional<double> steps_of_ceiling;
   std::optional<BacklogFigures> backlog;
 };
 
@@ -161,6 +177,11 @@ struct RunInfo {
   unsigned seed = 0;
   bool quick = false;
 };
+
+// Sets steps_of_ceiling on every result with steps per second, against
+// the last ceiling measured before it in `results` (or, if none was, the
+// first measured after it).
+void RelateToCeiling(std::vector<WorkloadResult>& results);
 
 // The table and the details, as printed on stdout.
 std::string FormatTable(const RunInfo& info, const std::vector<WorkloadResult>& results);

@@ -1,8 +1,8 @@
 # The ctest smoke test of kagzi-bench (label "bench"): runs it with --quick
-# on bench3 with 50 runs, on idle-latency with 3 and on backlog with 50
-# against the test PostgreSQL, and checks only that it exited 0 (every run
-# completed) and that its JSON reports parse and say so, with the figures
-# each workload reports. No timing is asserted: the benchmark is not a test.
+# on bench3 with 50 runs, on idle-latency with 3, on backlog with 50 and on
+# ceiling (1 s, 4 clients) then bench3, against the test PostgreSQL, and
+# checks only that it exited 0 (every run completed) and that its JSON
+# reports parse and say so, with the figures each workload reports. No timing is asserted: the benchmark is not a test.
 # Inputs: BENCH (the binary), URL (the test server), WORK_DIR.
 file(REMOVE_RECURSE "${WORK_DIR}")
 
@@ -100,6 +100,38 @@ if(error OR NOT uses_index)
   message(FATAL_ERROR "${json3}: the claim plan does not read kagzi_runs by index only "
                       "(${uses_index} ${error}): ${problem}\n${plan}")
 endif()
+# ceiling, then bench3: the ceiling counted committed INSERTs, and bench3's
+# steps/s is reported against it (a ratio, whatever its value).
+set(json4 "${WORK_DIR}/ceiling.json")
+run_bench("ceiling,bench3" 50 "${json4}" report --ceiling-seconds 1 --ceiling-clients 4)
+string(JSON name ERROR_VARIABLE error GET "${report}" workloads 0 name)
+string(JSON transactions ERROR_VARIABLE error2 GET "${report}" workloads 0 ceiling transactions)
+if(error OR error2 OR NOT name STREQUAL "ceiling" OR NOT transactions GREATER 0)
+  message(FATAL_ERROR "${json4}: workloads[0] is not a ceiling that committed INSERTs "
+                      "(${name}, ${transactions}): ${error} ${error2}")
+endif()
+string(JSON clients GET "${report}" workloads 0 ceiling clients)
+if(NOT clients EQUAL 4)
+  message(FATAL_ERROR "${json4}: the ceiling used ${clients} clients, not the 4 asked for")
+endif()
+string(JSON of_ceiling ERROR_VARIABLE error GET "${report}" workloads 1 steps_of_ceiling)
+if(error OR NOT of_ceiling GREATER 0)
+  message(FATAL_ERROR "${json4}: bench3 has no steps_of_ceiling (${of_ceiling}): ${error}")
+endif()
+if(NOT bench_output MATCHES "steps/s: [0-9]+% of the ceiling measured in this run")
+  message(FATAL_ERROR "bench3's details do not relate its steps/s to the ceiling:\n${bench_output}")
+endif()
+# A ceiling without clients is refused before anything runs, naming the flag.
+execute_process(
+  COMMAND "${BENCH}" --quick --workload ceiling --ceiling-clients 0 --url "${URL}"
+          --work-dir "${WORK_DIR}"
+  RESULT_VARIABLE rc
+  OUTPUT_VARIABLE output
+  ERROR_VARIABLE output)
+if(rc EQUAL 0 OR NOT output MATCHES "--ceiling-clients")
+  message(FATAL_ERROR "--ceiling-clients 0 was not refused by name (exit ${rc}):\n${output}")
+endif()
 message(STATUS "kagzi-bench smoke: 50 of 50 runs completed; ${json} parses; ${commits} write "
                "commits per workflow; kagzid PSS ${pss} KiB; "
-               "idle-latency phases, and the slowest run's, in order in ${json2}; the claim plan of ${json3} by index")
+               "idle-latency phases, and the slowest run's, in order in ${json2}; the claim plan of ${json3} by index; "
+               "${transactions} ceiling INSERTs and bench3 against them in ${json4}")

@@ -20,6 +20,7 @@
 
 #include <fmt/format.h>
 
+#include "ceiling.h"
 #include "kagzi/core/store.h"
 #include "kagzid_process.h"
 
@@ -560,7 +561,7 @@ Result<std::unordered_map<std::string, RunRow>> ReadRuns(PgConnection& conn,
 }  // namespace
 
 const std::vector<std::string>& WorkloadNames() {
-  static const std::vector<std::string> kNames = {"bench0",       "bench3",  "sleep",
+  static const std::vector<std::string> kNames = {"bench0",       "ceiling", "bench3", "sleep",
                                                   "idle-latency", "backlog", "idle"};
   return kNames;
 }
@@ -568,7 +569,7 @@ const std::vector<std::string>& WorkloadNames() {
 int DefaultRuns(const std::string& workload, bool quick) {
   if (workload == "sleep") return quick ? 50 : 500;
   if (workload == "idle-latency") return quick ? 5 : 20;
-  if (workload == "idle") return 0;
+  if (workload == "idle" || workload == "ceiling") return 0;
   return quick ? 200 : 10'000;  // bench0, bench3, backlog
 }
 
@@ -605,6 +606,8 @@ WorkloadResult WorkloadRunner::Run(const std::string& workload, int runs) {
     status = RunIdleLatency(runs, &result);
   } else if (workload == "idle") {
     status = RunIdle(&result);
+  } else if (workload == "ceiling") {
+    status = RunCeiling(&result);
   } else {
     status = Status::InvalidArgument("unknown workload \"{}\"", workload);
   }
@@ -1072,6 +1075,55 @@ Status WorkloadRunner::RunIdle(WorkloadResult* result) {
   }
   if (delta->cpu_seconds) f.pg_cpu_fraction = *delta->cpu_seconds / f.seconds;
   result->idle = f;
+  return Status::Ok();
+}
+
+Status WorkloadRunner::RunCeiling(WorkloadResult* result) {
+  result->workflow = "-";
+  result->database = NextDatabaseName(result->name);
+  const std::string& db = result->database;
+  KAGZI_RETURN_IF_ERROR(server_.CreateDatabase(db));
+  CeilingOptions options;
+  options.conninfo = server_.Conninfo(db);
+  options.clients = settings_.ceiling_clients;
+  options.threads = settings_.ceiling_threads;
+  options.duration = settings_.ceiling_duration;
+  {
+    auto conn = PgConnection::Connect(options.conninfo, kMonitorApp);
+    if (!conn.ok()) return conn.status();
+    auto made = (*conn)->Exec(kCeilingTable);
+    if (!made.ok()) return made.status().WithContext("creating the ceiling's table");
+  }
+  // The window holds the clients' connections and their INSERTs, as the
+  // other workloads' hold their daemons' and clients'.
+  if (Status s = server_.Checkpoint(); !s.ok()) result->notes.push_back(s.message());
+  KAGZI_RETURN_IF_ERROR(server_.WaitForNoSessions(db, kSessionTimeout));
+  auto before = server_.ReadCounters(db);
+  if (!before.ok()) return before.status();
+  fmt::print(stderr, "kagzi-bench: ceiling: {} clients insert for {:.1f} s\n", options.clients,
+             std::chrono::duration<double>(options.duration).count());
+  auto count = MeasureCeiling(options, interrupted_);
+  KAGZI_RETURN_IF_ERROR(server_.WaitForNoSessions(db, kSessionTimeout));
+  auto after = server_.ReadCounters(db);
+  if (!after.ok()) return after.status();
+  auto delta = server_.Delta(*before, *after);
+  if (!delta.ok()) return delta.status();
+  ApplyDelta(*delta, 0, 0, result);  // raw counters and CPU; nothing per workflow
+  if (!count.ok()) return count.status();
+  if (count->transactions <= 0 || count->seconds <= 0) {
+    return Status::Internal("the ceiling's clients committed no INSERT in {:.1f} s",
+                            count->seconds);
+  }
+  CeilingFigures figures;
+  figures.clients = options.clients;
+  figures.threads = std::min(options.threads, options.clients);
+  figures.seconds = count->seconds;
+  figures.transactions = count->transactions;
+  figures.transactions_per_second = static_cast<double>(count->transactions) / count->seconds;
+  const auto n = static_cast<double>(count->transactions);
+  figures.wal_bytes_per_transaction = static_cast<double>(delta->wal_bytes) / n;
+  figures.fsyncs_per_transaction = static_cast<double>(delta->wal_syncs) / n;
+  result->ceiling = figures;
   return Status::Ok();
 }
 

@@ -2,6 +2,10 @@
 //
 //   bench0        W runs of a workflow with no steps (default W = 10,000)
 //   bench3        W runs of three sequential steps (default W = 10,000)
+//   ceiling       no runs and no kagzid: single-row INSERT transactions from
+//                 32 connections for 15 s (ceiling.h), what an engine that
+//                 commits once per step cannot pass; the throughput
+//                 workloads' steps/s are reported against it
 //   sleep         W runs of step, durable 1 s sleep, step (default W = 500)
 //   idle-latency  W sequential bench3 runs after 2 warm-ups, each after a
 //                 random 1.5-2.5 s idle gap (default W = 20)
@@ -54,6 +58,10 @@ struct BenchSettings {
   std::chrono::seconds timeout{600};  // per workload, for the runs to finish
   std::int64_t backlog_rows = 1'000'000;
   std::chrono::seconds idle_duration{30};
+  // ceiling: its connections, the threads driving them, and how long.
+  int ceiling_clients = 32;
+  int ceiling_threads = 2;
+  std::chrono::milliseconds ceiling_duration{15'000};
   // idle-latency: the idle gap before each run, and the warm-up runs.
   std::chrono::milliseconds gap_min{1500};
   std::chrono::milliseconds gap_max{2500};
@@ -83,6 +91,7 @@ class WorkloadRunner {
   Status RunThroughput(const std::string& workflow, int runs, bool backlog, WorkloadResult* result);
   Status RunIdleLatency(int runs, WorkloadResult* result);
   Status RunIdle(WorkloadResult* result);
+  Status RunCeiling(WorkloadResult* result);
 
   std::string NextDatabaseName(const std::string& workload);
   std::string LogPath(const std::string& db, const std::string& phase) const;
