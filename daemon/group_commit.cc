@@ -1,5 +1,7 @@
 #include "group_commit.h"
 
+#include <memory>
+
 namespace kagzi::daemon {
 
 GroupCommitter::GroupCommitter(Store& store, int max_batch)
@@ -64,10 +66,11 @@ void GroupCommitter::WriteAsync(FencedWrite& write, std::function<void()> done,
     done();
     return;
   }
-  auto* pending = new Pending;
+  auto pending = std::make_unique<Pending>();
   pending->write = &write;
   pending->on_done = std::move(done);
-  queue_.push_back(pending);
+  queue_.push_back(pending.get());
+  pending.release();  // the committer's now: deleted after on_done
   lock.unlock();
   work_cv_.notify_one();
 }

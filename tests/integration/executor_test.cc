@@ -138,6 +138,31 @@ class ExecutorPoolTest : public StoreTest {
         " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())");
   }
 
+  // A run whose completion a trigger refuses, on a pool of one slot
+  // (its writes through a group committer if `group_commit`): see the
+  // tests below.
+  void ExpectARefusedCompletionLeavesThePoolIdle(bool group_commit) {
+    db_->Query(
+        "CREATE FUNCTION refuse_completion() RETURNS trigger LANGUAGE plpgsql AS"
+        " $$ BEGIN RAISE EXCEPTION 'completion refused by the test'; END $$");
+    db_->Query(
+        "CREATE TRIGGER refuse_completion BEFORE UPDATE ON kagzi_runs FOR EACH ROW"
+        " WHEN (NEW.status = 'COMPLETED') EXECUTE FUNCTION refuse_completion()");
+    std::string run = Start("hello", R"({"name":"refused"})");
+
+    ExecutorPool& pool = StartPool(1, group_commit);
+    ClaimBatch batch = Claim(NewUuid(), {{"hello", 1}}, 1);
+    ASSERT_EQ(batch.runs.size(), 1u);
+    pool.Submit(std::move(batch.runs), batch.db_now);
+
+    EXPECT_TRUE(pool.WaitIdle(std::chrono::seconds(30)));
+    EXPECT_EQ(slots_freed_, 1);
+    EXPECT_EQ(pool.FreeSlots(), 1);
+    EXPECT_EQ(in_flight_.size(), 0u);
+    EXPECT_EQ(Get(run).status, RunStatus::kRunning);
+    EXPECT_EQ(Steps(run), 1);
+  }
+
   // Once the pool is idle: nothing is in flight, and the runs "first" and
   // "second" of hello completed, each freeing its slot once.
   void ExpectBothGreeted(ExecutorPool& pool, const std::string& first, const std::string& second) {
@@ -249,25 +274,13 @@ TEST_F(ExecutorPoolTest, ARunGivesItsSlotBackBeforeItsCompletionIsCommitted) {
 // stays RUNNING under its lease (which expires, and another claim resumes
 // it from its journal); its step stays recorded.
 TEST_F(ExecutorPoolTest, ACompletionRefusedAfterTheSlotIsFreedLeavesThePoolIdle) {
-  db_->Query(
-      "CREATE FUNCTION refuse_completion() RETURNS trigger LANGUAGE plpgsql AS"
-      " $$ BEGIN RAISE EXCEPTION 'completion refused by the test'; END $$");
-  db_->Query(
-      "CREATE TRIGGER refuse_completion BEFORE UPDATE ON kagzi_runs FOR EACH ROW"
-      " WHEN (NEW.status = 'COMPLETED') EXECUTE FUNCTION refuse_completion()");
-  std::string run = Start("hello", R"({"name":"refused"})");
+  ExpectARefusedCompletionLeavesThePoolIdle(false);
+}
 
-  ExecutorPool& pool = StartPool();
-  ClaimBatch batch = Claim(NewUuid(), {{"hello", 1}}, 1);
-  ASSERT_EQ(batch.runs.size(), 1u);
-  pool.Submit(std::move(batch.runs), batch.db_now);
-
-  EXPECT_TRUE(pool.WaitIdle(std::chrono::seconds(30)));
-  EXPECT_EQ(slots_freed_, 1);
-  EXPECT_EQ(pool.FreeSlots(), 1);
-  EXPECT_EQ(in_flight_.size(), 0u);
-  EXPECT_EQ(Get(run).status, RunStatus::kRunning);
-  EXPECT_EQ(Steps(run), 1);
+// The same through the group committer: the refusal comes back in
+// WriteAsync's callback (ExecutorPool::Ended), which ends the run.
+TEST_F(ExecutorPoolTest, ACompletionRefusedThroughTheGroupCommitterLeavesThePoolIdle) {
+  ExpectARefusedCompletionLeavesThePoolIdle(true);
 }
 
 // Through a group committer, a run's completion is queued to it, and the
