@@ -119,6 +119,9 @@ Status Daemon::Start(const std::atomic<bool>& stop_requested) {
       RetryPolicy{config_.retry_max_attempts, config_.retry_initial_interval,
                   config_.retry_max_interval, config_.retry_multiplier, config_.retry_jitter};
   exec_options.run.parallel_limit = config_.parallel_limit;
+  if (config_.executor == Config::Executor::kFibers) {
+    exec_options.fiber_threads = config_.fiber_threads;
+  }
   committer_ = std::make_unique<GroupCommitter>(*store_, kMaxWritesPerCommit);
   exec_options.run.writer = committer_.get();
   executors_ = std::make_unique<ExecutorPool>(

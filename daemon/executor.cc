@@ -1,5 +1,7 @@
-// Executor threads: replay one run at a time each.
+// Executor threads (or fibers): replay one run at a time each.
 #include "executor.h"
+
+#include <algorithm>
 
 #include "group_commit.h"
 #include "kagzi/core/log.h"
@@ -80,9 +82,24 @@ ExecutorPool::~ExecutorPool() {
 }
 
 void ExecutorPool::Start() {
-  // A thread for every slot, and one more for each run that may still be
-  // writing its outcome after giving its slot back; no more than there are
-  // crash slots, which name the run a crashed thread was executing.
+  // A thread (or fiber) for every slot, and one more for each run that may
+  // still be writing its outcome after giving its slot back; no more than
+  // there are crash slots, which name the run a crashed thread was
+  // executing.
+  if (options_.fiber_threads > 0) {
+    for (int i = 0; i < options_.fiber_threads; ++i) {
+      carriers_.push_back(std::make_unique<FiberCarrier>());
+      // A fiber committing a write on its carrier would hold queued runs.
+      carriers_.back()->SetOtherWork([this] {
+        std::lock_guard lock(mu_);
+        return HasWork();
+      });
+    }
+    for (auto& carrier : carriers_) {
+      threads_.emplace_back([this, c = carrier.get()] { CarrierMain(*c); });
+    }
+    return;
+  }
   const int threads = options_.slots + std::min(options_.slots, kMaxWorkerSlots - options_.slots);
   for (int i = 0; i < threads; ++i) {
     threads_.emplace_back([this, i] {
@@ -90,6 +107,15 @@ void ExecutorPool::Start() {
       ThreadMain();
     });
   }
+}
+
+void ExecutorPool::WakeFor(int n) {
+  if (n <= 0) return;
+  if (!carriers_.empty()) {
+    for (auto& carrier : carriers_) carrier->Poke();
+    return;
+  }
+  for (int i = 0; i < n; ++i) cv_.notify_one();
 }
 
 void ExecutorPool::Submit(std::vector<ClaimedRun> runs, Micros db_now) {
@@ -109,7 +135,7 @@ void ExecutorPool::Submit(std::vector<ClaimedRun> runs, Micros db_now) {
   }
   // One idle thread per run that has a slot, not every idle thread; after
   // unlocking, so that a woken thread does not sleep again on mu_ at once.
-  for (int i = 0; i < wake; ++i) cv_.notify_one();
+  WakeFor(wake);
 }
 
 int ExecutorPool::FreeSlots() const {
@@ -169,42 +195,128 @@ void ExecutorPool::Stop() {
     stopping_ = true;
   }
   cv_.notify_all();
+  for (auto& carrier : carriers_) carrier->Poke();
   for (auto& t : threads_) {
     if (t.joinable()) t.join();
   }
   threads_.clear();
 }
 
+bool ExecutorPool::HasWork() const {
+  return !tasks_.empty() || (!queue_.empty() && executing_ < options_.slots);
+}
+
+bool ExecutorPool::TakeWork(Work& work) {
+  if (!tasks_.empty()) {
+    work.task = std::move(tasks_.front());
+    tasks_.pop_front();
+    return true;
+  }
+  if (queue_.empty()) return false;
+  work.job = std::move(queue_.front());
+  queue_.pop_front();
+  ++executing_;
+  return true;
+}
+
+void ExecutorPool::RunWork(Work& work) {
+  if (work.task) {
+    work.task();
+    return;
+  }
+  Job& job = work.job;
+  SlotEnterRun(job.claim.run.id);
+  const bool done = Execute(job);
+  LeaveSlot(job, false);  // if Execute returned early: this thread is free
+  if (done) Forget(job.claim.run.id);
+}
+
 void ExecutorPool::ThreadMain() {
   while (true) {
-    Job job;
-    std::function<void()> task;
+    Work work;
     {
       std::unique_lock lock(mu_);
       // No more runs executing than slots: the pool has more threads (for
       // runs writing their outcome) and the queue may hold more runs.
-      cv_.wait(lock, [&] {
-        return stopping_ || !tasks_.empty() || (!queue_.empty() && executing_ < options_.slots);
-      });
-      if (!tasks_.empty()) {
-        task = std::move(tasks_.front());
-        tasks_.pop_front();
-      } else if (queue_.empty()) {
-        return;  // stopping and nothing left
+      cv_.wait(lock, [&] { return stopping_ || HasWork(); });
+      if (!TakeWork(work)) return;  // stopping and nothing left
+    }
+    RunWork(work);
+  }
+}
+
+std::unique_ptr<Fiber> ExecutorPool::MakeFiber(FiberCarrier& carrier) {
+  int slot = -1;
+  {
+    std::lock_guard lock(mu_);
+    if (!free_crash_slots_.empty()) {
+      slot = free_crash_slots_.back();
+      free_crash_slots_.pop_back();
+    } else if (crash_slots_used_ < kMaxWorkerSlots) {
+      slot = crash_slots_used_++;
+    }
+  }
+  return std::make_unique<Fiber>(carrier, options_.fiber_stack_bytes, slot);
+}
+
+void ExecutorPool::DropFiber(std::unique_ptr<Fiber> fiber) {
+  const int slot = fiber->crash_slot();
+  fiber.reset();
+  if (slot < 0) return;
+  std::lock_guard lock(mu_);
+  free_crash_slots_.push_back(slot);
+}
+
+void ExecutorPool::CarrierMain(FiberCarrier& carrier) {
+  // Idle fibers kept for the next runs: beyond this carrier's share of the
+  // slots, a fiber whose run is done goes (its stack unmapped).
+  const std::size_t keep =
+      static_cast<std::size_t>(std::max(1, options_.slots / std::max(1, options_.fiber_threads)));
+  std::vector<std::unique_ptr<Fiber>> idle;
+  std::vector<std::unique_ptr<Fiber>> busy;  // with work, running or suspended
+  while (true) {
+    Fiber* fiber = carrier.PopReady();
+    if (fiber == nullptr) {
+      Work work;
+      bool taken = false;
+      bool stopping = false;
+      {
+        std::lock_guard lock(mu_);
+        stopping = stopping_;
+        if (stopping_ || HasWork()) taken = TakeWork(work);
+      }
+      if (!taken) {
+        // Stopping ends the carrier once its suspended fibers are done.
+        if (stopping && busy.empty()) break;
+        carrier.Wait();
+        continue;
+      }
+      if (idle.empty()) {
+        busy.push_back(MakeFiber(carrier));
       } else {
-        job = std::move(queue_.front());
-        queue_.pop_front();
-        ++executing_;
+        busy.push_back(std::move(idle.back()));
+        idle.pop_back();
+      }
+      fiber = busy.back().get();
+      fiber->Assign([this, work = std::move(work)]() mutable { RunWork(work); });
+    }
+    fiber->Resume();
+    if (fiber->Idle()) {
+      auto it =
+          std::find_if(busy.begin(), busy.end(), [&](const auto& f) { return f.get() == fiber; });
+      std::unique_ptr<Fiber> done = std::move(*it);
+      *it = std::move(busy.back());
+      busy.pop_back();
+      if (idle.size() < keep) {
+        idle.push_back(std::move(done));
+      } else {
+        DropFiber(std::move(done));
       }
     }
-    if (task) {
-      task();
-      continue;
-    }
-    SlotEnterRun(job.claim.run.id);
-    const bool done = Execute(job);
-    LeaveSlot(job, false);  // if Execute returned early: this thread is free
-    if (done) Forget(job.claim.run.id);
+  }
+  while (!idle.empty()) {
+    DropFiber(std::move(idle.back()));
+    idle.pop_back();
   }
 }
 
@@ -238,7 +350,7 @@ void ExecutorPool::Ended(const std::shared_ptr<Ending>& ending) {
     if (!stopping_) {
       tasks_.push_back(std::move(retry));
       lock.unlock();
-      cv_.notify_one();
+      WakeFor(1);
       return;
     }
   }
@@ -272,7 +384,7 @@ void ExecutorPool::LeaveSlot(Job& job, bool hand_over) {
   }
   // A queued run takes the slot at once: on another thread if this one
   // is to wait for a write first.
-  if (queued && hand_over) cv_.notify_one();
+  if (queued && hand_over) WakeFor(1);
   if (on_slot_free_) on_slot_free_();
 }
 
@@ -343,7 +455,7 @@ bool ExecutorPool::Execute(Job& job) {
   // sparing the committer's wake-up (an idle daemon's latency).
   auto ending = std::make_shared<Ending>(Ending{run.id, key, job.control, std::move(end)});
   writer->WriteAsync(
-      *ending->end.write, [this, ending] { Ended(ending); }, Queued() == 0);
+      *ending->end.write, [this, ending] { Ended(ending); }, Queued() == 0 && !FiberCarrierBusy());
   return false;
 }
 

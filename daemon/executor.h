@@ -24,16 +24,24 @@
 // (Ended) once the write is durable. Other outcomes, and a last write
 // retried because the database was unreachable, keep their thread until
 // done, so the pool has up to twice as many threads as slots.
+//
+// With ExecutorOptions::fiber_threads, runs execute on fibers instead, over
+// that many carrier threads: a run waiting for a write suspends its fiber,
+// not a thread (fiber.h). Each carrier takes queued runs and retries as a
+// thread would, starts each on a fiber of its own (reused, up to twice as
+// many as slots in all), and resumes the fibers the committer makes ready.
 // Thread-safe.
 #pragma once
 
 #include <condition_variable>
 #include <deque>
 #include <functional>
+#include <memory>
 #include <mutex>
 #include <thread>
 #include <vector>
 
+#include "fiber.h"
 #include "free_rate.h"
 #include "in_flight.h"
 #include "plugin_host.h"
@@ -44,6 +52,10 @@ namespace kagzi::daemon {
 struct ExecutorOptions {
   int slots = 16;  // runs whose workflow code may run at once (concurrency)
   RunContextOptions run;
+  // 0: a thread per run. More: each run on a fiber (fiber.h), over this
+  // many carrier threads.
+  int fiber_threads = 0;
+  std::size_t fiber_stack_bytes = 1 << 20;
 };
 
 class ExecutorPool {
@@ -82,8 +94,25 @@ class ExecutorPool {
   };
   // A run whose completion or failure was queued to the group committer.
   struct Ending;
+  // What a thread or fiber does next: a task, or else a job.
+  struct Work {
+    Job job;
+    std::function<void()> task;
+  };
 
+  // Work to take now: a task, or a queued run with a free slot (while
+  // stopping, with or without one). mu_ held.
+  bool HasWork() const;
+  // Takes it (HasWork() true, or stopping); false if there is none. mu_ held.
+  bool TakeWork(Work& work);
+  void RunWork(Work& work);
+  // Wakes up to `n` threads, or the carriers, for work just queued.
+  void WakeFor(int n);
   void ThreadMain();
+  void CarrierMain(FiberCarrier& carrier);
+  // A fiber for `carrier`, with a crash slot of its own if one is left.
+  std::unique_ptr<Fiber> MakeFiber(FiberCarrier& carrier);
+  void DropFiber(std::unique_ptr<Fiber> fiber);
   // Executes the job's run. Returns false if its last write was queued
   // (the run then ends in Ended), true if the run is done.
   bool Execute(Job& job);
@@ -117,6 +146,10 @@ class ExecutorPool {
   bool stopping_ = false;                    // guarded by mu_
   FreeRate free_rate_;                       // slots freed lately; guarded by mu_
   std::vector<std::thread> threads_;
+  std::vector<std::unique_ptr<FiberCarrier>> carriers_;  // with fiber_threads
+  // Crash slots for fibers: given back when a fiber goes; guarded by mu_.
+  std::vector<int> free_crash_slots_;
+  int crash_slots_used_ = 0;
 };
 
 }  // namespace kagzi::daemon

@@ -2,6 +2,8 @@
 
 #include <memory>
 
+#include "fiber.h"
+
 namespace kagzi::daemon {
 
 GroupCommitter::GroupCommitter(Store& store, int max_batch)
@@ -50,7 +52,9 @@ bool GroupCommitter::CommitAlone(FencedWrite& write, std::unique_lock<std::mutex
 
 void GroupCommitter::Write(FencedWrite& write) {
   std::unique_lock lock(mu_);
-  if (CommitAlone(write, lock, true)) return;
+  // A fiber whose carrier has other fibers ready would hold them through
+  // the commit: the committer takes its write.
+  if (CommitAlone(write, lock, !FiberCarrierBusy())) return;
   Pending pending;
   pending.write = &write;
   queue_.push_back(&pending);

@@ -12,6 +12,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <new>
+#include <utility>
 
 namespace kagzi::daemon {
 namespace {
@@ -120,6 +121,10 @@ void InstallCrashReporting(WorkerShared* shared) {
 
 void BindThreadToSlot(int index) { t_slot = index; }
 int CurrentSlot() { return t_slot; }
+void SwapSlotState(int& slot, const char*& step) {
+  std::swap(t_slot, slot);
+  std::swap(t_step, step);
+}
 WorkerShared* CurrentWorkerShared() { return g_shared; }
 
 void SlotEnterRun(const std::string& run_id) {

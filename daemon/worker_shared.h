@@ -82,6 +82,9 @@ void InstallCrashReporting(WorkerShared* shared);
 // or a parallel-step worker thread borrowing its run's slot); -1 for none.
 void BindThreadToSlot(int index);
 int CurrentSlot();
+// Swaps the calling thread's crash slot and current step with `slot` and
+// `step`: a fiber (fiber.h) carries its own across switches.
+void SwapSlotState(int& slot, const char*& step);
 // The worker shared page (nullptr when not running as a supervised worker).
 WorkerShared* CurrentWorkerShared();
 

@@ -10,6 +10,7 @@
 # Usage: scripts/chaos.sh [--runs N] [--seconds S] [--daemons N]
 #                         [--kill-every MS] [--concurrency N] [--step-ms MS]
 #                         [--sleep-ms MS] [--seed N] [--report FILE]
+#                         [--executor threads|fibers]
 #                         [--build-dir DIR] [--no-build]
 #   --runs N         runs to start (default 5000)
 #   --seconds S      window over which they are started; the faults fall in
@@ -21,6 +22,8 @@
 #   --sleep-ms MS    the workflow's durable sleep (default 1000)
 #   --seed N         random seed (default: random, printed)
 #   --report FILE    JSON figures (default <build>/chaos/chaos-report-<runs>.json)
+#   --executor E     kagzid's executor: threads (default) or fibers, over two
+#                    carrier threads per worker
 #   --build-dir DIR  build tree (default build/dev, configured with the dev
 #                    preset if needed)
 #   --no-build       use the binaries already built
@@ -39,6 +42,7 @@ step_ms=100
 sleep_ms=1000
 seed=""
 report=""
+executor=""
 
 die() {
   echo "chaos.sh: error: $*" >&2
@@ -64,6 +68,12 @@ while (($# > 0)); do
     --sleep-ms) need_value "$@"; number "$1" "$2"; sleep_ms="$2"; shift 2 ;;
     --seed) need_value "$@"; number "$1" "$2"; seed="$2"; shift 2 ;;
     --report) need_value "$@"; report="$2"; shift 2 ;;
+    --executor)
+      need_value "$@"
+      [[ "$2" == threads || "$2" == fibers ]] || die "--executor must be threads or fibers, got '$2'"
+      executor="$2"
+      shift 2
+      ;;
     --build-dir) need_value "$@"; build_dir="$2"; shift 2 ;;
     --no-build) build=0; shift ;;
     -h | --help) sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
@@ -94,5 +104,7 @@ export KAGZI_CHAOS_STEP_MS="$step_ms"
 export KAGZI_CHAOS_SLEEP_MS="$sleep_ms"
 [[ -z "$seed" ]] || export KAGZI_CHAOS_SEED="$seed"
 [[ -z "$report" ]] || export KAGZI_CHAOS_REPORT="$report"
-echo "chaos.sh: $runs runs over $seconds s, $daemons daemons, a kill every ~$kill_every ms ($test_binary)"
+[[ -z "$executor" ]] || export KAGZI_TEST_EXECUTOR="$executor"
+echo "chaos.sh: $runs runs over $seconds s, $daemons daemons, a kill every ~$kill_every ms," \
+  "executor ${executor:-threads} ($test_binary)"
 exec "$test_binary"

@@ -162,6 +162,19 @@ const std::vector<KeySpec>& Specs() {
          }
          return Status::Ok();
        }},
+      {"executor",
+       [](std::string_view v, Config* c) {
+         if (v == "threads") {
+           c->executor = Config::Executor::kThreads;
+         } else if (v == "fibers") {
+           c->executor = Config::Executor::kFibers;
+         } else {
+           return Status::InvalidArgument("\"{}\" is not one of threads, fibers", v);
+         }
+         return Status::Ok();
+       }},
+      {"fiber_threads",
+       [](std::string_view v, Config* c) { return SetIntInRange(v, 1, 64, &c->fiber_threads); }},
   };
   return kSpecs;
 }
@@ -670,7 +683,8 @@ std::string DescribeConfig(const Config& c) {
       "log_level = \"{}\"\nmax_payload_bytes = {}\nretry_max_attempts = {}\n"
       "retry_initial_interval = \"{}\"\nretry_max_interval = \"{}\"\nretry_multiplier = {}\n"
       "retry_jitter = {}\nparallel_limit = {}\nworkers = {}\nmax_crashes = {}\n"
-      "step_timeout = \"{}\"\nworker_cpu_affinity = \"{}\"\n",
+      "step_timeout = \"{}\"\nworker_cpu_affinity = \"{}\"\nexecutor = \"{}\"\n"
+      "fiber_threads = {}\n",
       c.source_file.empty() ? " (no config file read)" : " (file: " + c.source_file + ")",
       TomlString(RedactDatabaseUrl(c.database_url)), TomlString(c.database_password_file),
       TomlString(c.plugin_dir), c.concurrency, FormatDuration(c.lease_ttl),
@@ -679,7 +693,8 @@ std::string DescribeConfig(const Config& c) {
       FormatDuration(c.retry_initial_interval), FormatDuration(c.retry_max_interval),
       TomlFloat(c.retry_multiplier), TomlFloat(c.retry_jitter), c.parallel_limit, c.workers,
       c.max_crashes, FormatDuration(c.step_timeout),
-      c.worker_cpu_affinity == Config::CpuAffinity::kAuto ? "auto" : "off");
+      c.worker_cpu_affinity == Config::CpuAffinity::kAuto ? "auto" : "off",
+      c.executor == Config::Executor::kFibers ? "fibers" : "threads", c.fiber_threads);
 }
 
 }  // namespace kagzi

@@ -139,6 +139,8 @@ ScopedLogContext::~ScopedLogContext() { t_context = std::move(saved_); }
 
 const LogContext& CurrentLogContext() { return t_context; }
 
+void SwapLogContext(LogContext& other) { std::swap(t_context, other); }
+
 LogTarget DetectLogTarget(const std::function<const char*(const char*)>& getenv) {
   auto get = [&](const char* name) -> const char* {
     return getenv ? getenv(name) : std::getenv(name);

@@ -390,6 +390,7 @@ class DaemonGroup {
                                      std::to_string(settings_.concurrency),
                                      "--log-level",
                                      "debug"};
+    for (auto& arg : ExecutorArgs()) argv.push_back(std::move(arg));
     log_offset_ = LogSize();
     started_us_ = WallMicros();
     posix_spawn_file_actions_t actions;

@@ -54,6 +54,7 @@ class CrashIsolationE2E : public ::testing::Test {
                                      "2",
                                      "--log-level",
                                      "debug"};
+    for (auto& arg : ExecutorArgs()) argv.push_back(std::move(arg));
     argv.insert(argv.end(), extra.begin(), extra.end());
     auto p = std::make_unique<Process>(argv, std::map<std::string, std::string>{},
                                        dir_.path() + "/kagzid.log");

@@ -48,13 +48,27 @@ struct DaemonOptions {
 inline std::unique_ptr<Process> StartDaemon(const std::string& url, const std::string& plugin_dir,
                                             const std::string& log_path,
                                             const DaemonOptions& o = {}) {
-  auto p = std::make_unique<Process>(
-      std::vector<std::string>{
-          RequiredEnv("KAGZI_TEST_KAGZID"), "-c", "/dev/null", "--database-url", url,
-          "--plugin-dir", plugin_dir, "--lease-ttl", o.lease_ttl, "--heartbeat-interval",
-          o.heartbeat_interval, "--poll-interval", o.poll_interval, "--drain-timeout",
-          o.drain_timeout, "--concurrency", std::to_string(o.concurrency), "--log-level", "debug"},
-      std::map<std::string, std::string>{}, log_path);
+  std::vector<std::string> argv{RequiredEnv("KAGZI_TEST_KAGZID"),
+                                "-c",
+                                "/dev/null",
+                                "--database-url",
+                                url,
+                                "--plugin-dir",
+                                plugin_dir,
+                                "--lease-ttl",
+                                o.lease_ttl,
+                                "--heartbeat-interval",
+                                o.heartbeat_interval,
+                                "--poll-interval",
+                                o.poll_interval,
+                                "--drain-timeout",
+                                o.drain_timeout,
+                                "--concurrency",
+                                std::to_string(o.concurrency),
+                                "--log-level",
+                                "debug"};
+  for (auto& arg : ExecutorArgs()) argv.push_back(std::move(arg));
+  auto p = std::make_unique<Process>(argv, std::map<std::string, std::string>{}, log_path);
   EXPECT_TRUE(p->Start());
   return p;
 }

@@ -187,6 +187,7 @@ class ExecutorPoolTest : public StoreTest {
   ExecutorPool& StartPool(int slots = 1, bool group_commit = false) {
     ExecutorOptions options;
     options.slots = slots;
+    options.fiber_threads = fiber_threads_;
     if (group_commit) {
       committer_ = std::make_unique<daemon::GroupCommitter>(*store_, 256);
       committer_->Start();
@@ -219,6 +220,7 @@ class ExecutorPoolTest : public StoreTest {
     ASSERT_TRUE(Eventually([&] { return HeldWrites() == 1; }));
   }
 
+  int fiber_threads_ = 0;  // StartPool: a thread per run, or fibers over these
   fs::path plugin_dir_;
   PluginRegistry registry_;
   InFlightRuns in_flight_;
@@ -233,7 +235,19 @@ class ExecutorPoolTest : public StoreTest {
   std::atomic<bool> scheduler_ready_{false};      // scheduler_ is set
 };
 
-TEST_F(ExecutorPoolTest, ARunGivesItsSlotBackBeforeItsCompletionIsCommitted) {
+// The pool's tests run twice: with a thread per run, and with runs on
+// fibers over two carrier threads (the second carrier takes a run while
+// the first is held in a write made on its own thread, as a second thread
+// would).
+class ExecutorModeTest : public ExecutorPoolTest, public ::testing::WithParamInterface<int> {
+ protected:
+  void SetUp() override {
+    fiber_threads_ = GetParam();
+    ExecutorPoolTest::SetUp();
+  }
+};
+
+TEST_P(ExecutorModeTest, ARunGivesItsSlotBackBeforeItsCompletionIsCommitted) {
   HoldWrites("BEFORE UPDATE ON kagzi_runs FOR EACH ROW WHEN (NEW.status = 'COMPLETED')");
   std::string first = Start("hello", R"({"name":"first"})");
   std::string second = Start("hello", R"({"name":"second"})");
@@ -254,7 +268,7 @@ TEST_F(ExecutorPoolTest, ARunGivesItsSlotBackBeforeItsCompletionIsCommitted) {
   EXPECT_EQ(in_flight_.size(), 1u) << "its lease is still renewed until the completion commits";
   EXPECT_FALSE(pool.WaitIdle(std::chrono::milliseconds(100)));
 
-  // The slot runs the second run meanwhile, on another thread.
+  // The slot runs the second run meanwhile, on another thread (or carrier).
   batch = Claim(owner, {{"hello", 1}}, 1);
   ASSERT_EQ(batch.runs.size(), 1u);
   ASSERT_EQ(batch.runs[0].run.id, second);
@@ -273,13 +287,13 @@ TEST_F(ExecutorPoolTest, ARunGivesItsSlotBackBeforeItsCompletionIsCommitted) {
 // freed once, the run leaves InFlightRuns, the pool goes idle, and the run
 // stays RUNNING under its lease (which expires, and another claim resumes
 // it from its journal); its step stays recorded.
-TEST_F(ExecutorPoolTest, ACompletionRefusedAfterTheSlotIsFreedLeavesThePoolIdle) {
+TEST_P(ExecutorModeTest, ACompletionRefusedAfterTheSlotIsFreedLeavesThePoolIdle) {
   ExpectARefusedCompletionLeavesThePoolIdle(false);
 }
 
 // The same through the group committer: the refusal comes back in
 // WriteAsync's callback (ExecutorPool::Ended), which ends the run.
-TEST_F(ExecutorPoolTest, ACompletionRefusedThroughTheGroupCommitterLeavesThePoolIdle) {
+TEST_P(ExecutorModeTest, ACompletionRefusedThroughTheGroupCommitterLeavesThePoolIdle) {
   ExpectARefusedCompletionLeavesThePoolIdle(true);
 }
 
@@ -288,7 +302,7 @@ TEST_F(ExecutorPoolTest, ACompletionRefusedThroughTheGroupCommitterLeavesThePool
 // step cannot commit past the first run's held completion). The
 // first run stays in flight, its lease renewed and the pool not idle, until
 // its completion is durable; then both runs end.
-TEST_F(ExecutorPoolTest, ThroughTheGroupCommitterARunEndsOnceItsCompletionIsDurable) {
+TEST_P(ExecutorModeTest, ThroughTheGroupCommitterARunEndsOnceItsCompletionIsDurable) {
   auto sink = std::make_shared<RunIdSink>();
   CaptureExecutorLog(sink);
   HoldWrites("BEFORE UPDATE ON kagzi_runs FOR EACH ROW WHEN (NEW.status = 'COMPLETED')");
@@ -328,7 +342,7 @@ TEST_F(ExecutorPoolTest, ThroughTheGroupCommitterARunEndsOnceItsCompletionIsDura
 // the connection (here: its backend is terminated, twice) is retried, with
 // back-off, on a pool thread, until it is written; meanwhile the run stays
 // in flight.
-TEST_F(ExecutorPoolTest, ACompletionLostWithItsConnectionIsRetriedUntilWritten) {
+TEST_P(ExecutorModeTest, ACompletionLostWithItsConnectionIsRetriedUntilWritten) {
   db_->Query("CREATE SEQUENCE completion_attempts");
   db_->Query(
       "CREATE FUNCTION drop_completion() RETURNS trigger LANGUAGE plpgsql AS"
@@ -356,7 +370,7 @@ TEST_F(ExecutorPoolTest, ACompletionLostWithItsConnectionIsRetriedUntilWritten) 
 // Runs queued beyond the free slots (claimed ahead, ClaimRoom) wait: the
 // pool's spare threads, there for runs writing their outcome, never run a
 // queued run past the slots. Each starts when a slot frees.
-TEST_F(ExecutorPoolTest, QueuedRunsWaitForASlotWhateverThreadsAreIdle) {
+TEST_P(ExecutorModeTest, QueuedRunsWaitForASlotWhateverThreadsAreIdle) {
   HoldWrites("BEFORE INSERT ON kagzi_steps FOR EACH ROW");
   std::vector<std::string> ids;
   for (int i = 0; i < 3; ++i) ids.push_back(Start("hello", R"({"name":"queued"})"));
@@ -385,7 +399,7 @@ TEST_F(ExecutorPoolTest, QueuedRunsWaitForASlotWhateverThreadsAreIdle) {
 // A run that waited in the queue longer than it may is given back: PENDING
 // again, claimable by any daemon, its epoch bumped so that nothing of this
 // lease can be written, and no longer renewed here.
-TEST_F(ExecutorPoolTest, ARunQueuedTooLongIsGivenBack) {
+TEST_P(ExecutorModeTest, ARunQueuedTooLongIsGivenBack) {
   ASSERT_NO_FATAL_FAILURE(QueueARunBehindAHeldOne());
   ExecutorPool& pool = *pool_;
   const std::string first = held_, second = queued_;
@@ -411,7 +425,7 @@ TEST_F(ExecutorPoolTest, ARunQueuedTooLongIsGivenBack) {
 // A run queued so long that its lease expired and another daemon claimed
 // it: giving it back is refused by the lease fence (the new owner keeps
 // it), and the pool forgets it all the same: no heartbeat, no execution.
-TEST_F(ExecutorPoolTest, AStaleQueuedRunWhoseLeaseWasTakenIsDroppedAndLeftToItsNewOwner) {
+TEST_P(ExecutorModeTest, AStaleQueuedRunWhoseLeaseWasTakenIsDroppedAndLeftToItsNewOwner) {
   ASSERT_NO_FATAL_FAILURE(QueueARunBehindAHeldOne());
   ExecutorPool& pool = *pool_;
   const std::string first = held_, second = queued_;
@@ -434,6 +448,43 @@ TEST_F(ExecutorPoolTest, AStaleQueuedRunWhoseLeaseWasTakenIsDroppedAndLeftToItsN
   EXPECT_EQ(Get(first).status, RunStatus::kCompleted);
   EXPECT_EQ(Get(second).lease_owner.value_or(""), other);
   EXPECT_EQ(Steps(second), 0);
+}
+
+INSTANTIATE_TEST_SUITE_P(Executors, ExecutorModeTest, ::testing::Values(0, 2),
+                         [](const ::testing::TestParamInfo<int>& mode) {
+                           return mode.param == 0 ? std::string("Threads") : std::string("Fibers");
+                         });
+
+// On fibers, a run waiting for its step's commit holds no thread: one
+// carrier thread takes all eight runs while the first one's step is held in
+// its commit. (A run that held the carrier would leave the others queued:
+// the carrier takes a run only between fibers.)
+TEST_F(ExecutorPoolTest, OnFibersOneCarrierExecutesRunsWhileTheirStepsWaitForACommit) {
+  HoldWrites("BEFORE INSERT ON kagzi_steps FOR EACH ROW");
+  std::vector<std::string> ids;
+  for (int i = 0; i < 8; ++i) ids.push_back(Start("hello", R"({"name":"fiber"})"));
+  fiber_threads_ = 1;
+  ExecutorPool& pool = StartPool(8, true);
+  ClaimBatch batch = Claim(NewUuid(), {{"hello", 1}}, 8);
+  ASSERT_EQ(batch.runs.size(), 8u);
+  pool.Submit(std::move(batch.runs), batch.db_now);
+
+  ASSERT_TRUE(Eventually([&] { return HeldWrites() == 1 && pool.Queued() == 0; }))
+      << "held " << HeldWrites() << ", queued " << pool.Queued();
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  EXPECT_EQ(committer_->groups(), 0) << "no step can have been committed";
+  EXPECT_EQ(pool.FreeSlots(), 0);
+  EXPECT_EQ(slots_freed_, 0);
+  EXPECT_EQ(in_flight_.size(), 8u);
+
+  ReleaseWrites();
+  EXPECT_TRUE(pool.WaitIdle(std::chrono::seconds(30)));
+  for (const std::string& id : ids) {
+    EXPECT_EQ(Get(id).status, RunStatus::kCompleted) << id;
+    EXPECT_EQ(Steps(id), 1) << id;
+  }
+  EXPECT_EQ(slots_freed_, 8);
+  EXPECT_EQ(in_flight_.size(), 0u);
 }
 
 // --- the scheduler ----------------------------------------------------------

@@ -36,6 +36,12 @@ std::string RunSql(const std::string& url, const std::string& sql, std::string* 
 
 }  // namespace
 
+std::vector<std::string> ExecutorArgs() {
+  const char* executor = std::getenv("KAGZI_TEST_EXECUTOR");
+  if (executor == nullptr || *executor == '\0') return {};
+  return {"--executor", executor, "--fiber-threads", "2"};
+}
+
 std::string RequiredEnv(const char* name) {
   const char* v = std::getenv(name);
   if (v != nullptr && *v != '\0') return v;

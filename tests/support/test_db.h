@@ -6,6 +6,7 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 namespace kagzi::testing {
 
@@ -39,5 +40,11 @@ std::string TestServerUrl(const std::string& db);
 
 // Environment variable or a fatal failure naming it.
 std::string RequiredEnv(const char* name);
+
+// The executor flags for every kagzid a test starts: none by default (a
+// thread per run); with KAGZI_TEST_EXECUTOR=fibers (the "fibers." copies of
+// the end-to-end tests, tests/e2e/CMakeLists.txt, or scripts/chaos.sh
+// --executor fibers), runs on fibers over two carrier threads per worker.
+std::vector<std::string> ExecutorArgs();
 
 }  // namespace kagzi::testing

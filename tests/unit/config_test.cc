@@ -104,6 +104,8 @@ TEST(ConfigDefaultsTest, BuiltInDefaults) {
   EXPECT_EQ(c.log_level, "info");
   EXPECT_EQ(c.max_payload_bytes, 16 * 1024 * 1024);
   EXPECT_EQ(c.worker_cpu_affinity, Config::CpuAffinity::kOff);
+  EXPECT_EQ(c.executor, Config::Executor::kThreads);
+  EXPECT_EQ(c.fiber_threads, 2);
   EXPECT_TRUE(c.source_file.empty());
   EXPECT_TRUE(ValidateConfig(c).ok());
 }
@@ -148,7 +150,9 @@ TEST(ConfigFileTest, ParsesEveryKey) {
                                "drain_timeout = \"1h\"\n"
                                "log_level = \"debug\"\n"
                                "max_payload_bytes = 2048\n"
-                               "worker_cpu_affinity = \"auto\"\n");
+                               "worker_cpu_affinity = \"auto\"\n"
+                               "executor = \"fibers\"\n"
+                               "fiber_threads = 3\n");
   FakeEnv env;
   auto c = LoadConfig(Options(file, env));
   ASSERT_TRUE(c.ok()) << c.status().message();
@@ -162,6 +166,8 @@ TEST(ConfigFileTest, ParsesEveryKey) {
   EXPECT_EQ(c->log_level, "debug");
   EXPECT_EQ(c->max_payload_bytes, 2048);
   EXPECT_EQ(c->worker_cpu_affinity, Config::CpuAffinity::kAuto);
+  EXPECT_EQ(c->executor, Config::Executor::kFibers);
+  EXPECT_EQ(c->fiber_threads, 3);
   EXPECT_EQ(c->source_file, file);
 }
 
@@ -249,6 +255,9 @@ TEST(ConfigFileTest, BadValuesInFileNameKeyAndLine) {
       {"plugin_dir = \"\"\n", "plugin_dir", ""},
       {"max_payload_bytes = 10\n", "max_payload_bytes", "10"},
       {"worker_cpu_affinity = \"on\"\n", "worker_cpu_affinity", "\"on\" is not one of off, auto"},
+      {"executor = \"green\"\n", "executor", "\"green\" is not one of threads, fibers"},
+      {"fiber_threads = 0\n", "fiber_threads", "0"},
+      {"fiber_threads = 65\n", "fiber_threads", "65"},
   };
   for (const auto& tc : cases) {
     ScratchDir dir;
@@ -643,7 +652,9 @@ TEST(DescribeConfigTest, NeverContainsThePassword) {
 TEST(DescribeConfigTest, ListsEveryKeyAndIsValidToml) {
   ScratchDir dir;
   std::string file =
-      dir.Write("d.toml", "concurrency = 6\nlease_ttl = \"90s\"\nworker_cpu_affinity = \"auto\"\n");
+      dir.Write("d.toml",
+                "concurrency = 6\nlease_ttl = \"90s\"\nworker_cpu_affinity = \"auto\"\n"
+                "executor = \"fibers\"\nfiber_threads = 5\n");
   auto c = LoadConfig(Options(file, FakeEnv{}));
   ASSERT_TRUE(c.ok()) << c.status().message();
   std::string text = DescribeConfig(*c);
@@ -656,6 +667,8 @@ TEST(DescribeConfigTest, ListsEveryKeyAndIsValidToml) {
   EXPECT_EQ(back.concurrency, 6);
   EXPECT_EQ(back.lease_ttl, milliseconds(90'000));
   EXPECT_EQ(back.worker_cpu_affinity, Config::CpuAffinity::kAuto);
+  EXPECT_EQ(back.executor, Config::Executor::kFibers);
+  EXPECT_EQ(back.fiber_threads, 5);
   EXPECT_EQ(back.heartbeat_interval, c->heartbeat_interval);
   EXPECT_EQ(back.database_url, c->database_url);
 }

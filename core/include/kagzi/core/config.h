@@ -60,6 +60,14 @@ struct Config {
   // and its group committer wake one another on their own CPU.
   enum class CpuAffinity { kOff, kAuto };
   CpuAffinity worker_cpu_affinity = CpuAffinity::kOff;
+  // How a worker executes runs (key executor): a thread per run ("threads"),
+  // or each run on a fiber over fiber_threads carrier threads ("fibers").
+  // A run waiting for its step's commit then holds no thread, which saves
+  // two thread switches per step; a step function that blocks holds its
+  // carrier, and the runs on it wait meanwhile.
+  enum class Executor { kThreads, kFibers };
+  Executor executor = Executor::kThreads;
+  int fiber_threads = 2;
 
   // Where the file part came from ("" when no file was read).
   std::string source_file;

@@ -64,6 +64,9 @@ class ScopedLogContext {
 
 // The calling thread's current context (empty outside any scope).
 const LogContext& CurrentLogContext();
+// Swaps the calling thread's context with `other`: for code that runs
+// several contexts' work on one thread in turn (fibers).
+void SwapLogContext(LogContext& other);
 
 enum class LogTarget { kStderr, kJournal };
 
