@@ -322,10 +322,11 @@ void ExecutorPool::CarrierMain(FiberCarrier& carrier) {
 
 void ExecutorPool::Forget(const std::string& run_id) {
   in_flight_.Remove(run_id);
-  {
-    std::lock_guard lock(mu_);
-    --ending_;
-  }
+  // Notified under the lock: on the committer's thread, the last run's end
+  // lets ~ExecutorPool return, which it can only do once it has the lock
+  // again, so never while idle_cv_ is still being notified here.
+  std::lock_guard lock(mu_);
+  --ending_;
   idle_cv_.notify_all();
 }
 
