@@ -52,8 +52,8 @@ bool GroupCommitter::CommitAlone(FencedWrite& write, std::unique_lock<std::mutex
 
 void GroupCommitter::Write(FencedWrite& write) {
   std::unique_lock lock(mu_);
-  // A fiber whose carrier has other fibers ready would hold them through
-  // the commit: the committer takes its write.
+  // A fiber whose carrier has other fibers ready, or runs queued, would
+  // hold them through the commit: the committer takes its write.
   if (CommitAlone(write, lock, !FiberCarrierBusy())) return;
   Pending pending;
   pending.write = &write;
