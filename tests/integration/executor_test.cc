@@ -141,19 +141,34 @@ class ExecutorPoolTest : public StoreTest {
   // A run whose completion a trigger refuses, on a pool of one slot
   // (its writes through a group committer if `group_commit`): see the
   // tests below.
-  void ExpectARefusedCompletionLeavesThePoolIdle(bool group_commit) {
-    db_->Query(
-        "CREATE FUNCTION refuse_completion() RETURNS trigger LANGUAGE plpgsql AS"
-        " $$ BEGIN RAISE EXCEPTION 'completion refused by the test'; END $$");
-    db_->Query(
-        "CREATE TRIGGER refuse_completion BEFORE UPDATE ON kagzi_runs FOR EACH ROW"
-        " WHEN (NEW.status = 'COMPLETED') EXECUTE FUNCTION refuse_completion()");
-    std::string run = Start("hello", R"({"name":"refused"})");
+  // Runs the PL/pgSQL `body` in a trigger `name` before every update
+  // that completes a run.
+  void OnCompletion(const std::string& name, const std::string& body) {
+    db_->Query("CREATE FUNCTION " + name + "() RETURNS trigger LANGUAGE plpgsql AS $$ " + body +
+               " $$");
+    db_->Query("CREATE TRIGGER " + name +
+               " BEFORE UPDATE ON kagzi_runs FOR EACH ROW"
+               " WHEN (NEW.status = 'COMPLETED') EXECUTE FUNCTION " +
+               name + "()");
+  }
 
+  // Starts a run of hello greeting `name` and submits it, claimed, to a new
+  // pool of one slot (pool_; writes through a group committer if
+  // `group_commit`). Returns the run's id.
+  std::string SubmitOneRun(const std::string& name, bool group_commit) {
+    std::string run = Start("hello", R"({"name":")" + name + R"("})");
     ExecutorPool& pool = StartPool(1, group_commit);
     ClaimBatch batch = Claim(NewUuid(), {{"hello", 1}}, 1);
-    ASSERT_EQ(batch.runs.size(), 1u);
+    EXPECT_EQ(batch.runs.size(), 1u);
     pool.Submit(std::move(batch.runs), batch.db_now);
+    return run;
+  }
+
+  void ExpectARefusedCompletionLeavesThePoolIdle(bool group_commit) {
+    OnCompletion("refuse_completion",
+                 "BEGIN RAISE EXCEPTION 'completion refused by the test'; END");
+    std::string run = SubmitOneRun("refused", group_commit);
+    ExecutorPool& pool = *pool_;
 
     EXPECT_TRUE(pool.WaitIdle(std::chrono::seconds(30)));
     EXPECT_EQ(slots_freed_, 1);
@@ -344,18 +359,11 @@ TEST_P(ExecutorModeTest, ThroughTheGroupCommitterARunEndsOnceItsCompletionIsDura
 // in flight.
 TEST_P(ExecutorModeTest, ACompletionLostWithItsConnectionIsRetriedUntilWritten) {
   db_->Query("CREATE SEQUENCE completion_attempts");
-  db_->Query(
-      "CREATE FUNCTION drop_completion() RETURNS trigger LANGUAGE plpgsql AS"
-      " $$ BEGIN IF nextval('completion_attempts') <= 2 THEN"
-      " PERFORM pg_terminate_backend(pg_backend_pid()); END IF; RETURN NEW; END $$");
-  db_->Query(
-      "CREATE TRIGGER drop_completion BEFORE UPDATE ON kagzi_runs FOR EACH ROW"
-      " WHEN (NEW.status = 'COMPLETED') EXECUTE FUNCTION drop_completion()");
-  std::string run = Start("hello", R"({"name":"retried"})");
-  ExecutorPool& pool = StartPool(1, true);
-  ClaimBatch batch = Claim(NewUuid(), {{"hello", 1}}, 1);
-  ASSERT_EQ(batch.runs.size(), 1u);
-  pool.Submit(std::move(batch.runs), batch.db_now);
+  OnCompletion("drop_completion",
+               "BEGIN IF nextval('completion_attempts') <= 2 THEN"
+               " PERFORM pg_terminate_backend(pg_backend_pid()); END IF; RETURN NEW; END");
+  std::string run = SubmitOneRun("retried", true);
+  ExecutorPool& pool = *pool_;
 
   EXPECT_TRUE(pool.WaitIdle(std::chrono::seconds(30)));
   EXPECT_EQ(in_flight_.size(), 0u);
