@@ -273,8 +273,9 @@ FencedWrite RunContext::MakeFenced(FencedWrite::Kind kind, const StepRecord* ste
 }
 
 Status RunContext::Fenced(FencedWrite::Kind kind, const StepRecord* step, std::string value,
-                          WriteFeedback* feedback) {
+                          WriteFeedback* feedback, bool new_entry) {
   FencedWrite w = MakeFenced(kind, step, std::move(value));
+  w.new_entry = new_entry;
   Status st = Apply(w);
   if (feedback) *feedback = w.feedback;
   return st;
@@ -287,13 +288,16 @@ Status RunContext::Apply(FencedWrite& w) {
     } else {
       store_.ApplyWrites({&w});
     }
+    // Tried again (the database was unreachable), the write may find the
+    // entry this try wrote: an upsert from now on.
+    w.new_entry = false;
     return w.result;
   });
 }
 
-Status RunContext::Record(const StepRecord& record) {
+Status RunContext::Record(const StepRecord& record, bool new_entry) {
   WriteFeedback feedback;
-  Status st = Fenced(FencedWrite::Kind::kRecordStep, &record, {}, &feedback);
+  Status st = Fenced(FencedWrite::Kind::kRecordStep, &record, {}, &feedback, new_entry);
   if (st.ok() && feedback.cancel_requested && !cancel_requested_) {
     cancel_requested_ = true;
     cancel_reason_ = feedback.cancel_reason.value_or("cancelled");
@@ -644,7 +648,7 @@ kagzi_status RunContext::Step(const char* step_id, kagzi_step_fn fn, void* user,
                 fmt::format("step \"{}\" attempt {} failed; retry in {} ms", id, attempt,
                             plan.retry_in->count()));
   }
-  if (Status w = Record(plan.record); !w.ok()) {
+  if (Status w = Record(plan.record, /*new_entry=*/recorded == nullptr); !w.ok()) {
     give(w.message());
     return WriteFailed(w);
   }
@@ -874,6 +878,7 @@ kagzi_status RunContext::Parallel(kagzi_parallel_step* steps, std::size_t count,
     std::string id;
     int seq = 0;
     int attempt = 1;
+    bool journaled = false;  // the journal has an entry of its id (a retry)
     RetryPolicy policy;
     bool run = false;
     std::optional<Micros> retry_due;  // a retry not due yet
@@ -902,6 +907,7 @@ kagzi_status RunContext::Parallel(kagzi_parallel_step* steps, std::size_t count,
     if (Status p = ParsePolicy(s.item->policy, &s.policy); !p.ok()) {
       return HostError(KAGZI_ERR_MISUSE, fmt::format("step \"{}\": {}", s.id, p.message()));
     }
+    s.journaled = recorded != nullptr;
     if (recorded != nullptr && IsFinal(*recorded)) {
       s.result = RecordedStatus(*recorded);
       s.text = recorded->status == StepStatus::kCompleted ? recorded->output.value_or("null")
@@ -980,7 +986,8 @@ kagzi_status RunContext::Parallel(kagzi_parallel_step* steps, std::size_t count,
                 DbNow() +
                 std::chrono::duration_cast<std::chrono::microseconds>(*plan.retry_in).count();
           }
-          s.write = Fenced(FencedWrite::Kind::kRecordStep, &plan.record, {}, &s.feedback);
+          s.write = Fenced(FencedWrite::Kind::kRecordStep, &plan.record, {}, &s.feedback,
+                           /*new_entry=*/!s.journaled);
         }
         s.plan = std::move(plan);
       }

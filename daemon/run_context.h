@@ -190,14 +190,16 @@ class RunContext {
                     std::string detail);
   // Runs a fenced write, retrying while the database is unreachable.
   Status Write(const std::function<Status()>& write);
-  Status Record(const StepRecord& record);
+  // Records a journal entry (a step's result, a sleep, a wait); new_entry:
+  // the journal had no entry of its id (FencedWrite::new_entry).
+  Status Record(const StepRecord& record, bool new_entry = false);
   // A fenced write of `kind` for this run (step: kRecordStep, the step's
   // record; value: kCompleteRun's output, kFailRun's error).
   FencedWrite MakeFenced(FencedWrite::Kind kind, const StepRecord* step, std::string value) const;
   // A step result, completion or failure, through options_.writer (group
   // commit) when there is one; retried like Write.
   Status Fenced(FencedWrite::Kind kind, const StepRecord* step, std::string value,
-                WriteFeedback* feedback = nullptr);
+                WriteFeedback* feedback = nullptr, bool new_entry = false);
   // Applies `w` (a step result, end or park) through options_.writer when
   // there is one, else on its own; retried like Write.
   Status Apply(FencedWrite& w);

@@ -27,28 +27,34 @@ constexpr std::int64_t kMaxStoredJsonBytes = std::int64_t{1} << 30;
 // (NewRunId) so that the notification can name it. When the idempotency
 // key matches an existing run, that run (and its deadline) is left as it
 // is.
-const Statement kStart = {
-    "kagzi_start",
-    "INSERT INTO kagzi_runs (id, workflow, input, idempotency_key, priority, deadline_at) "
-    "VALUES ($6::uuid, $1, $2::json, $3, $4,"
-    " now() + $5::bigint * interval '1 millisecond') "
-    "ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING"
-    " RETURNING id::text"};
+#define KAGZI_START_SQL(conflict)                                                         \
+  "INSERT INTO kagzi_runs (id, workflow, input, idempotency_key, priority, deadline_at) " \
+  "VALUES ($6::uuid, $1, $2::json, $3, $4,"                                               \
+  " now() + $5::bigint * interval '1 millisecond') " conflict " RETURNING id::text"
+#define KAGZI_START_KEY_TAKEN \
+  "ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING"
+const Statement kStart = {"kagzi_start", KAGZI_START_SQL(KAGZI_START_KEY_TAKEN)};
+// kStart for runs without an idempotency key, which cannot conflict: a
+// plain INSERT. ON CONFLICT would cost PostgreSQL a speculative insertion
+// per run (a lock taken and released on a token, a confirmation written to
+// the WAL) for nothing.
+const Statement kStartUnkeyed = {"kagzi_start_unkeyed", KAGZI_START_SQL("")};
 
 // Many kStart at once, $1..$6 holding kStart's parameters as arrays, in one
 // statement: one row per start, in order, with the new run's id (NULL: the
 // idempotency key was taken, also by an earlier start of the same call).
-const Statement kStartMany = {
-    "kagzi_start_many",
-    "WITH w AS (SELECT * FROM unnest($1::text[], $2::text[],"
-    "    $3::text[], $4::int[], $5::bigint[], $6::uuid[]) WITH ORDINALITY"
-    "  AS w(workflow, input, idempotency_key, priority, timeout_ms, id, ord)), "
-    "ins AS (INSERT INTO kagzi_runs (id, workflow, input, idempotency_key, priority, deadline_at)"
-    "  SELECT id, workflow, input::json, idempotency_key, priority,"
-    "    now() + timeout_ms * interval '1 millisecond' FROM w ORDER BY ord"
-    "  ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING"
-    "  RETURNING id) "
-    "SELECT ins.id::text FROM w LEFT JOIN ins ON ins.id = w.id ORDER BY w.ord"};
+#define KAGZI_START_MANY_SQL(conflict)                                                           \
+  "WITH w AS (SELECT * FROM unnest($1::text[], $2::text[],"                                      \
+  "    $3::text[], $4::int[], $5::bigint[], $6::uuid[]) WITH ORDINALITY"                         \
+  "  AS w(workflow, input, idempotency_key, priority, timeout_ms, id, ord)), "                   \
+  "ins AS (INSERT INTO kagzi_runs (id, workflow, input, idempotency_key, priority, deadline_at)" \
+  "  SELECT id, workflow, input::json, idempotency_key, priority,"                               \
+  "    now() + timeout_ms * interval '1 millisecond' FROM w ORDER BY ord " conflict              \
+  " RETURNING id) "                                                                              \
+  "SELECT ins.id::text FROM w LEFT JOIN ins ON ins.id = w.id ORDER BY w.ord"
+const Statement kStartMany = {"kagzi_start_many", KAGZI_START_MANY_SQL(KAGZI_START_KEY_TAKEN)};
+// kStartMany when no run has an idempotency key, like kStartUnkeyed.
+const Statement kStartManyUnkeyed = {"kagzi_start_many_unkeyed", KAGZI_START_MANY_SQL("")};
 
 // kStartMany's parameters as binary arrays (PgColumns): $1..$6 as cast
 // above.
@@ -242,7 +248,8 @@ Result<std::vector<Result<StartResult>>> PgStore::InsertRuns(
   if (requests.empty()) return out;
   // calls[0] defers the notifications to after the commit (one per
   // workflow, naming its new runs); calls[1] starts the runs: kStart for
-  // one, kStartMany (one row per request) for more.
+  // one, kStartMany (one row per request) for more, each as a plain INSERT
+  // when no run has an idempotency key.
   std::vector<PgConnection::Call> calls;
   calls.push_back({&kNotifyAfterCommitMode, {}});
   std::vector<std::pair<std::string, std::string>> started;  // workflow, id
@@ -252,10 +259,14 @@ Result<std::vector<Result<StartResult>>> PgStore::InsertRuns(
     started.emplace_back(req->workflow, NewRunId());
     rows.push_back(StartParams(*req, started.back().second));
   }
+  const bool keyed = std::any_of(requests.begin(), requests.end(), [](const StartRequest* r) {
+    return r->idempotency_key.has_value();
+  });
   if (rows.size() == 1) {
-    calls.push_back({&kStart, std::move(rows.front())});
+    calls.push_back({keyed ? &kStart : &kStartUnkeyed, std::move(rows.front())});
   } else {
-    calls.push_back({&kStartMany, PgColumns(rows, kStartManyElements)});
+    calls.push_back(
+        {keyed ? &kStartMany : &kStartManyUnkeyed, PgColumns(rows, kStartManyElements)});
   }
   // One notification per workflow, naming its new runs (wakeup.h).
   std::sort(started.begin(), started.end());

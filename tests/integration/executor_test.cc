@@ -375,6 +375,39 @@ TEST_P(ExecutorModeTest, ACompletionLostWithItsConnectionIsRetriedUntilWritten) 
   EXPECT_EQ(Steps(run), 1);
 }
 
+// A step's entry is new (FencedWrite::new_entry) unless the journal has
+// one of its id: inserted without ON CONFLICT, whose speculative insertion
+// would show in the WAL.
+TEST_P(ExecutorModeTest, AStepsFirstEntryIsInsertedWithoutSpeculation) {
+  const std::string since = WalEnd();
+  std::string run = SubmitOneRun("plain", true);
+  EXPECT_TRUE(pool_->WaitIdle(std::chrono::seconds(30)));
+  EXPECT_EQ(Get(run).status, RunStatus::kCompleted);
+  EXPECT_EQ(Steps(run), 1);
+  EXPECT_EQ(SpeculativeInserts("kagzi_steps", since), 0);
+}
+
+// Tried again after its connection was lost (here: its backend terminated
+// once, before the insert), the entry is upserted: a try whose reply was
+// lost may have committed it.
+TEST_P(ExecutorModeTest, AStepsEntryTriedAgainAfterItsConnectionWasLostIsUpserted) {
+  db_->Query("CREATE SEQUENCE step_attempts");
+  db_->Query(
+      "CREATE FUNCTION drop_step() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
+      " IF nextval('step_attempts') = 1 THEN PERFORM pg_terminate_backend(pg_backend_pid());"
+      " END IF; RETURN NEW; END $$");
+  db_->Query(
+      "CREATE TRIGGER drop_step BEFORE INSERT ON kagzi_steps FOR EACH ROW"
+      " EXECUTE FUNCTION drop_step()");
+  const std::string since = WalEnd();
+  std::string run = SubmitOneRun("again", true);
+  EXPECT_TRUE(pool_->WaitIdle(std::chrono::seconds(30)));
+  EXPECT_EQ(Get(run).status, RunStatus::kCompleted);
+  EXPECT_EQ(Steps(run), 1);
+  EXPECT_GE(Count("SELECT last_value FROM step_attempts"), 2);
+  EXPECT_EQ(SpeculativeInserts("kagzi_steps", since), 1);
+}
+
 // Runs queued beyond the free slots (claimed ahead, ClaimRoom) wait: the
 // pool's spare threads, there for runs writing their outcome, never run a
 // queued run past the slots. Each starts when a slot frees.

@@ -66,11 +66,13 @@ class GroupCommitTest : public StoreTest {
     return writer;
   }
 
-  static FencedWrite StepWrite(const ClaimedRun& run, const std::string& id, int seq) {
+  static FencedWrite StepWrite(const ClaimedRun& run, const std::string& id, int seq,
+                               bool new_entry = false) {
     FencedWrite w;
     w.kind = FencedWrite::Kind::kRecordStep;
     w.lease = LeaseOf(run);
     w.step = MakeStep(id, seq, "{\"run\":\"" + run.run.id + "\"}");
+    w.new_entry = new_entry;
     return w;
   }
 
@@ -315,6 +317,57 @@ TEST_F(GroupCommitTest, StepsOfAGroupAreOneStatementAndEachIsAnsweredAsAlone) {
   EXPECT_EQ(Count("SELECT count(*) FROM kagzi_steps WHERE step_id = 'c'"), 0);
   EXPECT_EQ(db_->Query("SELECT output::text FROM kagzi_steps WHERE step_id = 'x'"), "1");
   EXPECT_EQ(WritingTransactions("kagzi_steps", "step_id IN ('a', 'p', 'q')"), 1);
+}
+
+// New entries (FencedWrite::new_entry) are inserted without ON CONFLICT,
+// alone or in a group; and where one exists after all, each write of the
+// group is answered as an upsert would answer it.
+TEST_F(GroupCommitTest, NewEntriesAreInsertedPlainlyAndEachIsAnsweredAsAnUpsertWouldBe) {
+  auto runs = StartAndClaim(6);
+  std::string since = WalEnd();
+  FencedWrite alone = StepWrite(runs[0], "alone", 0, /*new_entry=*/true);
+  store_->ApplyWrites({&alone});
+  FencedWrite g1 = StepWrite(runs[1], "g1", 0, true);
+  FencedWrite g2 = StepWrite(runs[2], "g2", 0, true);
+  store_->ApplyWrites({&g2, &g1});
+  ASSERT_TRUE(alone.result.ok()) << alone.result.message();
+  ASSERT_TRUE(g1.result.ok()) << g1.result.message();
+  ASSERT_TRUE(g2.result.ok()) << g2.result.message();
+  EXPECT_EQ(Count("SELECT count(*) FROM kagzi_steps WHERE step_id IN ('alone', 'g1', 'g2')"), 3);
+  EXPECT_EQ(SpeculativeInserts("kagzi_steps", since), 0);
+  // The same writes as upserts do show in the WAL: the check above can fail.
+  since = WalEnd();
+  FencedWrite up1 = StepWrite(runs[1], "up1", 1);
+  FencedWrite up2 = StepWrite(runs[2], "up2", 1);
+  store_->ApplyWrites({&up1, &up2});
+  ASSERT_TRUE(up1.result.ok()) << up1.result.message();
+  EXPECT_EQ(SpeculativeInserts("kagzi_steps", since), 2);
+
+  // Entries that exist after all: "x" recorded with another output, and
+  // "alone" and "g1" written again identically (their first commit's reply
+  // lost). Alone and in a group, each is answered as before.
+  ASSERT_TRUE(store_->RecordStep(LeaseOf(runs[3]), MakeStep("x", 0, "1")).ok());
+  FencedWrite changed = StepWrite(runs[3], "x", 0, true);
+  store_->ApplyWrites({&changed});
+  EXPECT_EQ(changed.result.code(), StatusCode::kInternal) << changed.result.message();
+  EXPECT_NE(changed.result.message().find("conflicts with the recorded journal"), std::string::npos)
+      << changed.result.message();
+  store_->ApplyWrites({&alone});
+  EXPECT_TRUE(alone.result.ok()) << alone.result.message();
+  FencedWrite fresh = StepWrite(runs[4], "fresh", 0, true);
+  changed.result = Status::Ok();
+  store_->ApplyWrites({&g1, &changed, &fresh});
+  EXPECT_TRUE(g1.result.ok()) << g1.result.message();
+  EXPECT_EQ(changed.result.code(), StatusCode::kInternal) << changed.result.message();
+  EXPECT_TRUE(fresh.result.ok()) << fresh.result.message();
+  EXPECT_EQ(db_->Query("SELECT output::text FROM kagzi_steps WHERE step_id = 'x'"), "1");
+  EXPECT_EQ(Count("SELECT count(*) FROM kagzi_steps WHERE step_id IN ('alone', 'g1', 'fresh')"), 3);
+  // A new entry of a run whose lease is gone is refused, as an upsert is.
+  FencedWrite stale = StepWrite(runs[5], "late", 0, true);
+  stale.lease.epoch += 1;
+  store_->ApplyWrites({&stale});
+  EXPECT_EQ(stale.result.code(), StatusCode::kConflict) << stale.result.message();
+  EXPECT_EQ(Count("SELECT count(*) FROM kagzi_steps WHERE step_id = 'late'"), 0);
 }
 
 TEST_F(GroupCommitTest, CancelRequestsReachTheWriterInTheGroup) {
@@ -579,9 +632,14 @@ void ExpectGroupWritesLookUpRunsById(PgStore& store) {
   auto plans = store.ExplainGroupWrites();
   ASSERT_TRUE(plans.ok()) << plans.status().message();
   const std::string& text = *plans;
+  const auto record_steps = text.find("kagzi_record_steps:");
   const auto end_runs = text.find("kagzi_end_runs:");
+  ASSERT_EQ(text.find("kagzi_insert_steps:"), 0U) << text;
+  ASSERT_NE(record_steps, std::string::npos) << text;
   ASSERT_NE(end_runs, std::string::npos) << text;
-  for (const std::string& plan : {text.substr(0, end_runs), text.substr(end_runs)}) {
+  for (const std::string& plan :
+       {text.substr(0, record_steps), text.substr(record_steps, end_runs - record_steps),
+        text.substr(end_runs)}) {
     // The node that scans kagzi_runs: its line and the lines of its
     // conditions, up to the next node of the plan.
     std::istringstream lines(plan);
@@ -692,6 +750,29 @@ TEST_F(GroupCommitTest, StartRunsStartsABatchInOneTransaction) {
   EXPECT_FALSE((*third)[1]->created);
   EXPECT_EQ((*third)[1]->run_id, (*third)[0]->run_id);
   EXPECT_EQ(Count("SELECT count(*) FROM kagzi_runs WHERE idempotency_key = 'order-2'"), 1);
+}
+
+// Runs without an idempotency key, which cannot conflict, are inserted
+// without ON CONFLICT (a speculative insertion per run), one or many.
+TEST_F(GroupCommitTest, RunsWithoutAKeyAreStartedByAPlainInsert) {
+  std::string since = WalEnd();
+  std::vector<StartRequest> batch(3);
+  for (auto& r : batch) r.workflow = "wf";
+  auto started = store_->StartRuns(batch);
+  ASSERT_TRUE(started.ok()) << started.status().message();
+  auto one = store_->StartRuns({batch[0]});
+  ASSERT_TRUE(one.ok()) << one.status().message();
+  for (const auto& r : *started) EXPECT_TRUE(r.ok() && r->created);
+  EXPECT_TRUE((*one)[0].ok() && (*one)[0]->created);
+  EXPECT_EQ(Count("SELECT count(*) FROM kagzi_runs"), 4);
+  EXPECT_EQ(SpeculativeInserts("kagzi_runs", since), 0);
+  // With a key in the batch, all of it goes through ON CONFLICT.
+  since = WalEnd();
+  batch[1].idempotency_key = "order-1";
+  started = store_->StartRuns(batch);
+  ASSERT_TRUE(started.ok()) << started.status().message();
+  EXPECT_EQ(Count("SELECT count(*) FROM kagzi_runs"), 7);
+  EXPECT_EQ(SpeculativeInserts("kagzi_runs", since), 3);
 }
 
 TEST_F(GroupCommitTest, StartRunsWithOneBadRequestStartsNothing) {

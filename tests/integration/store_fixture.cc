@@ -82,6 +82,17 @@ void StoreTest::WaitUntilDbTime(Micros t) {
 
 int StoreTest::Count(const std::string& sql) const { return std::atoi(db_->Query(sql).c_str()); }
 
+std::string StoreTest::WalEnd() const { return db_->Query("SELECT pg_current_wal_flush_lsn()"); }
+
+int StoreTest::SpeculativeInserts(const std::string& table, const std::string& since) const {
+  db_->Query("CREATE EXTENSION IF NOT EXISTS pg_walinspect");
+  return Count("SELECT count(*) FROM pg_get_wal_records_info('" + since +
+               "', pg_current_wal_flush_lsn()) WHERE resource_manager = 'Heap'"
+               " AND record_type = 'HEAP_CONFIRM' AND block_ref LIKE '%/' || (SELECT oid FROM"
+               " pg_database WHERE datname = current_database()) || '/' || pg_relation_filenode('" +
+               table + "') || ' %'");
+}
+
 Lease LeaseOf(const ClaimedRun& claimed) {
   return Lease{claimed.run.id, claimed.run.lease_owner.value_or(""), claimed.run.lease_epoch};
 }

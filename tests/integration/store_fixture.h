@@ -47,6 +47,14 @@ class StoreTest : public ::testing::Test {
   // SELECT count(*) ... as a number.
   int Count(const std::string& sql) const;
 
+  // The WAL's end (flushed), for SpeculativeInserts.
+  std::string WalEnd() const;
+
+  // How many rows were inserted into `table` by speculative insertion (an
+  // INSERT ... ON CONFLICT) since `since` (WalEnd): the records of the WAL
+  // that confirm them, read with pg_walinspect.
+  int SpeculativeInserts(const std::string& table, const std::string& since) const;
+
   std::unique_ptr<TestDatabase> db_;
   std::unique_ptr<PgStore> store_;
 };

@@ -167,6 +167,12 @@ struct FencedWrite {
   Kind kind = Kind::kRecordStep;
   Lease lease;
   StepRecord step;  // kRecordStep; kPark, if park_step
+  // kRecordStep: the run's journal had no entry of this id when the run
+  // was claimed, and this is the write's first try. Such entries are
+  // inserted as they are (no upsert, which costs PostgreSQL a speculative
+  // insertion); should the entry exist after all, the statement fails and
+  // the write is made again as an upsert, with the same answer.
+  bool new_entry = false;
   // kPark: how the run parks, whether `step` is written with it, and the
   // wake time ParkRun returned (nullopt: until woken).
   ParkOptions park;
@@ -416,8 +422,9 @@ class PgStore final : public Store {
   // as EXPLAIN (ANALYZE, BUFFERS) prints it: the claim runs, in a
   // transaction that is rolled back, so nothing is claimed.
   Result<std::string> ExplainClaim(const ClaimRequest& request, bool analyze = false);
-  // The generic plans of the group commit's batch statements (step records
-  // and run ends), as EXPLAIN prints them, one after the other.
+  // The generic plans of the group commit's batch statements (new step
+  // entries, step records and run ends), as EXPLAIN prints them, one after
+  // the other, each after its name and a colon.
   Result<std::string> ExplainGroupWrites();
   // NextWakeTime's plan, as EXPLAIN prints it: the generic plan, made
   // under the settings it runs with. With `analyze`, as EXPLAIN (ANALYZE,
@@ -463,6 +470,10 @@ class PgStore final : public Store {
   Status RetryRun(std::string_view run_id) override;
 
  private:
+  // A lone step write of a new entry (FencedWrite::new_entry), with a
+  // plain INSERT: answers `w` and returns true, or returns false, having
+  // written nothing, if the entry or its seq exists after all.
+  bool InsertStep(FencedWrite& w);
   // Inserts already-checked requests in one transaction and announces them
   // after its commit: StartRuns, and each group of concurrent StartRun.
   Result<std::vector<Result<StartResult>>> InsertRuns(
