@@ -2,6 +2,8 @@
 #include "executor.h"
 
 #include <algorithm>
+#include <chrono>
+#include <system_error>
 
 #include "group_commit.h"
 #include "kagzi/core/log.h"
@@ -245,26 +247,62 @@ void ExecutorPool::ThreadMain() {
   }
 }
 
-std::unique_ptr<Fiber> ExecutorPool::MakeFiber(FiberCarrier& carrier) {
-  int slot = -1;
-  {
-    std::lock_guard lock(mu_);
-    if (!free_crash_slots_.empty()) {
-      slot = free_crash_slots_.back();
-      free_crash_slots_.pop_back();
-    } else if (crash_slots_used_ < kMaxWorkerSlots) {
-      slot = crash_slots_used_++;
-    }
+int ExecutorPool::TakeCrashSlot() {
+  std::lock_guard lock(mu_);
+  if (!free_crash_slots_.empty()) {
+    const int slot = free_crash_slots_.back();
+    free_crash_slots_.pop_back();
+    return slot;
   }
-  return std::make_unique<Fiber>(carrier, options_.fiber_stack_bytes, slot);
+  return crash_slots_used_ < kMaxWorkerSlots ? crash_slots_used_++ : -1;
+}
+
+void ExecutorPool::GiveCrashSlot(int slot) {
+  if (slot < 0) return;
+  std::lock_guard lock(mu_);
+  free_crash_slots_.push_back(slot);
+}
+
+std::unique_ptr<Fiber> ExecutorPool::MakeFiber(FiberCarrier& carrier) {
+  const int slot = TakeCrashSlot();
+  try {
+    return std::make_unique<Fiber>(carrier, options_.fiber_stack_bytes, slot);
+  } catch (const std::system_error& e) {
+    GiveCrashSlot(slot);
+    int earlier = 0;
+    {
+      std::lock_guard lock(mu_);
+      const auto now = steady_clock::now();
+      ++stack_failures_;
+      if (stack_failure_logged_ != steady_clock::time_point{} &&
+          now - stack_failure_logged_ < std::chrono::seconds(10)) {
+        return nullptr;
+      }
+      earlier = stack_failures_ - 1;
+      stack_failures_ = 0;
+      stack_failure_logged_ = now;
+    }
+    Logger("executor")
+        ->error(
+            "no fiber for a run: {}; it runs on its carrier thread's own stack instead, and the "
+            "carrier's other runs wait while it does ({} more such runs since the last report)",
+            e.what(), earlier);
+    return nullptr;
+  }
 }
 
 void ExecutorPool::DropFiber(std::unique_ptr<Fiber> fiber) {
   const int slot = fiber->crash_slot();
   fiber.reset();
-  if (slot < 0) return;
-  std::lock_guard lock(mu_);
-  free_crash_slots_.push_back(slot);
+  GiveCrashSlot(slot);
+}
+
+void ExecutorPool::RunOnCarrier(Work& work) {
+  const int slot = TakeCrashSlot();
+  BindThreadToSlot(slot);
+  RunWork(work);
+  BindThreadToSlot(-1);
+  GiveCrashSlot(slot);
 }
 
 void ExecutorPool::CarrierMain(FiberCarrier& carrier) {
@@ -291,12 +329,18 @@ void ExecutorPool::CarrierMain(FiberCarrier& carrier) {
         carrier.Wait();
         continue;
       }
+      std::unique_ptr<Fiber> made;
       if (idle.empty()) {
-        busy.push_back(MakeFiber(carrier));
+        made = MakeFiber(carrier);
       } else {
-        busy.push_back(std::move(idle.back()));
+        made = std::move(idle.back());
         idle.pop_back();
       }
+      if (!made) {
+        RunOnCarrier(work);
+        continue;
+      }
+      busy.push_back(std::move(made));
       fiber = busy.back().get();
       fiber->Assign([this, work = std::move(work)]() mutable { RunWork(work); });
     }

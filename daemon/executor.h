@@ -33,6 +33,7 @@
 // Thread-safe.
 #pragma once
 
+#include <chrono>
 #include <condition_variable>
 #include <deque>
 #include <functional>
@@ -110,9 +111,17 @@ class ExecutorPool {
   void WakeFor(int n);
   void ThreadMain();
   void CarrierMain(FiberCarrier& carrier);
-  // A fiber for `carrier`, with a crash slot of its own if one is left.
+  // A fiber for `carrier`, with a crash slot of its own if one is left;
+  // nullptr (logged) if its stack cannot be mapped.
   std::unique_ptr<Fiber> MakeFiber(FiberCarrier& carrier);
   void DropFiber(std::unique_ptr<Fiber> fiber);
+  // A crash slot for a fiber, or for a run on its carrier's own stack (-1
+  // if none is left), and back.
+  int TakeCrashSlot();
+  void GiveCrashSlot(int slot);
+  // Runs `work` on the carrier's own stack, as an executor thread would
+  // (blocking the carrier while it waits): when no fiber could be made.
+  void RunOnCarrier(Work& work);
   // Executes the job's run. Returns false if its last write was queued
   // (the run then ends in Ended), true if the run is done.
   bool Execute(Job& job);
@@ -150,6 +159,11 @@ class ExecutorPool {
   // Crash slots for fibers: given back when a fiber goes; guarded by mu_.
   std::vector<int> free_crash_slots_;
   int crash_slots_used_ = 0;
+  // Fiber stacks that could not be mapped since the last one logged, and
+  // when that was (MakeFiber logs one such failure per 10 s at most);
+  // guarded by mu_.
+  int stack_failures_ = 0;
+  std::chrono::steady_clock::time_point stack_failure_logged_;
 };
 
 }  // namespace kagzi::daemon

@@ -1,6 +1,7 @@
 #include "fiber.h"
 
 #include <cxxabi.h>
+#include <errno.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -8,6 +9,9 @@
 #include <cstdlib>
 #include <cstring>
 #include <new>
+#include <system_error>
+
+#include <fmt/format.h>
 
 #include "worker_shared.h"
 
@@ -90,7 +94,10 @@ Fiber::Fiber(FiberCarrier& carrier, std::size_t stack_bytes, int crash_slot)
   mapped_ = stack_bytes_ + page;
   stack_ = mmap(nullptr, mapped_, PROT_READ | PROT_WRITE,
                 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_STACK, -1, 0);
-  if (stack_ == MAP_FAILED) throw std::bad_alloc();
+  if (stack_ == MAP_FAILED) {
+    throw std::system_error(errno, std::generic_category(),
+                            fmt::format("mapping a fiber stack of {} bytes", mapped_));
+  }
   // A stack that overflows faults on the guard page instead of writing
   // over whatever is mapped below it.
   mprotect(stack_, page, PROT_NONE);

@@ -51,7 +51,8 @@ class FiberCarrier;
 class Fiber {
  public:
   // A fiber with a stack of `stack_bytes` (and a guard page below it) whose
-  // code reports crashes in crash slot `crash_slot` (-1: none).
+  // code reports crashes in crash slot `crash_slot` (-1: none). Throws
+  // std::system_error if the stack cannot be mapped.
   Fiber(FiberCarrier& carrier, std::size_t stack_bytes, int crash_slot);
   ~Fiber();  // only while it has no work (Idle())
   Fiber(const Fiber&) = delete;

@@ -9,6 +9,7 @@
 
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <atomic>
 #include <filesystem>
 #include <mutex>
@@ -43,6 +44,14 @@ class RunIdSink : public spdlog::sinks::base_sink<std::mutex> {
       if (line.find(text) != std::string::npos) return run_id;
     }
     return "-";
+  }
+
+  // How many lines contain `text`.
+  int CountLines(const std::string& text) {
+    std::lock_guard lock(lines_mu_);
+    return static_cast<int>(std::count_if(lines_.begin(), lines_.end(), [&](const auto& l) {
+      return l.first.find(text) != std::string::npos;
+    }));
   }
 
  protected:
@@ -203,6 +212,7 @@ class ExecutorPoolTest : public StoreTest {
     ExecutorOptions options;
     options.slots = slots;
     options.fiber_threads = fiber_threads_;
+    options.fiber_stack_bytes = fiber_stack_bytes_;
     if (group_commit) {
       committer_ = std::make_unique<daemon::GroupCommitter>(*store_, 256);
       committer_->Start();
@@ -236,6 +246,7 @@ class ExecutorPoolTest : public StoreTest {
   }
 
   int fiber_threads_ = 0;  // StartPool: a thread per run, or fibers over these
+  std::size_t fiber_stack_bytes_ = std::size_t{1} << 20;  // StartPool: each fiber's
   fs::path plugin_dir_;
   PluginRegistry registry_;
   InFlightRuns in_flight_;
@@ -500,6 +511,34 @@ INSTANTIATE_TEST_SUITE_P(Executors, ExecutorModeTest, ::testing::Values(0, 2),
 // carrier thread takes all eight runs while the first one's step is held in
 // its commit. (A run that held the carrier would leave the others queued:
 // the carrier takes a run only between fibers.)
+// A fiber whose stack cannot be mapped (here: 1 PiB asked for, beyond the
+// address space) does not take the worker down: its run goes on the
+// carrier thread's own stack, as on an executor thread, and the failure is
+// logged once, with its reason.
+TEST_F(ExecutorPoolTest, OnFibersARunWithoutAStackRunsOnItsCarrier) {
+  auto sink = std::make_shared<RunIdSink>();
+  CaptureExecutorLog(sink);
+  std::vector<std::string> ids;
+  for (int i = 0; i < 4; ++i) ids.push_back(Start("hello", R"({"name":"stackless"})"));
+  fiber_threads_ = 1;
+  fiber_stack_bytes_ = std::size_t{1} << 50;
+  ExecutorPool& pool = StartPool(4, true);
+  ClaimBatch batch = Claim(NewUuid(), {{"hello", 1}}, 4);
+  ASSERT_EQ(batch.runs.size(), 4u);
+  pool.Submit(std::move(batch.runs), batch.db_now);
+
+  EXPECT_TRUE(pool.WaitIdle(std::chrono::seconds(30)));
+  for (const std::string& id : ids) {
+    EXPECT_EQ(Get(id).status, RunStatus::kCompleted) << id;
+    EXPECT_EQ(Steps(id), 1) << id;
+  }
+  EXPECT_EQ(slots_freed_, 4);
+  EXPECT_EQ(in_flight_.size(), 0u);
+  EXPECT_EQ(sink->CountLines("no fiber for a run: mapping a fiber stack of "), 1)
+      << "logged once for the four runs (at most once per 10 s)";
+  EXPECT_EQ(sink->CountLines("Cannot allocate memory"), 1);
+}
+
 TEST_F(ExecutorPoolTest, OnFibersOneCarrierExecutesRunsWhileTheirStepsWaitForACommit) {
   HoldWrites("BEFORE INSERT ON kagzi_steps FOR EACH ROW");
   std::vector<std::string> ids;
