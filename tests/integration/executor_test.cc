@@ -161,6 +161,32 @@ class ExecutorPoolTest : public StoreTest {
                name + "()");
   }
 
+  // Starts n runs of hello greeting `name` and submits them, claimed, to a
+  // new pool of n slots on fibers over one carrier, its writes through a
+  // group committer. Returns the runs' ids.
+  std::vector<std::string> SubmitRunsOnOneCarrier(int n, const std::string& name) {
+    std::vector<std::string> ids;
+    for (int i = 0; i < n; ++i) ids.push_back(Start("hello", R"({"name":")" + name + R"("})"));
+    fiber_threads_ = 1;
+    ExecutorPool& pool = StartPool(n, true);
+    ClaimBatch batch = Claim(NewUuid(), {{"hello", 1}}, n);
+    EXPECT_EQ(batch.runs.size(), static_cast<std::size_t>(n));
+    pool.Submit(std::move(batch.runs), batch.db_now);
+    return ids;
+  }
+
+  // Once the pool is idle: the runs `ids` completed with their one step,
+  // each freed its slot once, and nothing is in flight.
+  void ExpectAllCompleted(const std::vector<std::string>& ids) {
+    EXPECT_TRUE(pool_->WaitIdle(std::chrono::seconds(30)));
+    for (const std::string& id : ids) {
+      EXPECT_EQ(Get(id).status, RunStatus::kCompleted) << id;
+      EXPECT_EQ(Steps(id), 1) << id;
+    }
+    EXPECT_EQ(slots_freed_, static_cast<int>(ids.size()));
+    EXPECT_EQ(in_flight_.size(), 0u);
+  }
+
   // Starts a run of hello greeting `name` and submits it, claimed, to a new
   // pool of one slot (pool_; writes through a group committer if
   // `group_commit`). Returns the run's id.
@@ -518,22 +544,9 @@ INSTANTIATE_TEST_SUITE_P(Executors, ExecutorModeTest, ::testing::Values(0, 2),
 TEST_F(ExecutorPoolTest, OnFibersARunWithoutAStackRunsOnItsCarrier) {
   auto sink = std::make_shared<RunIdSink>();
   CaptureExecutorLog(sink);
-  std::vector<std::string> ids;
-  for (int i = 0; i < 4; ++i) ids.push_back(Start("hello", R"({"name":"stackless"})"));
-  fiber_threads_ = 1;
   fiber_stack_bytes_ = std::size_t{1} << 50;
-  ExecutorPool& pool = StartPool(4, true);
-  ClaimBatch batch = Claim(NewUuid(), {{"hello", 1}}, 4);
-  ASSERT_EQ(batch.runs.size(), 4u);
-  pool.Submit(std::move(batch.runs), batch.db_now);
-
-  EXPECT_TRUE(pool.WaitIdle(std::chrono::seconds(30)));
-  for (const std::string& id : ids) {
-    EXPECT_EQ(Get(id).status, RunStatus::kCompleted) << id;
-    EXPECT_EQ(Steps(id), 1) << id;
-  }
-  EXPECT_EQ(slots_freed_, 4);
-  EXPECT_EQ(in_flight_.size(), 0u);
+  std::vector<std::string> ids = SubmitRunsOnOneCarrier(4, "stackless");
+  ExpectAllCompleted(ids);
   EXPECT_EQ(sink->CountLines("no fiber for a run: mapping a fiber stack of "), 1)
       << "logged once for the four runs (at most once per 10 s)";
   EXPECT_EQ(sink->CountLines("Cannot allocate memory"), 1);
@@ -541,13 +554,8 @@ TEST_F(ExecutorPoolTest, OnFibersARunWithoutAStackRunsOnItsCarrier) {
 
 TEST_F(ExecutorPoolTest, OnFibersOneCarrierExecutesRunsWhileTheirStepsWaitForACommit) {
   HoldWrites("BEFORE INSERT ON kagzi_steps FOR EACH ROW");
-  std::vector<std::string> ids;
-  for (int i = 0; i < 8; ++i) ids.push_back(Start("hello", R"({"name":"fiber"})"));
-  fiber_threads_ = 1;
-  ExecutorPool& pool = StartPool(8, true);
-  ClaimBatch batch = Claim(NewUuid(), {{"hello", 1}}, 8);
-  ASSERT_EQ(batch.runs.size(), 8u);
-  pool.Submit(std::move(batch.runs), batch.db_now);
+  std::vector<std::string> ids = SubmitRunsOnOneCarrier(8, "fiber");
+  ExecutorPool& pool = *pool_;
 
   ASSERT_TRUE(Eventually([&] { return HeldWrites() == 1 && pool.Queued() == 0; }))
       << "held " << HeldWrites() << ", queued " << pool.Queued();
@@ -558,13 +566,7 @@ TEST_F(ExecutorPoolTest, OnFibersOneCarrierExecutesRunsWhileTheirStepsWaitForACo
   EXPECT_EQ(in_flight_.size(), 8u);
 
   ReleaseWrites();
-  EXPECT_TRUE(pool.WaitIdle(std::chrono::seconds(30)));
-  for (const std::string& id : ids) {
-    EXPECT_EQ(Get(id).status, RunStatus::kCompleted) << id;
-    EXPECT_EQ(Steps(id), 1) << id;
-  }
-  EXPECT_EQ(slots_freed_, 8);
-  EXPECT_EQ(in_flight_.size(), 0u);
+  ExpectAllCompleted(ids);
 }
 
 // --- the scheduler ----------------------------------------------------------
