@@ -5,6 +5,8 @@
 #include <chrono>
 #include <system_error>
 
+#include <fmt/format.h>
+
 #include "group_commit.h"
 #include "kagzi/core/log.h"
 #include "worker_shared.h"
@@ -285,8 +287,9 @@ std::unique_ptr<Fiber> ExecutorPool::MakeFiber(FiberCarrier& carrier) {
     Logger("executor")
         ->error(
             "no fiber for a run: {}; it runs on its carrier thread's own stack instead, and the "
-            "carrier's other runs wait while it does ({} more such runs since the last report)",
-            e.what(), earlier);
+            "carrier's other runs wait while it does{}",
+            e.what(),
+            earlier > 0 ? fmt::format(" ({} more such runs since the last report)", earlier) : "");
     return nullptr;
   }
 }

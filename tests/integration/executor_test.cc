@@ -533,10 +533,6 @@ INSTANTIATE_TEST_SUITE_P(Executors, ExecutorModeTest, ::testing::Values(0, 2),
                            return mode.param == 0 ? std::string("Threads") : std::string("Fibers");
                          });
 
-// On fibers, a run waiting for its step's commit holds no thread: one
-// carrier thread takes all eight runs while the first one's step is held in
-// its commit. (A run that held the carrier would leave the others queued:
-// the carrier takes a run only between fibers.)
 // A fiber whose stack cannot be mapped (here: 1 PiB asked for, beyond the
 // address space) does not take the worker down: its run goes on the
 // carrier thread's own stack, as on an executor thread, and the failure is
@@ -550,8 +546,14 @@ TEST_F(ExecutorPoolTest, OnFibersARunWithoutAStackRunsOnItsCarrier) {
   EXPECT_EQ(sink->CountLines("no fiber for a run: mapping a fiber stack of "), 1)
       << "logged once for the four runs (at most once per 10 s)";
   EXPECT_EQ(sink->CountLines("Cannot allocate memory"), 1);
+  EXPECT_EQ(sink->CountLines("since the last report"), 0)
+      << "the first report has no earlier failures to count";
 }
 
+// On fibers, a run waiting for its step's commit holds no thread: one
+// carrier thread takes all eight runs while the first one's step is held in
+// its commit. (A run that held the carrier would leave the others queued:
+// the carrier takes a run only between fibers.)
 TEST_F(ExecutorPoolTest, OnFibersOneCarrierExecutesRunsWhileTheirStepsWaitForACommit) {
   HoldWrites("BEFORE INSERT ON kagzi_steps FOR EACH ROW");
   std::vector<std::string> ids = SubmitRunsOnOneCarrier(8, "fiber");
