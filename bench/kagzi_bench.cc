@@ -54,6 +54,7 @@ void OnSignal(int) { g_interrupted.store(true); }
 struct Flags {
   std::vector<std::string> workloads{"all"};
   int runs = 0;  // 0: each workload's default
+  int rounds = 1;
   int concurrency = 64;
   int clients = 64;
   int daemons = 1;
@@ -161,6 +162,11 @@ int Main(int argc, char** argv) {
                  "Runs per workload (default: bench0, bench3, backlog 10000; sleep 500; "
                  "idle-latency 20 measured runs; idle has none)")
       ->check(CLI::Range(1, 10'000'000));
+  app.add_option("--rounds", f.rounds,
+                 "Run the workloads this many times over, in turn (1-1000, default 1); with more "
+                 "than one, the report adds each figure's median, lowest and highest value, and "
+                 "how many rounds met the ceiling and backlog targets")
+      ->check(CLI::Range(1, 1000));
   app.add_option("--concurrency", f.concurrency, "kagzid --concurrency (default 64)")
       ->check(CLI::Range(1, 4096));
   app.add_option("--clients", f.clients,
@@ -291,6 +297,7 @@ int Main(int argc, char** argv) {
   info.cpu_model = CpuModel();
   info.seed = f.seed;
   info.quick = f.quick;
+  info.rounds = f.rounds;
   if (auto version = RunForStdout({f.kagzid, "--version"}); version.ok()) {
     info.kagzid_version = *version;
     while (!info.kagzid_version.empty() && info.kagzid_version.back() == '\n') {
@@ -356,17 +363,21 @@ int Main(int argc, char** argv) {
   WorkloadRunner runner(**server, settings, g_interrupted);
   std::vector<WorkloadResult> results;
   bool complete = true;
-  for (const auto& w : workloads) {
-    if (g_interrupted.load()) break;
-    const int runs = f.runs > 0 ? f.runs : DefaultRuns(w, f.quick);
-    results.push_back(runner.Run(w, runs));
-    const WorkloadResult& r = results.back();
-    if (!r.error.empty() || r.timed_out || r.failed > 0 || r.completed < r.runs) complete = false;
+  for (int round = 1; round <= f.rounds && !g_interrupted.load(); ++round) {
+    if (f.rounds > 1) fmt::print(stderr, "kagzi-bench: round {} of {}\n", round, f.rounds);
+    for (const auto& w : workloads) {
+      if (g_interrupted.load()) break;
+      const int runs = f.runs > 0 ? f.runs : DefaultRuns(w, f.quick);
+      results.push_back(runner.Run(w, runs));
+      WorkloadResult& r = results.back();
+      r.round = round;
+      if (!r.error.empty() || r.timed_out || r.failed > 0 || r.completed < r.runs) complete = false;
+    }
   }
   if (g_interrupted.load()) complete = false;
   info.wall_seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
-  RelateToCeiling(results);
+  RelateResults(results);
 
   std::fputs(FormatTable(info, results).c_str(), stdout);
   std::fflush(stdout);

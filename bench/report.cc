@@ -153,6 +153,7 @@ void Strings(JsonWriter& w, const char* key, const std::vector<std::string>& ite
 void WriteWorkload(JsonWriter& w, const WorkloadResult& r) {
   w.StartObject();
   Str(w, "name", r.name);
+  Int(w, "round", r.round);
   Str(w, "workflow", r.workflow);
   Str(w, "database", r.database);
   Int(w, "runs", r.runs);
@@ -245,6 +246,7 @@ void WriteWorkload(JsonWriter& w, const WorkloadResult& r) {
     Num(w, "fsyncs_per_transaction", c.fsyncs_per_transaction);
   });
   OptNum(w, "steps_of_ceiling", r.steps_of_ceiling);
+  OptNum(w, "of_bench3", r.of_bench3);
   OptObject(w, "backlog", r.backlog, [&](const BacklogFigures& b) {
     Int(w, "parked_runs", b.parked_runs);
     Num(w, "insert_seconds", b.insert_seconds);
@@ -277,20 +279,168 @@ std::optional<Percentiles> ComputePercentiles(std::vector<double> samples) {
                      samples.back()};
 }
 
-void RelateToCeiling(std::vector<WorkloadResult>& results) {
+namespace {
+
+// The index of the result named `name` that `results[i]` relates to: the
+// last one before it that `usable` accepts, or if there is none, the
+// first one after it.
+template <typename Usable>
+std::optional<std::size_t> Nearest(const std::vector<WorkloadResult>& results, std::size_t i,
+                                   Usable usable) {
+  std::optional<std::size_t> found;
+  for (std::size_t j = 0; j < results.size(); ++j) {
+    if (j == i || !usable(results[j])) continue;
+    if (j < i || !found) found = j;
+    if (j > i) break;
+  }
+  return found;
+}
+
+// A figure the rounds' summary reports, as read from one result.
+struct FigureSpec {
+  const char* key;    // as in the JSON
+  const char* label;  // as in the table
+  std::optional<double> (*get)(const WorkloadResult&);
+  bool (*meets)(double);  // the target for the figure, if it has one
+};
+
+std::optional<double> LatencyP(const std::optional<Percentiles>& p, double Percentiles::*pick) {
+  if (!p) return std::nullopt;
+  return (*p).*pick;
+}
+
+const FigureSpec kRoundFigures[] = {
+    {"workflows_per_second", "wf/s", [](const WorkloadResult& r) { return r.workflows_per_second; },
+     nullptr},
+    {"steps_per_second", "steps/s", [](const WorkloadResult& r) { return r.steps_per_second; },
+     nullptr},
+    {"steps_of_ceiling", "steps/s over the ceiling",
+     [](const WorkloadResult& r) { return r.steps_of_ceiling; }, [](double v) { return v > 1; }},
+    {"of_bench3", "wf/s over bench3's", [](const WorkloadResult& r) { return r.of_bench3; },
+     [](double v) { return v >= 0.9; }},
+    {"ceiling.transactions_per_second", "transactions/s",
+     [](const WorkloadResult& r) {
+       return r.ceiling ? std::optional<double>(r.ceiling->transactions_per_second) : std::nullopt;
+     },
+     nullptr},
+    {"write_commits_per_workflow", "commits/wf",
+     [](const WorkloadResult& r) { return r.write_commits_per_workflow; }, nullptr},
+    {"latency_ms.p50", "p50 ms",
+     [](const WorkloadResult& r) { return LatencyP(r.latency_ms, &Percentiles::p50); }, nullptr},
+    {"latency_ms.p99", "p99 ms",
+     [](const WorkloadResult& r) { return LatencyP(r.latency_ms, &Percentiles::p99); }, nullptr},
+    {"wake_lateness_ms.p95", "wake lateness p95 ms",
+     [](const WorkloadResult& r) { return LatencyP(r.wake_lateness_ms, &Percentiles::p95); },
+     nullptr},
+    {"wake_lateness_ms.max", "wake lateness max ms",
+     [](const WorkloadResult& r) { return LatencyP(r.wake_lateness_ms, &Percentiles::max); },
+     nullptr},
+    {"idle.transactions_per_second", "idle transactions/s",
+     [](const WorkloadResult& r) {
+       return r.idle ? std::optional<double>(r.idle->transactions_per_second) : std::nullopt;
+     },
+     nullptr},
+    {"kagzid_cpu_seconds", "kagzid CPU s",
+     [](const WorkloadResult& r) { return r.kagzid_cpu_seconds; }, nullptr},
+    {"pg_cpu_seconds", "PG CPU s", [](const WorkloadResult& r) { return r.pg_cpu_seconds; },
+     nullptr},
+    {"kagzid_peak_rss_mib", "kagzid peak RSS MiB",
+     [](const WorkloadResult& r) {
+       if (r.kagzid_peak_rss_kib.empty()) return std::optional<double>();
+       return std::optional<double>(
+           static_cast<double>(
+               *std::max_element(r.kagzid_peak_rss_kib.begin(), r.kagzid_peak_rss_kib.end())) /
+           1024);
+     },
+     nullptr},
+};
+
+const FigureSpec* FindFigure(const std::string& key) {
+  for (const auto& spec : kRoundFigures) {
+    if (key == spec.key) return &spec;
+  }
+  return nullptr;
+}
+
+std::string Figure(double v) {
+  if (v >= 100) return fmt::format("{:.0f}", v);
+  if (v >= 10) return fmt::format("{:.1f}", v);
+  return fmt::format("{:.2f}", v);
+}
+
+// "across 5 rounds:" and a table of the figures, one row each.
+std::string FormatRounds(const RunInfo& info, const std::vector<RoundFigure>& figures) {
+  if (figures.empty()) return {};
+  std::vector<std::vector<std::string>> rows = {
+      {"workload: figure", "results", "median", "lowest", "highest", "target met"}};
+  for (const auto& f : figures) {
+    const FigureSpec* spec = FindFigure(f.figure);
+    std::string met = kDash;
+    if (f.met) {
+      met = fmt::format("{} of {} ({})", *f.met, f.count,
+                        f.figure == "of_bench3" ? "at least 0.9" : "above 1");
+    }
+    rows.push_back({fmt::format("{}: {}", f.workload, spec != nullptr ? spec->label : f.figure),
+                    std::to_string(f.count), Figure(f.median), Figure(f.min), Figure(f.max), met});
+  }
+  return fmt::format("\nacross {} rounds:\n", info.rounds) + RenderTable(rows);
+}
+
+}  // namespace
+
+void RelateResults(std::vector<WorkloadResult>& results) {
   for (std::size_t i = 0; i < results.size(); ++i) {
     WorkloadResult& r = results[i];
-    if (!r.steps_per_second || *r.steps_per_second <= 0) continue;
-    const CeilingFigures* ceiling = nullptr;
-    for (std::size_t j = 0; j < results.size(); ++j) {
-      const auto& c = results[j].ceiling;
-      if (!c || c->transactions_per_second <= 0) continue;
-      if (j < i || ceiling == nullptr) ceiling = &*c;
-      if (j > i) break;
+    if (r.steps_per_second && *r.steps_per_second > 0) {
+      if (auto c = Nearest(results, i, [](const WorkloadResult& o) {
+            return o.ceiling && o.ceiling->transactions_per_second > 0;
+          })) {
+        r.steps_of_ceiling = *r.steps_per_second / results[*c].ceiling->transactions_per_second;
+      }
     }
-    if (ceiling != nullptr)
-      r.steps_of_ceiling = *r.steps_per_second / ceiling->transactions_per_second;
+    if (r.name == "backlog" && r.workflows_per_second) {
+      if (auto b = Nearest(results, i, [](const WorkloadResult& o) {
+            return o.name == "bench3" && o.workflows_per_second && *o.workflows_per_second > 0;
+          })) {
+        r.of_bench3 = *r.workflows_per_second / *results[*b].workflows_per_second;
+      }
+    }
   }
+}
+
+std::vector<RoundFigure> SummarizeRounds(const std::vector<WorkloadResult>& results) {
+  std::vector<std::string> names;
+  for (const auto& r : results) {
+    if (std::find(names.begin(), names.end(), r.name) == names.end()) names.push_back(r.name);
+  }
+  std::vector<RoundFigure> out;
+  for (const auto& name : names) {
+    const auto measured = std::count_if(results.begin(), results.end(),
+                                        [&](const WorkloadResult& r) { return r.name == name; });
+    if (measured < 2) continue;
+    for (const auto& spec : kRoundFigures) {
+      std::vector<double> values;
+      for (const auto& r : results) {
+        if (r.name != name) continue;
+        if (auto v = spec.get(r); v && std::isfinite(*v)) values.push_back(*v);
+      }
+      if (values.empty()) continue;
+      std::sort(values.begin(), values.end());
+      RoundFigure f;
+      f.workload = name;
+      f.figure = spec.key;
+      f.count = static_cast<int>(values.size());
+      const std::size_t mid = values.size() / 2;
+      f.median = values.size() % 2 == 1 ? values[mid] : (values[mid - 1] + values[mid]) / 2;
+      f.min = values.front();
+      f.max = values.back();
+      if (spec.meets != nullptr) {
+        f.met = static_cast<int>(std::count_if(values.begin(), values.end(), spec.meets));
+      }
+      out.push_back(std::move(f));
+    }
+  }
+  return out;
 }
 
 std::string FormatTable(const RunInfo& info, const std::vector<WorkloadResult>& results) {
@@ -298,8 +448,12 @@ std::string FormatTable(const RunInfo& info, const std::vector<WorkloadResult>& 
       {"workload", "runs", "done", "starts/s", "wf/s", "steps/s", "xact/wf", "commits/wf",
        "empty/wf", "WAL/wf", "fsync/wf", "p50 ms", "p95 ms", "p99 ms", "max ms", "kagzid CPU s",
        "PG CPU s", "RSS MiB max/sum", "PSS MiB"}};
+  // With more than one round, each result is named by its round too.
+  auto title = [&](const WorkloadResult& r) {
+    return info.rounds > 1 ? fmt::format("{} #{}", r.name, r.round) : r.name;
+  };
   for (const auto& r : results) {
-    std::vector<std::string> row = {r.name, std::to_string(r.runs), std::to_string(r.completed)};
+    std::vector<std::string> row = {title(r), std::to_string(r.runs), std::to_string(r.completed)};
     row.push_back(Rate(r.starts_per_second));
     row.push_back(Rate(r.workflows_per_second));
     row.push_back(Rate(r.steps_per_second));
@@ -420,11 +574,8 @@ std::string FormatTable(const RunInfo& info, const std::vector<WorkloadResult>& 
       const BacklogFigures& b = *r.backlog;
       std::string line = fmt::format("{} runs parked a year ahead (inserted in {:.1f} s)",
                                      b.parked_runs, b.insert_seconds);
-      for (const auto& other : results) {
-        if (other.name == "bench3" && other.workflows_per_second && r.workflows_per_second) {
-          line += fmt::format("; wf/s {:.0f}% of bench3 on an empty table",
-                              100 * *r.workflows_per_second / *other.workflows_per_second);
-        }
+      if (r.of_bench3) {
+        line += fmt::format("; wf/s {:.0f}% of bench3 on an empty table", 100 * *r.of_bench3);
       }
       lines.push_back(line);
       if (b.claim_uses_index) {
@@ -452,7 +603,7 @@ std::string FormatTable(const RunInfo& info, const std::vector<WorkloadResult>& 
     }
     for (const auto& note : r.notes) lines.push_back(note);
     if (lines.empty()) continue;
-    out += r.name + ":\n";
+    out += title(r) + ":\n";
     for (const auto& line : lines) {
       std::string indented = "  ";
       for (char c : line) {
@@ -462,6 +613,7 @@ std::string FormatTable(const RunInfo& info, const std::vector<WorkloadResult>& 
       out += indented + "\n";
     }
   }
+  out += FormatRounds(info, SummarizeRounds(results));
   return out;
 }
 
@@ -508,9 +660,24 @@ Status WriteJson(const std::string& path, const RunInfo& info,
   w.EndObject();
   Int(w, "seed", info.seed);
   Bool(w, "quick", info.quick);
+  Int(w, "rounds", info.rounds);
   Key(w, "workloads");
   w.StartArray();
   for (const auto& r : results) WriteWorkload(w, r);
+  w.EndArray();
+  Key(w, "across_rounds");
+  w.StartArray();
+  for (const auto& f : SummarizeRounds(results)) {
+    w.StartObject();
+    Str(w, "workload", f.workload);
+    Str(w, "figure", f.figure);
+    Int(w, "count", f.count);
+    Num(w, "median", f.median);
+    Num(w, "min", f.min);
+    Num(w, "max", f.max);
+    OptInt(w, "met", f.met);
+    w.EndObject();
+  }
   w.EndArray();
   w.EndObject();
   stream.Put('\n');

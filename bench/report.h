@@ -84,6 +84,7 @@ struct CeilingFigures {
 
 struct WorkloadResult {
   std::string name;      // bench0, ceiling, bench3, sleep, idle-latency, backlog, idle
+  int round = 1;         // which pass over the workloads (--rounds), from 1
   std::string workflow;  // the plugin workflow it runs
   std::string database;
   int runs = 0;  // runs started inside the measured window
@@ -146,9 +147,12 @@ struct WorkloadResult {
   std::optional<CeilingFigures> ceiling;
   // steps_per_second over the transactions per second of the ceiling
   // measured in the same kagzi-bench run, if there was one
-  // (RelateToCeiling).
+  // (RelateResults).
   std::optional<double> steps_of_ceiling;
   std::optional<BacklogFigures> backlog;
+  // backlog: workflows_per_second over that of the bench3 measured in the
+  // same kagzi-bench run (RelateResults), the empty table's rate.
+  std::optional<double> of_bench3;
 };
 
 // Everything about the run that is not a workload's figure.
@@ -176,12 +180,31 @@ struct RunInfo {
   std::string cpu_model;
   unsigned seed = 0;
   bool quick = false;
+  int rounds = 1;  // passes over the workloads (--rounds)
 };
 
 // Sets steps_of_ceiling on every result with steps per second, against
 // the last ceiling measured before it in `results` (or, if none was, the
-// first measured after it).
-void RelateToCeiling(std::vector<WorkloadResult>& results);
+// first measured after it), and of_bench3 on every backlog, against the
+// bench3 found the same way.
+void RelateResults(std::vector<WorkloadResult>& results);
+
+// One figure of one workload across the rounds of a kagzi-bench run: its
+// median, lowest and highest value over the results that measured it. For
+// the two ratios the targets compare, `met` counts the results
+// that reach them: steps_of_ceiling above 1, of_bench3 at least 0.9.
+struct RoundFigure {
+  std::string workload;
+  std::string figure;  // the JSON key of the figure, as in each workload
+  int count = 0;
+  double median = 0;
+  double min = 0;
+  double max = 0;
+  std::optional<int> met;
+};
+// The figures of every workload that was measured more than once, in the
+// order the workloads first appear; empty if none was.
+std::vector<RoundFigure> SummarizeRounds(const std::vector<WorkloadResult>& results);
 
 // The table and the details, as printed on stdout.
 std::string FormatTable(const RunInfo& info, const std::vector<WorkloadResult>& results);

@@ -1,6 +1,7 @@
 # The ctest smoke test of kagzi-bench (label "bench"): runs it with --quick
 # on bench3 with 50 runs, on idle-latency with 3, on backlog with 50 and on
-# ceiling (1 s, 4 clients) then bench3, against the test PostgreSQL, and
+# ceiling (1 s, 4 clients) then bench3, twice over (--rounds 2), against
+# the test PostgreSQL, and
 # checks only that it exited 0 (every run completed) and that its JSON
 # reports parse and say so, with the figures each workload reports. No timing is asserted: the benchmark is not a test.
 # Inputs: BENCH (the binary), URL (the test server), WORK_DIR.
@@ -100,10 +101,12 @@ if(error OR NOT uses_index)
   message(FATAL_ERROR "${json3}: the claim plan does not read kagzi_runs by index only "
                       "(${uses_index} ${error}): ${problem}\n${plan}")
 endif()
-# ceiling, then bench3: the ceiling counted committed INSERTs, and bench3's
-# steps/s is reported against it (a ratio, whatever its value).
+# ceiling, then bench3, in two rounds: the ceiling counted committed
+# INSERTs, bench3's steps/s is reported against it (a ratio, whatever its
+# value), and the two rounds are summarized.
 set(json4 "${WORK_DIR}/ceiling.json")
-run_bench("ceiling,bench3" 50 "${json4}" report --ceiling-seconds 1 --ceiling-clients 4)
+run_bench("ceiling,bench3" 50 "${json4}" report --ceiling-seconds 1 --ceiling-clients 4
+          --rounds 2)
 string(JSON name ERROR_VARIABLE error GET "${report}" workloads 0 name)
 string(JSON transactions ERROR_VARIABLE error2 GET "${report}" workloads 0 ceiling transactions)
 if(error OR error2 OR NOT name STREQUAL "ceiling" OR NOT transactions GREATER 0)
@@ -121,6 +124,30 @@ endif()
 if(NOT bench_output MATCHES "steps/s: [0-9]+% of the ceiling measured in this run")
   message(FATAL_ERROR "bench3's details do not relate its steps/s to the ceiling:\n${bench_output}")
 endif()
+string(JSON round ERROR_VARIABLE error GET "${report}" workloads 3 round)
+string(JSON name GET "${report}" workloads 3 name)
+if(error OR NOT round EQUAL 2 OR NOT name STREQUAL "bench3")
+  message(FATAL_ERROR "${json4}: workloads[3] is not round 2's bench3 (${name}, ${round}): ${error}")
+endif()
+set(summarized FALSE)
+string(JSON figures LENGTH "${report}" across_rounds)
+if(figures GREATER 0)
+  math(EXPR last "${figures} - 1")
+  foreach(i RANGE ${last})
+    string(JSON workload GET "${report}" across_rounds ${i} workload)
+    string(JSON figure GET "${report}" across_rounds ${i} figure)
+    string(JSON count GET "${report}" across_rounds ${i} count)
+    string(JSON met GET "${report}" across_rounds ${i} met)
+    if(workload STREQUAL "bench3" AND figure STREQUAL "steps_of_ceiling" AND count EQUAL 2
+       AND met GREATER_EQUAL 0 AND met LESS_EQUAL 2)
+      set(summarized TRUE)
+    endif()
+  endforeach()
+endif()
+if(NOT summarized OR NOT bench_output MATCHES "across 2 rounds:")
+  message(FATAL_ERROR "${json4}: the two rounds' steps/s over the ceiling are not summarized:\n"
+                      "${bench_output}")
+endif()
 # A ceiling without clients is refused before anything runs, naming the flag.
 execute_process(
   COMMAND "${BENCH}" --quick --workload ceiling --ceiling-clients 0 --url "${URL}"
@@ -131,7 +158,17 @@ execute_process(
 if(rc EQUAL 0 OR NOT output MATCHES "--ceiling-clients")
   message(FATAL_ERROR "--ceiling-clients 0 was not refused by name (exit ${rc}):\n${output}")
 endif()
+# So are no rounds.
+execute_process(
+  COMMAND "${BENCH}" --quick --workload bench3 --rounds 0 --url "${URL}" --work-dir "${WORK_DIR}"
+  RESULT_VARIABLE rc
+  OUTPUT_VARIABLE output
+  ERROR_VARIABLE output)
+if(rc EQUAL 0 OR NOT output MATCHES "--rounds")
+  message(FATAL_ERROR "--rounds 0 was not refused by name (exit ${rc}):\n${output}")
+endif()
 message(STATUS "kagzi-bench smoke: 50 of 50 runs completed; ${json} parses; ${commits} write "
                "commits per workflow; kagzid PSS ${pss} KiB; "
                "idle-latency phases, and the slowest run's, in order in ${json2}; the claim plan of ${json3} by index; "
-               "${transactions} ceiling INSERTs and bench3 against them in ${json4}")
+               "${transactions} ceiling INSERTs and bench3 against them, in two rounds "
+               "summarized, in ${json4}")
