@@ -191,8 +191,10 @@ void RelateResults(std::vector<WorkloadResult>& results);
 
 // One figure of one workload across the rounds of a kagzi-bench run: its
 // median, lowest and highest value over the results that measured it. For
-// the two ratios the issue's targets compare, `met` counts the results
-// that reach them: steps_of_ceiling above 1, of_bench3 at least 0.9.
+// a figure the issue that asked for kagzi-bench set a target on
+// (docs/benchmarks.md, "Targets"; e.g. bench3's steps_of_ceiling above 1,
+// idle-latency's p50 at most 4 ms), `target` says it ("> 1", "<= 4") and
+// `met` counts the results that reach it.
 struct RoundFigure {
   std::string workload;
   std::string figure;  // the JSON key of the figure, as in each workload
@@ -200,6 +202,7 @@ struct RoundFigure {
   double median = 0;
   double min = 0;
   double max = 0;
+  std::string target;  // empty: none
   std::optional<int> met;
 };
 // The figures of every workload that was measured more than once, in the

@@ -42,6 +42,28 @@ WorkloadResult Backlog(double wfs, int round = 1) {
   return r;
 }
 
+// The row of `table` whose first column is `first`, its columns joined by
+// "|" (the table pads them with runs of spaces); empty if there is none.
+std::string Row(const std::string& table, const std::string& first) {
+  std::istringstream lines(table);
+  std::string line;
+  while (std::getline(lines, line)) {
+    if (line.rfind(first + "  ", 0) != 0) continue;
+    std::string row = first;
+    std::size_t at = first.size();
+    while (at < line.size()) {
+      const std::size_t from = line.find_first_not_of(' ', at);
+      if (from == std::string::npos) break;
+      std::size_t to = line.find("  ", from);
+      if (to == std::string::npos) to = line.size();
+      row += "|" + line.substr(from, to - from);
+      at = to;
+    }
+    return row;
+  }
+  return {};
+}
+
 const RoundFigure* Find(const std::vector<RoundFigure>& figures, const std::string& workload,
                         const std::string& figure) {
   for (const auto& f : figures) {
@@ -102,7 +124,9 @@ TEST(BenchReportTest, RoundsAreSummarizedByMedianLowestAndHighest) {
   EXPECT_DOUBLE_EQ(wfs->median, 400);
   EXPECT_DOUBLE_EQ(wfs->min, 300);
   EXPECT_DOUBLE_EQ(wfs->max, 500);
-  EXPECT_FALSE(wfs->met);  // no target of its own
+  EXPECT_EQ(wfs->target, ">= 3700");
+  ASSERT_TRUE(wfs->met);
+  EXPECT_EQ(*wfs->met, 0);
 
   const RoundFigure* ratio = Find(figures, "bench3", "steps_of_ceiling");
   ASSERT_NE(ratio, nullptr);
@@ -128,6 +152,48 @@ TEST(BenchReportTest, RoundsAreSummarizedByMedianLowestAndHighest) {
   ASSERT_FALSE(figures.empty());
   EXPECT_EQ(figures.front().workload, "ceiling");
   EXPECT_EQ(figures.back().workload, "backlog");
+}
+
+TEST(BenchReportTest, EachTargetOfTheIssueIsCountedOnItsOwnWorkloadOnly) {
+  std::vector<WorkloadResult> results;
+  const double p50s[] = {3.5, 4.0, 4.5};
+  for (double p50 : p50s) {
+    WorkloadResult idle_latency;
+    idle_latency.name = "idle-latency";
+    idle_latency.latency_ms = Percentiles{20, p50, p50, 2 * p50, 2 * p50};
+    results.push_back(idle_latency);
+    WorkloadResult sleep = Bench3(450);
+    sleep.name = "sleep";
+    sleep.latency_ms = Percentiles{500, 1000 + p50, 1000, 1000, 1000};
+    results.push_back(sleep);
+    WorkloadResult bench0 = Bench3(20000);
+    bench0.name = "bench0";
+    bench0.steps_per_second = 0;
+    results.push_back(bench0);
+  }
+  const auto figures = SummarizeRounds(results);
+
+  const RoundFigure* p50 = Find(figures, "idle-latency", "latency_ms.p50");
+  ASSERT_NE(p50, nullptr);
+  EXPECT_EQ(p50->target, "<= 4");
+  ASSERT_TRUE(p50->met);
+  EXPECT_EQ(*p50->met, 2);  // 4.0 meets "at most 4 ms"; 4.5 does not
+  const RoundFigure* p99 = Find(figures, "idle-latency", "latency_ms.p99");
+  ASSERT_NE(p99, nullptr);
+  EXPECT_EQ(*p99->met, 3);
+
+  // The same figure of another workload has no target.
+  const RoundFigure* sleep_p50 = Find(figures, "sleep", "latency_ms.p50");
+  ASSERT_NE(sleep_p50, nullptr);
+  EXPECT_TRUE(sleep_p50->target.empty());
+  EXPECT_FALSE(sleep_p50->met);
+  const RoundFigure* sleep_wfs = Find(figures, "sleep", "workflows_per_second");
+  ASSERT_NE(sleep_wfs, nullptr);
+  EXPECT_FALSE(sleep_wfs->met);
+
+  // A workload without steps has no steps per second to summarize.
+  EXPECT_EQ(Find(figures, "bench0", "steps_per_second"), nullptr);
+  EXPECT_NE(Find(figures, "bench0", "workflows_per_second"), nullptr);
 }
 
 TEST(BenchReportTest, AnEvenCountHasTheMeanOfTheMiddleTwoAsItsMedian) {
@@ -183,10 +249,10 @@ TEST_F(BenchReportFileTest, TheTableAndTheJsonShowEachRoundAndTheSummary) {
   const std::string table = FormatTable(info, results);
   EXPECT_NE(table.find("bench3 #2"), std::string::npos) << table;
   EXPECT_NE(table.find("across 2 rounds:"), std::string::npos) << table;
-  EXPECT_NE(table.find("bench3: steps/s over the ceiling        2    1.05    0.90     1.20  1 of 2 "
-                       "(above 1)"),
-            std::string::npos)
+  EXPECT_EQ(Row(table, "bench3: steps/s over the ceiling"),
+            "bench3: steps/s over the ceiling|2|1.05|0.90|1.20|> 1|1 of 2")
       << table;
+  EXPECT_EQ(Row(table, "bench3: wf/s"), "bench3: wf/s|2|350|300|400|>= 3700|0 of 2") << table;
 
   rapidjson::Document doc;
   std::string text;
@@ -202,6 +268,7 @@ TEST_F(BenchReportFileTest, TheTableAndTheJsonShowEachRoundAndTheSummary) {
     found = true;
     EXPECT_EQ(f["count"].GetInt(), 2);
     EXPECT_DOUBLE_EQ(f["median"].GetDouble(), 1.05);
+    EXPECT_STREQ(f["target"].GetString(), "> 1");
     EXPECT_EQ(f["met"].GetInt(), 1);
   }
   EXPECT_TRUE(found) << text;
