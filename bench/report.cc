@@ -281,9 +281,9 @@ std::optional<Percentiles> ComputePercentiles(std::vector<double> samples) {
 
 namespace {
 
-// The index of the result named `name` that `results[i]` relates to: the
-// last one before it that `usable` accepts, or if there is none, the
-// first one after it.
+// The index of the result that `results[i]` relates to: the last one
+// before it that `usable` accepts, or if there is none, the first one
+// after it.
 template <typename Usable>
 std::optional<std::size_t> Nearest(const std::vector<WorkloadResult>& results, std::size_t i,
                                    Usable usable) {
@@ -351,7 +351,7 @@ const FigureSpec kRoundFigures[] = {
 };
 
 // The targets of the issue that asked for kagzi-bench (docs/benchmarks.md,
-// "Targets"), each a bound on one figure of one workload.
+// "Rounds"), each a bound on one figure of one workload.
 struct Target {
   const char* workload;
   const char* key;
@@ -397,7 +397,9 @@ std::string Figure(double v) {
   return fmt::format("{:.2f}", v);
 }
 
-// "across 5 rounds:" and a table of the figures, one row each.
+// "across 5 rounds:" (or, in one round that ran a workload more than
+// once, "workloads run more than once:") and a table of the figures, one
+// row each.
 std::string FormatRounds(const RunInfo& info, const std::vector<RoundFigure>& figures) {
   if (figures.empty()) return {};
   std::vector<std::vector<std::string>> rows = {
@@ -409,7 +411,9 @@ std::string FormatRounds(const RunInfo& info, const std::vector<RoundFigure>& fi
                     f.target.empty() ? std::string(kDash) : f.target,
                     f.met ? fmt::format("{} of {}", *f.met, f.count) : std::string(kDash)});
   }
-  return fmt::format("\nacross {} rounds:\n", info.rounds) + RenderTable(rows);
+  return (info.rounds > 1 ? fmt::format("\nacross {} rounds:\n", info.rounds)
+                          : std::string("\nworkloads run more than once:\n")) +
+         RenderTable(rows);
 }
 
 }  // namespace

@@ -192,7 +192,7 @@ void RelateResults(std::vector<WorkloadResult>& results);
 // One figure of one workload across the rounds of a kagzi-bench run: its
 // median, lowest and highest value over the results that measured it. For
 // a figure the issue that asked for kagzi-bench set a target on
-// (docs/benchmarks.md, "Targets"; e.g. bench3's steps_of_ceiling above 1,
+// (docs/benchmarks.md, "Rounds"; e.g. bench3's steps_of_ceiling above 1,
 // idle-latency's p50 at most 4 ms), `target` says it ("> 1", "<= 4") and
 // `met` counts the results that reach it.
 struct RoundFigure {

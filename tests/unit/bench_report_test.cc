@@ -288,6 +288,18 @@ TEST_F(BenchReportFileTest, OneRoundHasNoSummary) {
   EXPECT_TRUE(doc["across_rounds"].GetArray().Empty());
 }
 
+TEST(BenchReportTest, OneRoundThatRanAWorkloadTwiceSummarizesItWithoutRounds) {
+  RunInfo info;  // one round: --workload ceiling,bench3,ceiling
+  std::vector<WorkloadResult> results = {Ceiling(1000), Bench3(400), Ceiling(1500)};
+  RelateResults(results);
+  const std::string table = FormatTable(info, results);
+  EXPECT_EQ(table.find("across"), std::string::npos) << table;
+  EXPECT_NE(table.find("workloads run more than once:"), std::string::npos) << table;
+  EXPECT_EQ(Row(table, "ceiling: transactions/s"), "ceiling: transactions/s|2|1250|1000|1500|-|-")
+      << table;
+  EXPECT_EQ(Row(table, "bench3: wf/s"), "") << table;  // run once
+}
+
 TEST_F(BenchReportFileTest, AReportThatCannotBeWrittenNamesItsPath) {
   const std::string path = dir_ + "/missing/report.json";
   const Status s = WriteJson(path, RunInfo{}, {});
