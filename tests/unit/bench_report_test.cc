@@ -198,7 +198,8 @@ TEST(BenchReportTest, EachTargetOfTheIssueIsCountedOnItsOwnWorkloadOnly) {
 
 TEST(BenchReportTest, AnEvenCountHasTheMeanOfTheMiddleTwoAsItsMedian) {
   std::vector<WorkloadResult> results = {Bench3(100), Bench3(400), Bench3(200), Bench3(1000)};
-  const RoundFigure* wfs = Find(SummarizeRounds(results), "bench3", "workflows_per_second");
+  const auto figures = SummarizeRounds(results);
+  const RoundFigure* wfs = Find(figures, "bench3", "workflows_per_second");
   ASSERT_NE(wfs, nullptr);
   EXPECT_DOUBLE_EQ(wfs->median, 300);
 }
